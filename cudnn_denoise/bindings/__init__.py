@@ -1,0 +1,70 @@
+"""The raw cuDNN and cuBLAS C APIs through cffi (ABI mode), opened on first use, never at import.
+
+    from cudnn_denoise.bindings import ffi, cudnn, cublas
+    cudnn.cudnnGetVersion()            # the C function, by its manual name
+    cudnn.path, cublas.path            # where each library was loaded from
+
+`cudnn` and `cublas` are CheckedLibrary objects: status-returning functions raise CudnnError /
+CublasError (see errors.py), `.lib` is the raw cffi library. Library search and version checks are
+in _load.py; handles and descriptors in handles.py and descriptors.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from . import _load
+from ._ffi import ffi
+from .errors import CublasError, CudnnError
+from .library import CheckedLibrary
+
+__all__ = ["ffi", "cudnn", "cublas", "CudnnError", "CublasError", "load", "versions"]
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def load() -> tuple[CheckedLibrary, CheckedLibrary]:
+    """Open cuBLAS then cuDNN (once), check their versions against each other and CuPy."""
+    cupy_major = _load.cupy_cuda_major()
+    cublas_opened = _load.open_library(ffi, _load.CUBLAS, wanted_major=cupy_major)
+    cudnn_opened = _load.open_library(ffi, _load.CUDNN)
+    _load.check_versions(
+        cudnn_version=cudnn_opened.lib.cudnnGetVersion(),
+        cudnn_cudart=cudnn_opened.lib.cudnnGetCudartVersion(),
+        cublas_cudart=cublas_opened.lib.cublasGetCudartVersion(),
+        cupy_major=cupy_major,
+        cudnn_path=cudnn_opened.path,
+        cublas_path=cublas_opened.path,
+    )
+    log.debug("cuDNN from %s, cuBLAS from %s", cudnn_opened.path, cublas_opened.path)
+    return (CheckedLibrary(cudnn_opened.lib, cudnn_opened.path, "cuDNN"),
+            CheckedLibrary(cublas_opened.lib, cublas_opened.path, "cuBLAS"))
+
+
+def versions() -> dict[str, object]:
+    """Versions and paths of what was loaded, for logs and benchmark tables."""
+    cudnn_lib, cublas_lib = load()
+    value = ffi.new("int *")
+    parts = []
+    for prop in ("MAJOR_VERSION", "MINOR_VERSION", "PATCH_LEVEL"):
+        cublas_lib.cublasGetProperty(getattr(cublas_lib.lib, prop), value)
+        parts.append(str(value[0]))
+    return {
+        "cudnn": cudnn_lib.cudnnGetVersion(),
+        "cudnn_cudart": cudnn_lib.cudnnGetCudartVersion(),
+        "cudnn_path": cudnn_lib.path,
+        "cublas": ".".join(parts),
+        "cublas_cudart": cublas_lib.cublasGetCudartVersion(),
+        "cublas_path": cublas_lib.path,
+    }
+
+
+def __getattr__(name: str):
+    # PEP 562: `cudnn` and `cublas` open the libraries the first time they are asked for.
+    if name == "cudnn":
+        return load()[0]
+    if name == "cublas":
+        return load()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

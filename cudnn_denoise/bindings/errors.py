@@ -1,0 +1,57 @@
+"""CudnnError and CublasError, and the one check that every cuDNN and cuBLAS status goes through."""
+
+from __future__ import annotations
+
+from ._ffi import ffi
+
+# Status value -> name, straight from the declared enums (so every declared status has a name).
+CUDNN_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cudnnStatus_t").elements)
+CUBLAS_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cublasStatus_t").elements)
+
+
+class CudnnError(RuntimeError):
+    """A cuDNN call returned a status other than CUDNN_STATUS_SUCCESS."""
+
+    def __init__(self, function: str, status: int, message: str):
+        self.function = function
+        self.status = status
+        self.status_name = CUDNN_STATUS_NAMES.get(status, f"cudnnStatus_t({status})")
+        self.message = message
+        super().__init__(f"{function} failed: {self.status_name} ({status}): {message}")
+
+
+class CublasError(RuntimeError):
+    """A cuBLAS call returned a status other than CUBLAS_STATUS_SUCCESS."""
+
+    def __init__(self, function: str, status: int, message: str):
+        self.function = function
+        self.status = status
+        self.status_name = CUBLAS_STATUS_NAMES.get(status, f"cublasStatus_t({status})")
+        self.message = message
+        super().__init__(f"{function} failed: {self.status_name} ({status}): {message}")
+
+
+def cudnn_message(lib, status: int) -> str:
+    """cuDNN's own words for a failure: cudnnGetErrorString, then cudnnGetLastErrorString."""
+    text = ffi.string(lib.cudnnGetErrorString(status)).decode(errors="replace")
+    buf = ffi.new("char[]", 1024)
+    lib.cudnnGetLastErrorString(buf, len(buf))
+    last = ffi.string(buf).decode(errors="replace").strip()
+    return f"{text}; {last}" if last else text
+
+
+def cublas_message(lib, status: int) -> str:
+    """cuBLAS's own words for a status."""
+    return ffi.string(lib.cublasGetStatusString(status)).decode(errors="replace")
+
+
+def check_cudnn(lib, function: str, status: int) -> None:
+    """Raise CudnnError unless status is CUDNN_STATUS_SUCCESS."""
+    if status != 0:
+        raise CudnnError(function, status, cudnn_message(lib, status))
+
+
+def check_cublas(lib, function: str, status: int) -> None:
+    """Raise CublasError unless status is CUBLAS_STATUS_SUCCESS."""
+    if status != 0:
+        raise CublasError(function, status, cublas_message(lib, status))

@@ -1,0 +1,52 @@
+"""A loaded library whose functions check their status: `cudnn.cudnnConvolutionForward(...)`.
+
+Attribute access gives the C function by its manual name. Functions that return a status
+(cudnnStatus_t, cublasStatus_t) raise CudnnError / CublasError on failure and return None;
+others (cudnnGetVersion, cudnnGetErrorString) return their value. Enum constants pass through.
+`.lib` is the raw cffi library, `.path` where it was loaded from. Every checked call goes through
+`_call`, the one place a call trace hooks in.
+"""
+
+from __future__ import annotations
+
+from ._ffi import ffi
+from .errors import check_cublas, check_cudnn
+
+_STATUS_CHECKS = {
+    ffi.typeof("cudnnStatus_t"): check_cudnn,
+    ffi.typeof("cublasStatus_t"): check_cublas,
+}
+
+
+class CheckedLibrary:
+    """The C API as it is, with every status checked."""
+
+    def __init__(self, lib, path: str, name: str):
+        self.lib = lib
+        self.path = path
+        self.name = name
+        self._functions: dict[str, object] = {}
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        cached = self._functions.get(attr)
+        if cached is not None:
+            return cached
+        value = getattr(self.lib, attr)  # AttributeError names a missing symbol
+        if not isinstance(value, ffi.CData):
+            return value  # an enum constant
+        check = _STATUS_CHECKS.get(ffi.typeof(value).result)
+        if check is None:
+            self._functions[attr] = value
+            return value
+
+        def call(*args, _fn=value, _name=attr, _check=check, _lib=self.lib):
+            _check(_lib, _name, _fn(*args))
+
+        call.__name__ = call.__qualname__ = attr
+        self._functions[attr] = call
+        return call
+
+    def __repr__(self) -> str:
+        return f"<{self.name} from {self.path}>"

@@ -1,0 +1,86 @@
+"""The seed network's parameters: names, shapes, flat layout and PyTorch-style initialisation.
+
+Every parameter lives in one contiguous float32 vector, in PyTorch's state_dict order, so one
+cublasSaxpy updates all of them and a checkpoint is that vector written out. The cuDNN model, the
+NumPy reference, checkpoints and dumps all take their layout from here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One 3x3, stride 1, pad 1 convolution with bias; `relu` says whether ReLU follows it."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    relu: bool
+    kernel: int = 3
+    pad: int = 1
+
+
+# The seed: 1 -> 16 -> 16 -> 1 channels, ReLU after the first two convolutions.
+LAYERS: tuple[ConvSpec, ...] = (
+    ConvSpec("conv1", 1, 16, relu=True),
+    ConvSpec("conv2", 16, 16, relu=True),
+    ConvSpec("conv3", 16, 1, relu=False),
+)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tensor of the flat vector: its name, PyTorch shape and element offset."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def _param_specs() -> tuple[ParamSpec, ...]:
+    specs = []
+    offset = 0
+    for layer in LAYERS:
+        weight = (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)  # KCRS
+        for name, shape in ((f"{layer.name}.weight", weight), (f"{layer.name}.bias", (layer.out_channels,))):
+            specs.append(ParamSpec(name, shape, offset))
+            offset += math.prod(shape)
+    return tuple(specs)
+
+
+PARAMS: tuple[ParamSpec, ...] = _param_specs()
+NUM_PARAMS: int = sum(p.size for p in PARAMS)  # 2,625 for the seed
+PARAM_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def views(flat):
+    """Name -> view of `flat` (NumPy or CuPy, 1-D, NUM_PARAMS long) in each tensor's shape."""
+    if flat.shape != (NUM_PARAMS,):
+        raise ValueError(f"parameter vector has shape {flat.shape}, expected ({NUM_PARAMS},)")
+    return {p.name: flat[p.offset : p.offset + p.size].reshape(p.shape) for p in PARAMS}
+
+
+def init_params(seed: int = 0) -> np.ndarray:
+    """A fresh float32 vector initialised as PyTorch's nn.Conv2d does by default.
+
+    PyTorch draws the weight with kaiming_uniform_(a=sqrt(5)), which is uniform in
+    +-1/sqrt(fan_in), and the bias uniform in +-1/sqrt(fan_in), fan_in = C*R*S. The draws come from
+    NumPy's PCG64 seeded with `seed` (not PyTorch's generator), in state_dict order.
+    """
+    rng = np.random.default_rng(seed)
+    flat = np.empty(NUM_PARAMS, dtype=np.float32)
+    for layer in LAYERS:
+        bound = 1.0 / math.sqrt(layer.in_channels * layer.kernel * layer.kernel)
+        for suffix in ("weight", "bias"):
+            spec = PARAM_BY_NAME[f"{layer.name}.{suffix}"]
+            flat[spec.offset : spec.offset + spec.size] = rng.uniform(-bound, bound, spec.size)
+    return flat
