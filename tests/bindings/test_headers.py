@@ -1,0 +1,65 @@
+"""The declarations in cffi_build/ against the installed headers and libraries.
+
+Enum values are checked by compiling a C program against the real headers (gcc, include folders of
+the nvidia wheels) that prints each declared constant; functions by resolving each symbol.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cudnn_denoise.bindings import _load, cublas, cudnn
+from declared import enum_constants, function_names
+
+
+def nvidia_include_dirs() -> list[str]:
+    """Every nvidia/*/include folder of the wheels installed (cudnn, cu13 or cuda_runtime, cublas...)."""
+    dirs = []
+    for folder in _load.site_folders():
+        dirs += sorted(str(p) for p in (folder / "nvidia").glob("*/include") if p.is_dir())
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def header_values(tmp_path_factory) -> dict[str, int]:
+    names = sorted(enum_constants())
+    lines = ["#include <stdio.h>", "#include <cudnn.h>", "#include <cublas_v2.h>", "int main(void) {"]
+    lines += [f'    printf("%s %lld\\n", "{n}", (long long){n});' for n in names]
+    lines += ["    return 0;", "}"]
+    folder = tmp_path_factory.mktemp("headers")
+    source, exe = folder / "check.c", folder / "check"
+    source.write_text("\n".join(lines) + "\n")
+    includes = [f"-I{d}" for d in nvidia_include_dirs()]
+    build = subprocess.run(["gcc", "-w", str(source), "-o", str(exe), *includes], capture_output=True, text=True)
+    assert build.returncode == 0, f"check program did not compile against {includes}:\n{build.stderr[-3000:]}"
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+
+
+def test_every_enum_value_matches_the_installed_headers(header_values):
+    declared = enum_constants()
+    assert len(declared) > 100
+    wrong = {n: (v, header_values[n]) for n, v in declared.items() if header_values[n] != v}
+    assert not wrong, f"declared (ours, header's) values differ: {wrong}"
+
+
+@pytest.mark.parametrize("library, prefix", [(cudnn, "cudnn"), (cublas, "cublas")], ids=["cudnn", "cublas"])
+def test_every_declared_function_resolves_in_the_loaded_library(library, prefix):
+    names = function_names(library.lib, prefix)
+    assert len(names) > 10
+    missing = []
+    for name in names:
+        try:
+            getattr(library.lib, name)
+        except AttributeError:
+            missing.append(name)
+    assert not missing, f"{library.path} lacks {missing}"
+
+
+def test_libraries_come_from_the_wheels_of_this_environment():
+    # CI installs the wheels into the test environment: the search must find them there.
+    prefix = str(Path(sys.prefix).resolve())
+    assert str(Path(cudnn.path).resolve()).startswith(prefix), cudnn.path
+    assert str(Path(cublas.path).resolve()).startswith(prefix), cublas.path
