@@ -1,0 +1,44 @@
+"""The cuDNN and cuBLAS handles, the CUDA stream and the workspace that one model's calls share.
+
+CuPy owns the stream and the memory; both handles are bound to the stream, so every call of a
+training step is queued on it in order, and nothing synchronises the host until a value is read.
+"""
+
+from __future__ import annotations
+
+import cupy
+
+from ..bindings import load
+from ..bindings.handles import CublasHandle, CudnnHandle
+
+
+class Context:
+    """Handles on one stream plus a workspace that grows to the largest request."""
+
+    def __init__(self, stream: cupy.cuda.Stream | None = None):
+        self.stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
+        self.cudnn_handle = CudnnHandle(self.stream)
+        self.cublas_handle = CublasHandle(self.stream)
+        self.cudnn, self.cublas = load()
+        self.workspace = cupy.empty(0, dtype=cupy.uint8)
+
+    def reserve_workspace(self, nbytes: int):
+        """The shared workspace, grown (never shrunk) to at least nbytes."""
+        if nbytes > self.workspace.nbytes:
+            with self.stream:
+                self.workspace = cupy.empty(nbytes, dtype=cupy.uint8)
+        return self.workspace
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.cudnn_handle.close()
+        self.cublas_handle.close()
+        self.workspace = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

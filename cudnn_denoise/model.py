@@ -1,0 +1,212 @@
+"""DenoiseCNN: the seed's three convolutions trained with cuDNN and cuBLAS calls on CuPy buffers.
+
+One training step, in call order (the Fortran port makes the same calls; docs/fortran.md):
+  forward   conv1: cudnnConvolutionForward + cudnnAddTensor, relu1: cudnnActivationForward
+            (or both in one cudnnConvolutionBiasActivationForward when fused), the same for conv2,
+            conv3: cudnnConvolutionForward + cudnnAddTensor
+  loss      cublasScopy, cublasSaxpy, cublasSdot, cublasSscal (layers/mse.py)
+  backward  conv3: BackwardFilter, BackwardBias, BackwardData; relu2: cudnnActivationBackward;
+            conv2: BackwardFilter, BackwardBias, BackwardData; relu1: ActivationBackward;
+            conv1: BackwardFilter, BackwardBias (the input needs no gradient)
+  update    one cublasSaxpy over the flat parameter vector
+All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
+never synchronises the host except where a loss is read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .device import require_gpu
+from .params import LAYERS, NUM_PARAMS, views
+
+MATH_MODES = ("tf32", "fp32")
+DEFAULT_WORKSPACE_LIMIT = 512 * 1024 * 1024  # bytes an algorithm may use: generous, below PyTorch's peak
+LOSS_SLOTS = 1024  # device loss sums kept between reads (train reads them at each log line)
+
+
+class DenoiseCNN:
+    """The cuDNN backend: same surface as reference.ReferenceModel."""
+
+    name = "cudnn"
+
+    def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
+                 deterministic: bool = False, fused: bool = False, search: str = "find",
+                 workspace_limit: int = DEFAULT_WORKSPACE_LIMIT, keep_intermediates: bool = False,
+                 stream=None):
+        require_gpu()
+        import cupy
+
+        from .layers.algorithms import Policy
+        from .layers.context import Context
+        from .layers.conv import Conv2d
+        from .layers.mse import MSELoss
+        from .layers.relu import ReLU
+
+        if math not in MATH_MODES:
+            raise ValueError(f"math must be one of {MATH_MODES}, not {math!r}")
+        if keep_intermediates and fused:
+            raise ValueError("keep_intermediates needs the unfused forward (the fused call keeps no pre-activation)")
+        self.shape = (batch, 1, height, width)
+        self.math, self.deterministic, self.fused = math, deterministic, fused
+        self.keep_intermediates = keep_intermediates
+        self.ctx = Context(stream)
+        self.stream = self.ctx.stream
+        n, h, w = batch, height, width
+        with self.stream:
+            self.params = cupy.asarray(self._checked_params(params))  # (2625,)
+            self.grads = cupy.zeros(NUM_PARAMS, dtype=cupy.float32)  # (2625,), same layout
+            self.loss_sums = cupy.zeros(LOSS_SLOTS, dtype=cupy.float32)
+            hidden = lambda: cupy.empty((n, 16, h, w), dtype=cupy.float32)  # noqa: E731
+            # Activations: a = conv output (pre-activation), h = ReLU output. In place unless kept.
+            self.a1 = hidden()
+            self.h1 = hidden() if keep_intermediates else self.a1
+            self.a2 = hidden()
+            self.h2 = hidden() if keep_intermediates else self.a2
+            self.y = cupy.empty(self.shape, dtype=cupy.float32)  # conv3 output = the model's output
+            # Gradients: dy (N,1,H,W); dh = d loss / d h, da = d loss / d a (in place unless kept).
+            self.dy = cupy.empty(self.shape, dtype=cupy.float32)
+            self.dh2 = hidden()
+            self.da2 = hidden() if keep_intermediates else self.dh2
+            self.dh1 = hidden()
+            self.da1 = hidden() if keep_intermediates else self.dh1
+        self.w = views(self.params)
+        self.dw = views(self.grads)
+        strict = math == "fp32"
+        self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
+        self.relu = ReLU(self.ctx, n, 16, h, w)  # relu1 and relu2 share one shape
+        self.mse = MSELoss(self.ctx, n * h * w)
+        self._choose_algorithms(Policy(search, strict, deterministic, workspace_limit))
+
+    @staticmethod
+    def _checked_params(params) -> np.ndarray:
+        params = np.asarray(params)
+        if params.shape != (NUM_PARAMS,):
+            raise ValueError(f"parameters have shape {params.shape}, expected ({NUM_PARAMS},)")
+        return params.astype(np.float32, copy=False)
+
+    def _choose_algorithms(self, policy) -> None:
+        import cupy
+
+        with self.stream:
+            x = cupy.random.random(self.shape, dtype=cupy.float32)  # find times real-looking data, not zeros
+        self.conv1.choose_algorithms(policy, x, self.w["conv1.weight"], self.a1, None)
+        self.conv2.choose_algorithms(policy, self.h1, self.w["conv2.weight"], self.a2, self.dh1)
+        self.conv3.choose_algorithms(policy, self.h2, self.w["conv3.weight"], self.y, self.dh2)
+        self.stream.synchronize()
+        del x
+        cupy.get_default_memory_pool().free_all_blocks()  # drop find's scratch workspaces
+
+    def algorithms(self) -> dict[str, dict[str, object]]:
+        """layer -> direction -> the chosen algorithm (for logs, benchmarks and docs)."""
+        return {conv.spec.name: dict(conv.choice) for conv in (self.conv1, self.conv2, self.conv3)}
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def _check_input(self, array, what: str) -> None:
+        if array.shape != self.shape or array.dtype != np.float32 or not array.flags.c_contiguous:
+            raise ValueError(f"{what} must be a C-contiguous float32 array of shape {self.shape}, "
+                             f"got {array.dtype} {array.shape}")
+
+    def _forward(self, x) -> None:
+        """a1/h1, a2/h2 and y from x."""
+        w = self.w
+        for conv, x_in, a, h in ((self.conv1, x, self.a1, self.h1), (self.conv2, self.h1, self.a2, self.h2)):
+            name = conv.spec.name
+            if self.fused:
+                conv.forward_bias_activation(x_in, w[f"{name}.weight"], w[f"{name}.bias"], h, self.relu.act_desc)
+            else:
+                conv.forward(x_in, w[f"{name}.weight"], w[f"{name}.bias"], a)
+                self.relu.forward(a, h)
+        self.conv3.forward(self.h2, w["conv3.weight"], w["conv3.bias"], self.y)
+
+    def _backward(self, x) -> None:
+        """Every gradient from dy: parameters into self.grads, activations into dh/da."""
+        w, dw = self.w, self.dw
+        self.conv3.backward_filter(self.h2, self.dy, dw["conv3.weight"])
+        self.conv3.backward_bias(self.dy, dw["conv3.bias"])
+        self.conv3.backward_data(w["conv3.weight"], self.dy, self.dh2)
+        self.relu.backward(self.h2, self.dh2, self.da2)
+        self.conv2.backward_filter(self.h1, self.da2, dw["conv2.weight"])
+        self.conv2.backward_bias(self.da2, dw["conv2.bias"])
+        self.conv2.backward_data(w["conv2.weight"], self.da2, self.dh1)
+        self.relu.backward(self.h1, self.dh1, self.da1)
+        self.conv1.backward_filter(x, self.da1, dw["conv1.weight"])
+        self.conv1.backward_bias(self.da1, dw["conv1.bias"])
+
+    def train_step_async(self, x, target, lr: float, slot: int = 0) -> None:
+        """Queue one SGD step on self.stream; the loss's sum of squares goes to loss_sums[slot].
+
+        x and target: device arrays (N, 1, H, W) that are ready on self.stream.
+        """
+        from .optim import sgd_step
+
+        self._check_input(x, "x")
+        self._check_input(target, "target")
+        self._forward(x)
+        self.mse.forward_backward(self.y, target, self.dy, self.loss_sums[slot : slot + 1])
+        self._backward(x)
+        sgd_step(self.ctx, self.params, self.grads, lr)
+
+    def read_losses(self, count: int) -> np.ndarray:
+        """The mean losses of slots 0..count-1 (waits for the stream)."""
+        sums = self.loss_sums[:count].get(stream=self.stream)
+        self.stream.synchronize()
+        return sums.astype(np.float64) / self.mse.numel
+
+    def train_step(self, x, target, lr: float) -> float:
+        """One SGD step; returns the loss before the update (synchronises)."""
+        self.train_step_async(self._to_device(x), self._to_device(target), lr, slot=0)
+        return float(self.read_losses(1)[0])
+
+    def forward(self, x):
+        """The model's output for x: a device copy, complete when returned (usable on any stream)."""
+        x = self._to_device(x)
+        self._check_input(x, "x")
+        self._forward(x)
+        with self.stream:
+            y = self.y.copy()
+        self.stream.synchronize()
+        return y
+
+    def record_step(self, x, target, lr: float) -> dict[str, np.ndarray]:
+        """One SGD step returning every intermediate as host arrays, named as in reference.py."""
+        if not self.keep_intermediates:
+            raise ValueError("record_step needs DenoiseCNN(..., keep_intermediates=True)")
+        x, target = self._to_device(x), self._to_device(target)
+        before = self.get_params()
+        loss = self.train_step(x, target, lr)
+        host = lambda a: a.get(stream=self.stream)  # noqa: E731
+        out = {"x": host(x), "target": host(target), "conv1": host(self.a1), "relu1": host(self.h1),
+               "conv2": host(self.a2), "relu2": host(self.h2), "conv3": host(self.y),
+               "loss": np.array(loss, dtype=np.float32),
+               "dconv3": host(self.dy), "drelu2": host(self.dh2), "dconv2": host(self.da2),
+               "drelu1": host(self.dh1), "dconv1": host(self.da1)}
+        grads = host(self.grads)
+        for name, view in views(grads).items():
+            out[f"d{name}"] = view
+        out["params"] = before
+        out["params.updated"] = self.get_params()
+        return out
+
+    def _to_device(self, array):
+        import cupy
+
+        if isinstance(array, cupy.ndarray):
+            return array
+        with self.stream:
+            return cupy.asarray(np.ascontiguousarray(array, dtype=np.float32))
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def get_params(self) -> np.ndarray:
+        out = self.params.get(stream=self.stream)
+        self.stream.synchronize()
+        return out
+
+    def set_params(self, params: np.ndarray) -> None:
+        self.params.set(self._checked_params(params), stream=self.stream)
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.ctx.close()

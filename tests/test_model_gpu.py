@@ -1,0 +1,159 @@
+"""The cuDNN model against PyTorch on the GPU: output, loss, every gradient, 200-step trajectories.
+
+Tolerances come from the math mode, once: strict fp32 (CUDNN_FMA_MATH vs PyTorch with TF32 off)
+1e-5; TF32 (CUDNN_DEFAULT_MATH vs PyTorch's TF32 convolutions) 5e-3.
+"""
+
+import numpy as np
+import pytest
+
+from cudnn_denoise.params import PARAMS, init_params, views
+from torch_oracle import rel_error, torch_net, torch_step
+
+pytestmark = pytest.mark.gpu
+
+TOLERANCE = {"fp32": 1e-5, "tf32": 5e-3}
+OPTIONS = {  # every option of the model is held to the same parity
+    "default": {},
+    "fused": {"fused": True},
+    "deterministic": {"deterministic": True},
+    "heuristic": {"search": "heuristic"},
+    "kept": {"keep_intermediates": True},
+}
+
+
+@pytest.fixture(autouse=True)
+def _torch_math():
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
+def batch(rng, shape):
+    return rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
+
+
+def torch_reference(params, x, target, math):
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = math == "tf32"
+    return torch_step(torch_net(params, "cuda", torch.float32), x, target)
+
+
+def ours(params, x, target, math, **options):
+    from cudnn_denoise.model import DenoiseCNN
+
+    n, _, h, w = x.shape
+    model = DenoiseCNN(params, batch=n, height=h, width=w, math=math, **options)
+    try:
+        y = model.forward(x).get()
+        loss = model.train_step(x, target, lr=0.0)  # lr 0: gradients without moving the parameters
+        grads = model.grads.get()
+    finally:
+        model.close()
+    return {"y": y, "loss": np.array(loss), "grads": grads}
+
+
+def assert_parity(got, ref, tol):
+    errors = {"y": rel_error(got["y"], ref["y"]), "loss": rel_error(got["loss"], ref["loss"])}
+    for p in PARAMS:
+        errors[f"d{p.name}"] = rel_error(views(got["grads"])[p.name], views(ref["grads"])[p.name])
+    print("worst relative errors:", {k: f"{v:.2e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if not v < tol}
+    assert not bad, f"over {tol}: {bad}"
+
+
+@pytest.mark.parametrize("math", ["fp32", "tf32"])
+@pytest.mark.parametrize("shape", [(1, 1, 37, 53), (3, 1, 64, 96), (4, 1, 256, 256), (4, 1, 1024, 1024)])
+def test_output_loss_and_gradients_match_pytorch(math, shape):
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    params = init_params(seed=7)
+    x, target = batch(rng, shape)
+    assert_parity(ours(params, x, target, math), torch_reference(params, x, target, math), TOLERANCE[math])
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("math", ["fp32", "tf32"])
+def test_every_option_keeps_parity(option, math):
+    rng = np.random.default_rng(11)
+    params = init_params(seed=3)
+    x, target = batch(rng, (2, 1, 128, 160))
+    got = ours(params, x, target, math, **OPTIONS[option])
+    assert_parity(got, torch_reference(params, x, target, math), TOLERANCE[math])
+
+
+def test_200_sgd_steps_follow_pytorch():
+    import torch
+
+    from cudnn_denoise.model import DenoiseCNN
+
+    torch.backends.cudnn.allow_tf32 = False
+    rng = np.random.default_rng(5)
+    params = init_params(seed=1)
+    lr, steps, shape = 0.05, 200, (4, 1, 256, 256)
+    batches = [batch(rng, shape) for _ in range(steps)]
+    net = torch_net(params, "cuda", torch.float32)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    model = DenoiseCNN(params, batch=4, height=256, width=256, math="fp32")
+    ours_loss, torch_loss = [], []
+    try:
+        for x, target in batches:
+            ours_loss.append(model.train_step(x, target, lr))
+            torch_loss.append(torch_step(net, x, target)["loss"].item())
+            opt.step()
+        final = model.get_params()
+    finally:
+        model.close()
+    theirs = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).cpu().numpy()
+    step_errors = np.abs(np.array(ours_loss) - np.array(torch_loss)) / np.abs(np.array(torch_loss))
+    print(f"loss {torch_loss[0]:.4f} -> {torch_loss[-1]:.4f}; worst step error {step_errors.max():.2e}; "
+          f"final parameters {rel_error(final, theirs):.2e}")
+    assert torch_loss[-1] < torch_loss[0]
+    assert step_errors.max() < 1e-4
+    assert rel_error(final, theirs) < 1e-4
+
+
+def test_matches_the_numpy_reference():
+    from cudnn_denoise import reference
+
+    rng = np.random.default_rng(9)
+    params = init_params(seed=2)
+    x, target = batch(rng, (2, 1, 64, 64))
+    ref = reference.ReferenceModel(params.astype(np.float64), dtype=np.float64).record_step(
+        x.astype(np.float64), target.astype(np.float64), lr=0.0)
+    got = ours(params, x, target, "fp32")
+    ref_grads = np.concatenate([ref[f"d{p.name}"].reshape(-1) for p in PARAMS])
+    assert_parity(got, {"y": ref["conv3"], "loss": ref["loss"], "grads": ref_grads}, TOLERANCE["fp32"])
+
+
+def test_record_step_names_every_intermediate_like_the_reference():
+    from cudnn_denoise import reference
+    from cudnn_denoise.model import DenoiseCNN
+
+    rng = np.random.default_rng(4)
+    params = init_params(seed=4)
+    x, target = batch(rng, (2, 1, 48, 40))
+    model = DenoiseCNN(params, batch=2, height=48, width=40, math="fp32", keep_intermediates=True)
+    try:
+        got = model.record_step(x, target, lr=0.01)
+    finally:
+        model.close()
+    ref = reference.ReferenceModel(params.astype(np.float64), dtype=np.float64).record_step(
+        x.astype(np.float64), target.astype(np.float64), lr=0.01)
+    assert sorted(got) == sorted(ref)
+    worst = {k: rel_error(got[k], ref[k]) for k in ref if np.linalg.norm(np.asarray(ref[k], np.float64)) > 0}
+    print("record_step vs reference:", {k: f"{v:.1e}" for k, v in worst.items()})
+    assert max(worst.values()) < TOLERANCE["fp32"], worst
+
+
+def test_bad_input_shape_is_refused():
+    from cudnn_denoise.model import DenoiseCNN
+
+    model = DenoiseCNN(init_params(0), batch=2, height=32, width=32, search="heuristic")
+    try:
+        with pytest.raises(ValueError, match=r"x must be a C-contiguous float32 array of shape \(2, 1, 32, 32\)"):
+            model.forward(np.zeros((2, 1, 32, 31), np.float32))
+    finally:
+        model.close()
