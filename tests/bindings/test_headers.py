@@ -4,38 +4,19 @@ Enum values are checked by compiling a C program against the real headers (gcc, 
 the nvidia wheels) that prints each declared constant; functions by resolving each symbol.
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cudnn_denoise.bindings import _load, cublas, cudnn
+from cudnn_denoise.bindings import cublas, cudnn
 from declared import enum_constants, function_names
-
-
-def nvidia_include_dirs() -> list[str]:
-    """Every nvidia/*/include folder of the wheels installed (cudnn, cu13 or cuda_runtime, cublas...)."""
-    dirs = []
-    for folder in _load.site_folders():
-        dirs += sorted(str(p) for p in (folder / "nvidia").glob("*/include") if p.is_dir())
-    return dirs
+from installed_headers import c_values
 
 
 @pytest.fixture(scope="module")
 def header_values(tmp_path_factory) -> dict[str, int]:
-    names = sorted(enum_constants())
-    lines = ["#include <stdio.h>", "#include <cudnn.h>", "#include <cublas_v2.h>", "int main(void) {"]
-    lines += [f'    printf("%s %lld\\n", "{n}", (long long){n});' for n in names]
-    lines += ["    return 0;", "}"]
-    folder = tmp_path_factory.mktemp("headers")
-    source, exe = folder / "check.c", folder / "check"
-    source.write_text("\n".join(lines) + "\n")
-    includes = [f"-I{d}" for d in nvidia_include_dirs()]
-    build = subprocess.run(["gcc", "-w", str(source), "-o", str(exe), *includes], capture_output=True, text=True)
-    assert build.returncode == 0, f"check program did not compile against {includes}:\n{build.stderr[-3000:]}"
-    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+    return c_values(sorted(enum_constants()), tmp_path_factory.mktemp("headers"))
 
 
 def test_every_enum_value_matches_the_installed_headers(header_values):
