@@ -33,7 +33,7 @@ class DenoiseCNN:
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
                  workspace_limit: int = DEFAULT_WORKSPACE_LIMIT, keep_intermediates: bool = False,
-                 stream=None):
+                 graph: bool = False, stream=None):
         require_gpu()
         import cupy
 
@@ -50,13 +50,24 @@ class DenoiseCNN:
         self.shape = (batch, 1, height, width)
         self.math, self.deterministic, self.fused = math, deterministic, fused
         self.keep_intermediates = keep_intermediates
+        self.graph = graph
+        self._graph = None  # the captured step (CUDA graph) and the lr it was captured with
         self.ctx = Context(stream)
         self.stream = self.ctx.stream
         n, h, w = batch, height, width
         with self.stream:
-            self.params = cupy.asarray(self._checked_params(params))  # (2625,)
+            if isinstance(params, cupy.ndarray):  # shared, in place: e.g. a model for a smaller last batch
+                if params.shape != (NUM_PARAMS,) or params.dtype != cupy.float32:
+                    raise ValueError(f"parameters have {params.dtype} {params.shape}, expected float32 ({NUM_PARAMS},)")
+                self.params = params
+            else:
+                self.params = cupy.asarray(self._checked_params(params))  # (2625,)
             self.grads = cupy.zeros(NUM_PARAMS, dtype=cupy.float32)  # (2625,), same layout
-            self.loss_sums = cupy.zeros(LOSS_SLOTS, dtype=cupy.float32)
+            # One sum of squares per step between reads; the extra last slot is the captured step's.
+            self.loss_sums = cupy.zeros(LOSS_SLOTS + 1, dtype=cupy.float32)
+            if graph:  # a captured step reads fixed addresses: batches are copied into these first
+                self.x_static = cupy.empty(self.shape, dtype=cupy.float32)
+                self.target_static = cupy.empty(self.shape, dtype=cupy.float32)
             hidden = lambda: cupy.empty((n, 16, h, w), dtype=cupy.float32)  # noqa: E731
             # Activations: a = conv output (pre-activation), h = ReLU output. In place unless kept.
             self.a1 = hidden()
@@ -134,19 +145,46 @@ class DenoiseCNN:
         self.conv1.backward_filter(x, self.da1, dw["conv1.weight"])
         self.conv1.backward_bias(self.da1, dw["conv1.bias"])
 
+    def _step(self, x, target, lr: float, loss_sum) -> None:
+        """The training step's calls: forward, loss, backward, update."""
+        from .optim import sgd_step
+
+        self._forward(x)
+        self.mse.forward_backward(self.y, target, self.dy, loss_sum)
+        self._backward(x)
+        sgd_step(self.ctx, self.params, self.grads, lr)
+
     def train_step_async(self, x, target, lr: float, slot: int = 0) -> None:
         """Queue one SGD step on self.stream; the loss's sum of squares goes to loss_sums[slot].
 
-        x and target: device arrays (N, 1, H, W) that are ready on self.stream.
+        x and target: device arrays (N, 1, H, W) that are ready on self.stream. With graph=True the
+        step's calls are captured once (CUDA stream capture) and replayed: the batch is first copied
+        into fixed buffers, and the loss sum copied out of the graph's own slot into `slot`.
         """
-        from .optim import sgd_step
-
         self._check_input(x, "x")
         self._check_input(target, "target")
-        self._forward(x)
-        self.mse.forward_backward(self.y, target, self.dy, self.loss_sums[slot : slot + 1])
-        self._backward(x)
-        sgd_step(self.ctx, self.params, self.grads, lr)
+        if not self.graph:
+            self._step(x, target, lr, self.loss_sums[slot : slot + 1])
+            return
+        self._copy(self.x_static, x)
+        self._copy(self.target_static, target)
+        graph_slot = self.loss_sums[LOSS_SLOTS:]
+        if self._graph is None or self._graph[1] != lr:
+            self.stream.begin_capture()
+            try:
+                self._step(self.x_static, self.target_static, lr, graph_slot)
+            finally:
+                self._graph = (self.stream.end_capture(), lr)
+        self._graph[0].launch(self.stream)
+        self._copy(self.loss_sums[slot : slot + 1], graph_slot)
+
+    def _copy(self, dst, src) -> None:
+        """Device-to-device copy on the model's stream (cudaMemcpyAsync; a no-op onto itself)."""
+        import cupy
+
+        if dst.data.ptr != src.data.ptr:
+            cupy.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, src.nbytes,
+                                          cupy.cuda.runtime.memcpyDeviceToDevice, self.stream.ptr)
 
     def read_losses(self, count: int) -> np.ndarray:
         """The mean losses of slots 0..count-1 (waits for the stream)."""
@@ -158,6 +196,15 @@ class DenoiseCNN:
         """One SGD step; returns the loss before the update (synchronises)."""
         self.train_step_async(self._to_device(x), self._to_device(target), lr, slot=0)
         return float(self.read_losses(1)[0])
+
+    def evaluate(self, x, target) -> float:
+        """The loss of the current parameters on one batch, without a step (synchronises)."""
+        x, target = self._to_device(x), self._to_device(target)
+        self._check_input(x, "x")
+        self._check_input(target, "target")
+        self._forward(x)
+        self.mse.forward_backward(self.y, target, self.dy, self.loss_sums[LOSS_SLOTS:])
+        return float(self.read_losses(LOSS_SLOTS + 1)[-1])
 
     def forward(self, x):
         """The model's output for x: a device copy, complete when returned (usable on any stream)."""

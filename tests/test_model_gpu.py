@@ -19,6 +19,8 @@ OPTIONS = {  # every option of the model is held to the same parity
     "deterministic": {"deterministic": True},
     "heuristic": {"search": "heuristic"},
     "kept": {"keep_intermediates": True},
+    "graph": {"graph": True},
+    "fused_graph": {"fused": True, "graph": True},
 }
 
 
@@ -113,6 +115,27 @@ def test_200_sgd_steps_follow_pytorch():
     assert torch_loss[-1] < torch_loss[0]
     assert step_errors.max() < 1e-4
     assert rel_error(final, theirs) < 1e-4
+
+
+def test_graph_replay_trains_like_direct_calls():
+    from cudnn_denoise.model import DenoiseCNN
+
+    rng = np.random.default_rng(8)
+    params = init_params(seed=8)
+    batches = [batch(rng, (2, 1, 64, 64)) for _ in range(5)]
+    results = []
+    for graph in (False, True):
+        model = DenoiseCNN(params, batch=2, height=64, width=64, math="fp32", deterministic=True,
+                           search="heuristic", graph=graph)  # the same algorithms both times
+        try:
+            for slot, (x, target) in enumerate(batches):
+                model.train_step_async(model._to_device(x), model._to_device(target), 0.05, slot=slot)
+            results.append((model.read_losses(len(batches)), model.get_params()))
+        finally:
+            model.close()
+    (direct_loss, direct_params), (graph_loss, graph_params) = results
+    np.testing.assert_array_equal(graph_loss, direct_loss)  # same calls, same algorithms: same bits
+    np.testing.assert_array_equal(graph_params, direct_params)
 
 
 def test_matches_the_numpy_reference():

@@ -1,0 +1,268 @@
+"""Time one training step of the seed model: our cuDNN backend and PyTorch, same GPU, same run.
+
+    python benchmarks/bench_train.py [--out DIR] [--sweep] [--quick]
+
+Each variant runs in its own process (so memory figures do not mix) with the same protocol:
+data already on the GPU (4 rotating random batches), 20 warm-up steps, then 5 timed windows of 40
+steps between CUDA events; we report the median ms/step and the spread (min..max of the windows).
+Memory, measured the same way for both sides: the device memory the process holds after the run
+(cudaMemGetInfo before the model is built minus after the timing; both allocators keep their peak
+cached) and the allocator's own peak. Tables go to DIR (default benchmarks/results/) as markdown
+and JSON, with the GPU, driver, cuDNN, CuPy and PyTorch versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WARMUP, WINDOWS, STEPS = 20, 5, 40
+ROOT = Path(__file__).resolve().parent.parent
+
+OURS = {  # name -> DenoiseCNN options
+    "cudnn tf32": {"math": "tf32"},
+    "cudnn tf32 fused": {"math": "tf32", "fused": True},
+    "cudnn tf32 fused graph": {"math": "tf32", "fused": True, "graph": True},
+    "cudnn tf32 graph": {"math": "tf32", "graph": True},
+    "cudnn tf32 heuristic": {"math": "tf32", "search": "heuristic"},
+    "cudnn fp32": {"math": "fp32"},
+    "cudnn fp32 fused graph": {"math": "fp32", "fused": True, "graph": True},
+    "cudnn fp32 graph": {"math": "fp32", "graph": True},
+}
+TORCH = {  # name -> options of the PyTorch step
+    "torch eager tf32": {"tf32": True},
+    "torch eager fp32": {"tf32": False},
+    "torch channels_last tf32": {"tf32": True, "channels_last": True},
+    "torch compile tf32": {"tf32": True, "compile": "default"},
+    "torch compile fp32": {"tf32": False, "compile": "default"},
+    "torch compile max-autotune tf32": {"tf32": True, "compile": "max-autotune"},
+}
+
+
+# ---- worker side: one variant in this process ---------------------------------------------------
+
+def _batches(rand, shape, count=4):
+    """`count` (x, target) pairs of random values in [0, 1) on the GPU (never zeros)."""
+    return [(rand(shape), rand(shape)) for _ in range(count)]
+
+
+def _time(step, record, synchronize) -> list[float]:
+    """ms per step for each timed window; step(i) queues step i, record() returns a CUDA event."""
+    for i in range(WARMUP):
+        step(i)
+    synchronize()
+    windows = []
+    for w in range(WINDOWS):
+        start = record()
+        for i in range(STEPS):
+            step(WARMUP + w * STEPS + i)
+        end = record()
+        end.synchronize()
+        windows.append(end_ms(start, end) / STEPS)
+    return windows
+
+
+def end_ms(start, end) -> float:
+    try:
+        import cupy
+
+        return cupy.cuda.get_elapsed_time(start, end)
+    except TypeError:
+        return start.elapsed_time(end)
+
+
+def run_ours(options, batch, size) -> dict:
+    import cupy
+
+    from cudnn_denoise.model import DenoiseCNN
+    from cudnn_denoise.params import init_params
+
+    free0 = cupy.cuda.runtime.memGetInfo()[0]
+    model = DenoiseCNN(init_params(0), batch=batch, height=size, width=size, **options)
+    with model.stream:
+        data = _batches(lambda s: cupy.random.random(s, dtype=cupy.float32), (batch, 1, size, size))
+
+    def step(i):
+        x, t = data[i % len(data)]
+        model.train_step_async(x, t, 0.001, slot=i % 1000)
+
+    def record():
+        event = cupy.cuda.Event()
+        event.record(model.stream)
+        return event
+
+    windows = _time(step, record, model.stream.synchronize)
+    losses = model.read_losses(8)
+    held = free0 - cupy.cuda.runtime.memGetInfo()[0]
+    pool_peak = cupy.get_default_memory_pool().total_bytes()
+    algos = {layer: {d: f"{c.algo_name} ({c.workspace >> 20} MiB)" for d, c in dirs.items()}
+             for layer, dirs in model.algorithms().items()}
+    model.close()
+    return {"windows_ms": windows, "held_mib": held / 2**20, "allocator_peak_mib": pool_peak / 2**20,
+            "finite": bool(all(map(lambda v: v == v, losses))), "algorithms": algos}
+
+
+def run_torch(options, batch, size) -> dict:
+    import torch
+    from torch import nn
+
+    torch.backends.cudnn.allow_tf32 = options["tf32"]
+    torch.backends.cuda.matmul.allow_tf32 = options["tf32"]
+    torch.backends.cudnn.benchmark = True
+    free0 = torch.cuda.mem_get_info()[0]
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(16, 1, 3, padding=1)).cuda()
+    fmt = torch.channels_last if options.get("channels_last") else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = torch.optim.SGD(net.parameters(), lr=0.001)
+    data = [(x.contiguous(memory_format=fmt), t.contiguous(memory_format=fmt))
+            for x, t in _batches(lambda s: torch.rand(s, device="cuda"), (batch, 1, size, size))]
+
+    def train(x, t):
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.mse_loss(net(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if options.get("compile"):
+        train = torch.compile(train, mode=options["compile"])
+
+    def step(i):
+        train(*data[i % len(data)])
+
+    def record():
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    torch.cuda.reset_peak_memory_stats()
+    windows = _time(step, record, torch.cuda.synchronize)
+    held = free0 - torch.cuda.mem_get_info()[0]
+    return {"windows_ms": windows, "held_mib": held / 2**20,
+            "allocator_peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def worker(spec: dict) -> dict:
+    runner = run_ours if spec["impl"] == "cudnn" else run_torch
+    result = runner(spec["options"], spec["batch"], spec["size"])
+    ms = statistics.median(result["windows_ms"])
+    return {**spec, **result, "ms": ms, "steps_per_s": 1000.0 / ms,
+            "spread_ms": [min(result["windows_ms"]), max(result["windows_ms"])]}
+
+
+# ---- driver side ---------------------------------------------------------------------------------
+
+def run_variant(name, impl, options, batch, size, timeout) -> dict:
+    spec = {"name": name, "impl": impl, "options": options, "batch": batch, "size": size}
+    started = time.time()
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                              text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {**spec, "error": f"timed out after {timeout} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**spec, "error": f"exit {proc.returncode}: {tail}"}
+    result = json.loads(lines[-1])
+    result["wall_s"] = round(time.time() - started, 1)
+    return result
+
+
+def environment() -> dict:
+    import cupy
+    import torch
+
+    from cudnn_denoise import bindings
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout.strip()
+    return {"gpu": props["name"].decode(), "driver": smi, "cudnn": bindings.versions()["cudnn"],
+            "cublas": bindings.versions()["cublas"], "cupy": cupy.__version__, "torch": torch.__version__,
+            "torch_cudnn": torch.backends.cudnn.version(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def table(rows, best_torch_ms) -> list[str]:
+    lines = ["| variant | steps/s | ms/step (median) | spread ms | x PyTorch best | held MiB | allocator peak MiB |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | - | - | - | - | - | {r['error']} |")
+            continue
+        lines.append(f"| {r['name']} | {r['steps_per_s']:.1f} | {r['ms']:.3f} | {r['spread_ms'][0]:.3f}..{r['spread_ms'][1]:.3f} "
+                     f"| {best_torch_ms / r['ms']:.2f} | {r['held_mib']:.0f} | {r['allocator_peak_mib']:.0f} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the tables")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=1024, help="patch height and width")
+    parser.add_argument("--sweep", action="store_true", help="also time batch 1/4/16 x patch 256..2048")
+    parser.add_argument("--quick", action="store_true", help="skip torch.compile (minutes of compiling)")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per variant")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+
+    env = environment()
+    print(f"{env['gpu']}, driver {env['driver']}, cuDNN {env['cudnn']}, PyTorch {env['torch']} "
+          f"(its cuDNN {env['torch_cudnn']}); batch {args.batch} x 1 x {args.size} x {args.size}", flush=True)
+    variants = [(n, "cudnn", o) for n, o in OURS.items()]
+    variants += [(n, "torch", o) for n, o in TORCH.items() if not (args.quick and o.get("compile"))]
+    rows = []
+    for name, impl, options in variants:
+        row = run_variant(name, impl, options, args.batch, args.size, args.timeout)
+        rows.append(row)
+        print(f"  {name:34s} " + (row["error"] if "error" in row else
+              f"{row['steps_per_s']:7.1f} steps/s  {row['ms']:.3f} ms  held {row['held_mib']:.0f} MiB"), flush=True)
+    timed = [r for r in rows if "error" not in r]
+    best_torch = min((r for r in timed if r["impl"] == "torch"), key=lambda r: r["ms"])
+    md = [f"# Training step, {env['gpu']}, batch {args.batch} x 1 x {args.size} x {args.size}", "",
+          f"{env['date']}; driver {env['driver']}; cuDNN {env['cudnn']} (ours), PyTorch {env['torch']} with cuDNN "
+          f"{env['torch_cudnn']}; CuPy {env['cupy']}; cuBLAS {env['cublas']}; Python {env['python']}.",
+          f"Protocol: {WARMUP} warm-up steps, {WINDOWS} windows of {STEPS} steps, median; PyTorch's best here: "
+          f"{best_torch['name']} ({best_torch['steps_per_s']:.1f} steps/s).", ""]
+    md += table(rows, best_torch["ms"])
+    sweep_rows = []
+    if args.sweep:
+        best_ours = min((r for r in timed if r["impl"] == "cudnn"), key=lambda r: r["ms"])
+        md += ["", f"## Sweep: {best_ours['name']} against torch eager tf32", ""]
+        sweep_lines = ["| batch x patch | ours steps/s | torch steps/s | ratio | ours MiB | torch MiB |",
+                       "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for batch in (1, 4, 16):
+            for size in (256, 512, 1024, 2048):
+                pair = [run_variant(best_ours["name"], "cudnn", OURS[best_ours["name"]], batch, size, args.timeout),
+                        run_variant("torch eager tf32", "torch", TORCH["torch eager tf32"], batch, size, args.timeout)]
+                sweep_rows += pair
+                if any("error" in p for p in pair):
+                    sweep_lines.append(f"| {batch} x {size} | {pair[0].get('error', '')} | {pair[1].get('error', '')} | | | |")
+                    continue
+                o, t = pair
+                sweep_lines.append(f"| {batch} x {size}^2 | {o['steps_per_s']:.1f} | {t['steps_per_s']:.1f} | "
+                                   f"{t['ms'] / o['ms']:.2f} | {o['held_mib']:.0f} | {t['held_mib']:.0f} |")
+                print("  sweep", sweep_lines[-1], flush=True)
+        md += sweep_lines
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench_train_{env['gpu'].replace(' ', '_')}"
+    (args.out / f"{stem}.md").write_text("\n".join(md) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows, "sweep": sweep_rows},
+                                                      indent=1) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
