@@ -232,6 +232,8 @@ class DenoiseCNN:
         grads = host(self.grads)
         for name, view in views(grads).items():
             out[f"d{name}"] = view
+        out["dparams"] = grads
+        out["lr"] = np.array(lr, dtype=np.float32)
         out["params"] = before
         out["params.updated"] = self.get_params()
         return out

@@ -1,0 +1,44 @@
+"""Choosing and building a backend: `cudnn` (DenoiseCNN on the GPU) or `reference` (NumPy).
+
+Both models share one surface: train_step, train_step_async + read_losses, forward, evaluate,
+get_params, set_params, record_step, close; `device` says whether batches live on the GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .device import NoGpuError, gpu_status
+
+BACKENDS = ("auto", "cudnn", "reference")
+
+
+def resolve(backend: str) -> tuple[str, str]:
+    """(backend, why): `auto` is cudnn when a GPU is usable, else reference."""
+    ok, reason = gpu_status()
+    if backend == "auto":
+        return ("cudnn", f"GPU {reason}") if ok else ("reference", f"no GPU ({reason})")
+    if backend == "cudnn" and not ok:
+        raise NoGpuError(f"--backend cudnn needs a CUDA GPU ({reason}); use --backend reference to run on the CPU")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    return backend, (f"GPU {reason}" if backend == "cudnn" else "NumPy on the CPU")
+
+
+def build(backend: str, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
+          deterministic: bool = False, fused: bool = False, graph: bool = False,
+          keep_intermediates: bool = False, stream=None):
+    """A model of the resolved backend for one batch shape.
+
+    --deterministic asks the cuDNN heuristics (not timed search) for deterministic algorithms, so
+    that two processes choose the same ones and a resumed run repeats an uninterrupted one bit for bit.
+    """
+    if backend == "reference":
+        from .reference import ReferenceModel
+
+        return ReferenceModel(params)
+    from .model import DenoiseCNN
+
+    return DenoiseCNN(params, batch=batch, height=height, width=width, math=math, deterministic=deterministic,
+                      search="heuristic" if deterministic else "find", fused=fused, graph=graph,
+                      keep_intermediates=keep_intermediates, stream=stream)

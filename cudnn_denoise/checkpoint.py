@@ -1,0 +1,211 @@
+"""Checkpoints: a folder with params.bin and manifest.json, written atomically, checked on load.
+
+Format (docs/formats.md, "Checkpoint"; the Fortran port reads and writes it too):
+    DIR/params.bin     every parameter as little-endian float32, concatenated in params.PARAMS
+                       order (PyTorch's state_dict order), each in PyTorch's layout (KCRS, K)
+    DIR/manifest.json  format, version, dtype, byte_order, tensors (name, shape, offset_bytes),
+                       params_bytes, sha256 of params.bin, step, and the caller's `extra` object
+No pickle: JSON and raw bytes only.
+
+Replacing DIR (see save()): write DIR.tmp-<id>, rename DIR to DIR.old-<id>, rename DIR.tmp-<id> to
+DIR, remove DIR.old-<id>. A crash at any point leaves DIR or DIR.old-<id> complete; load(DIR)
+falls back to DIR.old-<id> when DIR is missing. One writer per DIR at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cudnn_denoise.params import NUM_PARAMS, PARAMS
+
+FORMAT = "cudnn_denoise.checkpoint"
+VERSION = 1
+PARAMS_FILE = "params.bin"
+MANIFEST_FILE = "manifest.json"
+_ITEMSIZE = 4  # float32
+_TMP = ".tmp-"  # DIR.tmp-<id>: a checkpoint being written
+_OLD = ".old-"  # DIR.old-<id>: the previous checkpoint while the new one is renamed in
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be read: the message names the file and what does not match."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: params (NUM_PARAMS,) float32, the step, the whole manifest, and the
+    folder it was read from (DIR, or DIR.old-<id> when recovered after a crash)."""
+
+    params: np.ndarray
+    step: int
+    manifest: dict
+    path: Path
+
+    @property
+    def extra(self) -> dict:
+        return self.manifest["extra"]
+
+
+def _tensor_table() -> list[dict]:
+    """The manifest's "tensors": name, PyTorch shape and byte offset of each parameter."""
+    return [
+        {"name": p.name, "shape": list(p.shape), "offset_bytes": p.offset * _ITEMSIZE}
+        for p in PARAMS
+    ]
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries (created, renamed, removed files) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _siblings(path: Path, infix: str) -> list[Path]:
+    """The DIR<infix><id> folders beside DIR (DIR.tmp-* or DIR.old-*), sorted by name."""
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name + infix))
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove the DIR.tmp-* and DIR.old-* that crashed saves left (DIR itself is complete)."""
+    for stale in _siblings(path, _TMP) + _siblings(path, _OLD):
+        shutil.rmtree(stale)
+
+
+def save(path, params: np.ndarray, *, step: int, extra: dict | None = None) -> Path:
+    """Write params (NUM_PARAMS,) float32 and step to the folder `path`, replacing it atomically.
+
+    extra: a JSON object stored as the manifest's "extra" (the train CLI keeps e.g. "epoch",
+    "position", "config", "data_stats", "rng" there); NaN and infinity are refused.
+    """
+    path = Path(path)
+    params = np.asarray(params)
+    if params.shape != (NUM_PARAMS,) or params.dtype != np.float32:
+        raise ValueError(
+            f"params must be float32 ({NUM_PARAMS},), got {params.dtype} {params.shape}"
+        )
+    if not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    data = params.astype("<f4").tobytes()
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": "float32",
+        "byte_order": "little",
+        "tensors": _tensor_table(),
+        "params_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "step": step,
+        "extra": extra if extra is not None else {},
+    }
+    text = json.dumps(manifest, indent=1, allow_nan=False) + "\n"  # before touching the disk
+
+    token = secrets.token_hex(4)
+    tmp = path.with_name(path.name + _TMP + token)
+    old = path.with_name(path.name + _OLD + token)
+    tmp.mkdir()
+    _write_file(tmp / PARAMS_FILE, data)
+    _write_file(tmp / MANIFEST_FILE, text.encode())
+    _fsync_dir(tmp)
+    # From here on DIR or DIR.old-<id> is a complete checkpoint at every moment.
+    if path.exists():
+        os.rename(path, old)
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+    _remove_leftovers(path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _check(condition: bool, file: Path, message: str) -> None:
+    if not condition:
+        raise CheckpointError(f"{file}: {message}")
+
+
+def _read_manifest(file: Path) -> dict:
+    """manifest.json parsed and checked against this format and params.PARAMS."""
+    _check(file.is_file(), file, "missing")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
+    _check(
+        isinstance(manifest, dict), file, f"expected a JSON object, got {type(manifest).__name__}"
+    )
+    expected = {"format": FORMAT, "version": VERSION, "dtype": "float32", "byte_order": "little"}
+    for key, value in expected.items():
+        _check(
+            manifest.get(key) == value, file, f"{key} is {manifest.get(key)!r}, expected {value!r}"
+        )
+
+    tensors = manifest.get("tensors")
+    table = _tensor_table()
+    _check(isinstance(tensors, list), file, "tensors is not a list")
+    _check(len(tensors) == len(table), file, f"{len(tensors)} tensors, expected {len(table)}")
+    for i, (got, want) in enumerate(zip(tensors, table)):
+        _check(isinstance(got, dict), file, f"tensors[{i}] is not an object")
+        for key in ("name", "shape", "offset_bytes"):
+            _check(
+                got.get(key) == want[key],
+                file,
+                f"tensors[{i}] ({want['name']}) {key} is {got.get(key)!r}, expected {want[key]!r}",
+            )
+    expected_bytes = NUM_PARAMS * _ITEMSIZE
+    _check(
+        manifest.get("params_bytes") == expected_bytes,
+        file,
+        f"params_bytes is {manifest.get('params_bytes')!r}, expected {expected_bytes}",
+    )
+    step = manifest.get("step")
+    _check(isinstance(step, int) and step >= 0, file, f"step is {step!r}, expected an int >= 0")
+    _check(isinstance(manifest.get("sha256"), str), file, "sha256 is missing")
+    _check(isinstance(manifest.get("extra"), dict), file, "extra is not an object")
+    return manifest
+
+
+def _load_folder(folder: Path) -> Checkpoint:
+    manifest = _read_manifest(folder / MANIFEST_FILE)
+    file = folder / PARAMS_FILE
+    _check(file.is_file(), file, "missing")
+    data = file.read_bytes()
+    expected = manifest["params_bytes"]
+    _check(len(data) == expected, file, f"{len(data)} bytes, manifest expects {expected}")
+    digest = hashlib.sha256(data).hexdigest()
+    _check(
+        digest == manifest["sha256"], file, f"sha256 {digest}, manifest says {manifest['sha256']}"
+    )
+    params = np.frombuffer(data, dtype="<f4").astype(np.float32)  # (NUM_PARAMS,), writable
+    return Checkpoint(params=params, step=manifest["step"], manifest=manifest, path=folder)
+
+
+def load(path) -> Checkpoint:
+    """Read and check the checkpoint folder `path`; raises CheckpointError naming what is wrong.
+
+    If `path` is missing but a save crashed while replacing it, the previous checkpoint
+    (path.old-<id>; the one with the highest step if several) is loaded instead.
+    """
+    path = Path(path)
+    if path.exists():
+        return _load_folder(path)
+    olds = _siblings(path, _OLD) if path.parent.is_dir() else []
+    _check(
+        bool(olds), path, f"no checkpoint folder (and no {path.name}{_OLD}* left by a crashed save)"
+    )
+    return max((_load_folder(old) for old in olds), key=lambda ckpt: ckpt.step)

@@ -1,0 +1,215 @@
+"""python -m cudnn_denoise.train: train the seed's denoising CNN, with the seed's defaults.
+
+Parses the command line, opens the data, builds the backend and hands them to training.Trainer;
+then reports. With no --data it trains on a built-in synthetic dataset, made once and cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from . import backends, checkpoint
+from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
+from .params import init_params
+
+EXIT_CODES = """exit codes:
+  0    finished
+  1    unexpected internal error (a traceback follows: please report it)
+  2    bad arguments, data or checkpoint (one line says what and where)
+  3    the loss became NaN or infinite (the last good checkpoint stays)
+  130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint"""
+
+# The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
+DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples": 800, "size": 128}}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cudnn_denoise.train", description=__doc__.split("\n\n")[0],
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(p)
+    add_data_arguments(p, prefix="val-")
+    t = p.add_argument_group("training (defaults: the seed's run)")
+    t.add_argument("--batch-size", type=int, default=4, help="samples per step (default 4)")
+    t.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (default 0.001)")
+    t.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    t.add_argument("--max-steps", type=int, help="stop after N steps; 0 writes the initial checkpoint and exits")
+    t.add_argument("--seed", type=int, default=0, help="seeds the initial parameters and the shuffle (default 0)")
+    t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="a seeded permutation each epoch; --no-shuffle: batch k is samples kB..kB+B-1")
+    t.add_argument("--drop-last", action="store_true",
+                   help="skip each epoch's last partial batch (default: train on it, as the seed did)")
+    t.add_argument("--init", metavar="CKPT", type=Path, help="start from this checkpoint's parameters (step 0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=Path("runs/train"),
+                   help="folder for checkpoint/, metrics.jsonl and loss.png (default runs/train)")
+    o.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="write the checkpoint every N steps, and always at the end (default 1000; 0: end only)")
+    o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint where it stopped")
+    o.add_argument("--log-every", type=int, default=100, metavar="N", help="a log line every N steps (default 100)")
+    b = p.add_argument_group("backend")
+    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
+                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
+    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
+                   help="tf32: CUDNN_DEFAULT_MATH, as PyTorch's default; fp32: CUDNN_FMA_MATH, strict (default tf32)")
+    b.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN algorithms from the heuristics: runs repeat bit for bit")
+    b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
+    b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
+    return p
+
+
+def default_dataset(backend: str, seed: int):
+    """The cached built-in synthetic dataset for this backend, made on first use."""
+    from .data.synthetic import write_dataset
+    from .progress import Progress
+
+    spec = DEFAULT_DATA[backend]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cudnn_denoise"
+    folder = cache / f"synthetic-{spec['size']}px-{spec['samples']}-seed{seed}"
+    if (folder / "dataset.json").exists():
+        print(f"data: built-in synthetic set, {spec['samples']} pairs of {spec['size']}x{spec['size']} in {folder}")
+        return open_dir(folder)
+    print(f"data: making the built-in synthetic set ({spec['samples']} pairs of {spec['size']}x{spec['size']}) "
+          f"in {folder}, once")
+    progress = Progress(spec["samples"], "pairs")
+    dataset = write_dataset(folder, spec["samples"], spec["size"], seed, overwrite=True,
+                            progress=lambda done, total: progress.update(done))
+    progress.close()
+    return dataset
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, checkpoint.CheckpointError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except backends.NoGpuError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    from .data.stats import noisy_stats
+    from .training import Config, NonFiniteLoss, Trainer, position_from
+
+    for name in ("batch_size", "epochs", "log_every"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
+    if args.max_steps is not None and args.max_steps < 0:
+        raise ValueError(f"--max-steps must be 0 or more, not {args.max_steps}")
+    backend, why = backends.resolve(args.backend)
+    print(f"backend: {backend} ({why}); math {args.math}" if backend == "cudnn" else f"backend: {backend} ({why})")
+    dataset = dataset_from_args(args, required=False) or default_dataset(backend, args.seed)
+    val_dataset = dataset_from_args(args, prefix="val-", required=False)
+    if dataset.count < args.batch_size:
+        raise DataError(f"{dataset.noisy}: {dataset.count} samples, fewer than one batch of {args.batch_size}")
+    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
+    config.backend = backend
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    position, params = None, None
+    if args.resume:
+        saved = checkpoint.load(args.out / "checkpoint")
+        _check_resumable(saved.extra, config, dataset)
+        position, params = position_from(saved), saved.params
+        print(f"resuming from {args.out / 'checkpoint'} at step {position.step} (epoch {position.epoch}, "
+              f"batch {position.batch})")
+    elif args.init is not None:
+        params = checkpoint.load(args.init).params
+        print(f"initial parameters from {args.init}")
+    else:
+        params = init_params(args.seed)
+    stats = noisy_stats(dataset)
+    print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
+          f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
+
+    trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
+                      data_stats=stats)
+    try:
+        if args.max_steps == 0:
+            print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
+            return 0
+        print(f"training {trainer.total_steps} steps: batch {config.batch_size}, lr {config.lr}, "
+              f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
+        try:
+            summary = trainer.run()
+        except NonFiniteLoss as exc:
+            last = args.out / "checkpoint"
+            kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
+            print(f"error: {exc}; {kept}", file=sys.stderr)
+            return 3
+    finally:
+        trainer.close()
+    _report(summary, args.out)
+    if summary.interrupted is not None:
+        print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "
+              f"checkpoint at {summary.checkpoint}; continue with --resume", file=sys.stderr)
+        return 128 + summary.interrupted
+    return 0
+
+
+def _check_resumable(extra: dict, config, dataset) -> None:
+    """Refuse to resume a run whose batches would differ from the stopped one's."""
+    saved = extra.get("config", {})
+    for key in ("batch_size", "seed", "shuffle", "drop_last"):
+        if key in saved and saved[key] != getattr(config, key):
+            raise checkpoint.CheckpointError(
+                f"--resume: the checkpoint's run used {key}={saved[key]!r}, this one {getattr(config, key)!r}")
+    data = extra.get("data", {})
+    if data and data.get("count") != dataset.count:
+        raise checkpoint.CheckpointError(
+            f"--resume: the checkpoint's data had {data.get('count')} samples, {dataset.noisy} has {dataset.count}")
+
+
+def _report(summary, out: Path) -> None:
+    pos = summary.position
+    rate = summary.steps_run / summary.seconds if summary.seconds > 0 else 0.0
+    print(f"done: {pos.step} steps, final loss {pos.last_loss:.4f}, average loss "
+          f"{pos.loss_sum / max(pos.step, 1):.4f}; {summary.steps_run} steps in {summary.seconds:.1f} s "
+          f"({rate:.1f} batches/s)")
+    if summary.val:
+        print(f"validation: loss {summary.val['val_loss']:.4f}, PSNR {summary.val['val_psnr']:.2f} dB")
+    if summary.gpu_memory_mib is not None:
+        print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
+    print(f"checkpoint: {summary.checkpoint}; metrics: {out / 'metrics.jsonl'}")
+    _plot(out)
+
+
+def _plot(out: Path) -> None:
+    import json
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("loss.png skipped: matplotlib is not installed (pip install 'cudnn_denoise[plot]')")
+        return
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="loss")
+    ax.plot([r["step"] for r in rows], [r["average"] for r in rows], label="running average")
+    if "val_loss" in rows[0]:
+        ax.plot([r["step"] for r in rows], [r["val_loss"] for r in rows], label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+    print(f"loss curve: {out / 'loss.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

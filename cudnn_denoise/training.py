@@ -1,0 +1,255 @@
+"""The training loop: reader batches through a backend, loss log, checkpoints, resume and signals.
+
+train.py parses the command line and reports; this module runs the epochs. A step's loss stays on
+the GPU (cuDNN backend) until the next log line, checkpoint or the end, when the pending losses are
+read in one go: between those points the host never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .backends import build
+from .data.format import Dataset
+from .data.reader import PairReader
+from .progress import Progress, format_duration
+
+LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
+
+
+@dataclass
+class Config:
+    """What a run was asked to do; stored in every checkpoint's manifest."""
+
+    batch_size: int = 4
+    lr: float = 0.001
+    epochs: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    shuffle: bool = True
+    drop_last: bool = False  # the seed's 29,913 samples make 7,479 batches: the last one partial
+    backend: str = "cudnn"
+    math: str = "tf32"
+    deterministic: bool = False
+    fused: bool = False
+    graph: bool = False
+    log_every: int = 100
+    checkpoint_every: int = 1000
+
+
+@dataclass
+class Position:
+    """Where a run stands: resuming from a checkpoint restores exactly this."""
+
+    step: int = 0  # steps done
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` done
+    loss_sum: float = 0.0  # of every step's loss, for the running average
+    last_loss: float = float("nan")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A step's loss was NaN or infinite."""
+
+
+@dataclass
+class Summary:
+    position: Position
+    seconds: float
+    steps_run: int
+    checkpoint: Path | None
+    interrupted: int | None = None  # the signal number that stopped the run
+    val: dict | None = None
+    gpu_memory_mib: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class _Signals:
+    """SIGINT / SIGTERM set a flag: the loop finishes its step, checkpoints and stops."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """One run: a model, a reader, and the bookkeeping around them."""
+
+    def __init__(self, dataset: Dataset, config: Config, out_dir: Path, params: np.ndarray, *,
+                 position: Position | None = None, val_dataset: Dataset | None = None,
+                 data_stats: dict | None = None, report=print):
+        self.dataset, self.config, self.out_dir = dataset, config, out_dir
+        self.position = position or Position()
+        self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
+        self.gpu = config.backend == "cudnn"
+        self._free_before = _gpu_free() if self.gpu else None
+        self.model = self._build(params, config.batch_size)
+        self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
+        self.reader = PairReader(dataset, config.batch_size, shuffle=config.shuffle, seed=config.seed,
+                                 drop_last=config.drop_last, device=self.gpu)
+        self._pending: list[int] = []  # steps whose losses are still on the device
+        self.metrics = (out_dir / "metrics.jsonl").open("a")
+        self.history: list[dict] = []
+
+    def _build(self, params, batch: int, stream=None):
+        c = self.config
+        return build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
+                     math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph, stream=stream)
+
+    @property
+    def total_steps(self) -> int:
+        total = self.config.epochs * self.reader.batches_per_epoch
+        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        c, pos = self.config, self.position
+        start, steps_run = time.monotonic(), 0
+        progress = Progress(self.total_steps - pos.step, "batches")  # this run's steps
+        with _Signals() as signals:
+            while pos.step < self.total_steps and signals.received is None:
+                if pos.batch >= self.reader.batches_per_epoch:
+                    pos.epoch, pos.batch = pos.epoch + 1, 0
+                for batch in self.reader.epoch(pos.epoch, start=pos.batch):
+                    self._train_on(batch)
+                    pos.step, pos.batch = pos.step + 1, batch.position + 1
+                    steps_run += 1
+                    progress.update(steps_run)
+                    if pos.step % c.log_every == 0 or pos.step == self.total_steps:
+                        self._log(progress, steps_run)
+                    if c.checkpoint_every and pos.step % c.checkpoint_every == 0:
+                        self.save()
+                    if pos.step >= self.total_steps or signals.received is not None:
+                        break
+            self._flush()
+            path = self.save()
+        progress.close()
+        val = self._validate() if self.val_dataset is not None else None
+        return Summary(pos, time.monotonic() - start, steps_run, path, signals.received, val,
+                       self._gpu_memory_mib(), self.history)
+
+    def _train_on(self, batch) -> None:
+        c = self.config
+        if batch.x.shape[0] != c.batch_size:  # the epoch's last, partial batch: synchronously
+            self._flush()
+            if self._partial is None or self._partial.shape[0] != batch.x.shape[0]:
+                self._partial = self._build(self.model.params, batch.x.shape[0],
+                                            stream=getattr(self.model, "stream", None))
+            batch.wait(getattr(self.model, "stream", None))
+            self._record([self._partial.train_step(batch.x, batch.y, c.lr)])
+            return
+        if self.gpu:
+            batch.wait(self.model.stream)
+        self.model.train_step_async(batch.x, batch.y, c.lr, slot=len(self._pending))
+        self._pending.append(self.position.step + 1)
+        if len(self._pending) == LOSS_SLOTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Read the pending losses; stop at the first that is not finite."""
+        if not self._pending:
+            return
+        losses = self.model.read_losses(len(self._pending))
+        steps, self._pending = self._pending, []
+        bad = [s for s, v in zip(steps, losses) if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"step {bad[0]}: the loss is {losses[steps.index(bad[0])]}; training stopped")
+        self._record(losses)
+
+    def _record(self, losses) -> None:
+        bad = [v for v in losses if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"step {self.position.step + 1}: the loss is {bad[0]}; training stopped")
+        self.position.loss_sum += float(np.sum(losses, dtype=np.float64))
+        self.position.last_loss = float(losses[-1])
+
+    def _log(self, progress: Progress, steps_run: int) -> None:
+        self._flush()
+        pos = self.position
+        rate = progress.rate(steps_run)
+        eta = (self.total_steps - pos.step) / rate if rate > 0 else 0.0
+        entry = {"step": pos.step, "epoch": pos.epoch, "loss": pos.last_loss, "average": pos.loss_sum / pos.step,
+                 "batches_per_s": rate, "time": time.time()}
+        line = (f"batch {pos.step:6d}  epoch {pos.epoch}  loss {pos.last_loss:.4f}  average {entry['average']:.4f}"
+                f"  {rate:6.1f} batches/s  ETA {format_duration(eta)}")
+        if self.val_dataset is not None:
+            entry.update(self._validate())
+            line += f"  val loss {entry['val_loss']:.4f}  PSNR {entry['val_psnr']:.2f} dB"
+        self.history.append(entry)
+        self.metrics.write(json.dumps(entry) + "\n")
+        self.metrics.flush()
+        progress.line(line)
+
+    def _validate(self) -> dict:
+        """Mean loss over the held-out set's full batches, and PSNR for data in [0, 1]."""
+        with PairReader(self.val_dataset, self.config.batch_size, shuffle=False, drop_last=True,
+                        device=self.gpu, drop_cache=False) as reader:
+            total, count = 0.0, 0
+            for batch in reader.epoch(0):
+                batch.wait(getattr(self.model, "stream", None))
+                total += self.model.evaluate(batch.x, batch.y)
+                count += 1
+        loss = total / count
+        return {"val_loss": loss, "val_psnr": 10.0 * math.log10(1.0 / loss) if loss > 0 else float("inf")}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        path = self.out_dir / "checkpoint"
+        pos = self.position
+        checkpoint.save(path, self.model.get_params(), step=pos.step, extra={
+            "epoch": pos.epoch, "position": pos.batch, "loss_sum": pos.loss_sum,
+            "last_loss": pos.last_loss if math.isfinite(pos.last_loss) else None,  # JSON has no NaN
+            "config": asdict(self.config), "data_stats": self.data_stats,
+            "data": {"noisy": str(self.dataset.noisy), "clean": str(self.dataset.clean),
+                     "height": self.dataset.height, "width": self.dataset.width, "count": self.dataset.count},
+        })
+        return path
+
+    def _gpu_memory_mib(self) -> float | None:
+        return (self._free_before - _gpu_free()) / 2**20 if self.gpu else None
+
+    def close(self) -> None:
+        self.reader.close()
+        self.metrics.close()
+        for model in (self._partial, self.model):
+            if model is not None:
+                model.close()
+
+
+def position_from(saved) -> Position:
+    """The Position a checkpoint written by Trainer.save records."""
+    extra = saved.extra
+    missing = [k for k in ("epoch", "position", "loss_sum") if k not in extra]
+    if missing:
+        raise checkpoint.CheckpointError(f"{saved.path}: not a training checkpoint (no {', '.join(missing)})")
+    last = extra.get("last_loss")
+    return Position(step=saved.step, epoch=extra["epoch"], batch=extra["position"], loss_sum=extra["loss_sum"],
+                    last_loss=float("nan") if last is None else last)
+
+
+def _gpu_free() -> int:
+    import cupy
+
+    return cupy.cuda.runtime.memGetInfo()[0]
