@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
-#   bash scripts/gpu_check.sh [tests] [bench] [train]     (no argument: all stages)
+#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed]   (no argument: all stages)
+#     tests   the GPU-marked tests                 bench   benchmarks/bench_train.py ($BENCH_ARGS)
+#     train   the README's main command            reader  benchmarks/bench_reader.py
+#     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
 # The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
-stages=${*:-tests bench train}
+stages=${*:-tests train bench reader seed}
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -25,12 +28,16 @@ for stage in $stages; do
     tests)
         python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" || status=1 ;;
     bench)
-        for b in benchmarks/bench_*.py; do
-            python3 "$b" --out "$OUT" 2>&1 | tee "$OUT/$(basename "$b" .py).log" || status=1
-        done ;;
+        python3 benchmarks/bench_train.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_train.log" || status=1 ;;
+    reader)
+        python3 benchmarks/bench_reader.py --out "$OUT" --tmp-dir /tmp 2>&1 | tee "$OUT/bench_reader.log" || status=1 ;;
     train)
-        python3 -m cudnn_denoise.train --out "$OUT/train-run" 2>&1 | tee "$OUT/train.log" || status=1 ;;
-    *) echo "unknown stage $stage (tests, bench, train)"; status=2 ;;
+        python3 -m cudnn_denoise.train --out /tmp/train-run 2>&1 | tee "$OUT/train.log" || status=1 ;;
+    seed)
+        python3 -m cudnn_denoise.make_dataset --out /tmp/seed-data --samples 2000 --size 1024 2>&1 | tail -2
+        python3 -m cudnn_denoise.train --data /tmp/seed-data --out /tmp/seed-run ${SEED_ARGS:-} 2>&1 \
+            | tee "$OUT/seed_train.log" || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed)"; status=2 ;;
     esac
 done
 grep -hE "passed|failed|error" "$OUT/gpu_tests.log" 2>/dev/null | tail -1

@@ -1,0 +1,330 @@
+"""The dataset format: open and validate a noisy/clean pair of float32 files; the CLI flags for it.
+
+A dataset is two raw files, `noisy.bin` and `clean.bin`: little-endian float32, sample-major
+(N, H, W), values in [0, 1], sample i of one paired with sample i of the other. An optional
+`dataset.json` beside them gives height, width, count, dtype and how the data was made
+(docs/formats.md, "Dataset"). This module only describes and checks files; reader.py streams them
+and synthetic.py makes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import json
+import mmap
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NOISY_NAME = "noisy.bin"
+CLEAN_NAME = "clean.bin"
+META_NAME = "dataset.json"
+DTYPE = np.dtype("<f4")
+DEFAULT_PATCH_SIZE = 1024  # the seed's 1024 x 1024 patches
+META_FORMAT = "cudnn_denoise.dataset"
+META_VERSION = 1
+
+
+class DataError(ValueError):
+    """A dataset file is missing, malformed, unreadable or holds bad values (message names it)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An opened, validated pair of files: `count` samples of `height` x `width` float32 each."""
+
+    noisy: Path
+    clean: Path
+    height: int
+    width: int
+    count: int
+    meta: dict = field(default_factory=dict, compare=False)  # dataset.json's content, if any
+
+    @property
+    def sample_nbytes(self) -> int:
+        """Bytes of one sample in one file."""
+        return self.height * self.width * DTYPE.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of both files together."""
+        return 2 * self.count * self.sample_nbytes
+
+
+def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
+                 patch_size: int | None = None) -> Dataset:
+    """Validate the two files and return their Dataset; raise DataError naming what is wrong.
+
+    Height and width come from a dataset.json beside the noisy file, else from `patch_size`
+    (square), else the seed's 1024. A patch_size that contradicts dataset.json is an error.
+    """
+    noisy, clean = Path(noisy), Path(clean)
+    meta = read_meta(noisy.parent / META_NAME)
+    height, width = _patch_shape(meta, patch_size, noisy.parent / META_NAME)
+    sample_nbytes = height * width * DTYPE.itemsize
+    counts = {}
+    for path in (noisy, clean):
+        size = _readable_size(path)
+        if size == 0 or size % sample_nbytes:
+            raise DataError(
+                f"{path}: size {size} bytes is not a positive multiple of one {height}x{width} "
+                f"float32 sample ({sample_nbytes} bytes); wrong --patch-size or a truncated file?")
+        counts[path] = size // sample_nbytes
+    if counts[noisy] != counts[clean]:
+        raise DataError(f"{noisy} holds {counts[noisy]} samples but {clean} holds "
+                        f"{counts[clean]}: the pairs would not match")
+    if meta and meta.get("count", counts[noisy]) != counts[noisy]:
+        raise DataError(f"{noisy.parent / META_NAME}: says count {meta['count']} but the files "
+                        f"hold {counts[noisy]} samples")
+    return Dataset(noisy, clean, height, width, counts[noisy], meta)
+
+
+def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None) -> Dataset:
+    """Open the noisy.bin / clean.bin pair inside `data_dir`."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: --data must be a directory holding {NOISY_NAME} and "
+                        f"{CLEAN_NAME}")
+    return open_dataset(data_dir / NOISY_NAME, data_dir / CLEAN_NAME, patch_size)
+
+
+def read_meta(path: Path) -> dict:
+    """dataset.json's content, or {} when there is none; DataError if it is not a JSON object."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read: {exc.strerror}") from exc
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: must hold a JSON object, not {type(meta).__name__}")
+    return meta
+
+
+def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict) -> Path:
+    """Write dataset.json (atomically: a reader never sees half of it) and return its path."""
+    meta = {
+        "format": META_FORMAT,
+        "version": META_VERSION,
+        "noisy": NOISY_NAME,
+        "clean": CLEAN_NAME,
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": "float32",
+        "byte_order": "little",
+        "layout": "sample-major (N, H, W)",
+        "value_range": [0.0, 1.0],
+        "made_by": made_by,
+    }
+    path = out_dir / META_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[int, int]:
+    """(height, width) from dataset.json, else the --patch-size, else the seed's default."""
+    if patch_size is not None and patch_size <= 0:
+        raise DataError(f"--patch-size must be positive, not {patch_size}")
+    if not meta:
+        size = patch_size or DEFAULT_PATCH_SIZE
+        return size, size
+    if meta.get("dtype", "float32") != "float32":
+        raise DataError(f"{meta_path}: dtype {meta['dtype']!r} is not supported (float32 only)")
+    try:
+        height, width = int(meta["height"]), int(meta["width"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{meta_path}: needs integer 'height' and 'width' ({exc!r})") from exc
+    if patch_size is not None and (patch_size, patch_size) != (height, width):
+        raise DataError(f"--patch-size {patch_size} contradicts {meta_path} ({height}x{width})")
+    return height, width
+
+
+def open_readonly(path: Path) -> int:
+    """os.open(path, O_RDONLY), with DataError naming the file when that fails."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read: {exc.strerror}") from exc
+
+
+def _readable_size(path: Path) -> int:
+    """The file's size in bytes, after checking it exists, is a regular file and can be opened."""
+    fd = open_readonly(path)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: is not a regular file")
+    return st.st_size
+
+
+def read_exact(fd: int, buffer: memoryview, offset: int, path: Path) -> None:
+    """Fill `buffer` from `fd` at `offset`; a short read is continued, and at end of file reported.
+
+    os.preadv writes straight into the caller's memory (pinned or not): no intermediate copy.
+    """
+    done, want = 0, len(buffer)
+    while done < want:
+        try:
+            got = os.preadv(fd, [buffer[done:]], offset + done)
+        except OSError as exc:
+            raise DataError(f"{path}: read failed at offset {offset + done}: "
+                            f"{exc.strerror}") from exc
+        if got == 0:
+            raise DataError(f"{path}: short read at offset {offset}: got {done} of {want} bytes "
+                            "(file truncated while in use?)")
+        done += got
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Ask the kernel to drop the page cache of a byte range (0, 0: the whole file).
+
+    Clean pages go at once; dirty ones (just written) stay until written back, so writers call
+    os.fdatasync first. A hint, not a guarantee: tmpfs, for one, keeps every page.
+    """
+    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def cached_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the file now in the page cache: mincore() on a mapping that touches no page.
+
+    The tests and bench_reader use it to see what the reader leaves cached, and whether a
+    "cold" file really is.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = _libc()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"{path}: mmap failed")
+        try:
+            resident = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
+            if libc.mincore(address, size, resident) != 0:
+                raise OSError(ctypes.get_errno(), f"{path}: mincore failed")
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return int((np.frombuffer(resident, np.uint8) & 1).sum()) * mmap.PAGESIZE
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library with mmap, munmap and mincore declared (Python's mmap offers no mincore)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    return libc
+
+
+def check_values(dataset: Dataset, chunk_samples: int = 16) -> None:
+    """Scan both files for NaN, Inf and values outside [0, 1]; DataError names the first bad sample.
+
+    Reads `chunk_samples` samples of each file at a time and drops them from the page cache behind
+    it, so memory stays constant whatever the file size.
+    """
+    paths = (dataset.noisy, dataset.clean)
+    chunks = [np.empty((chunk_samples, dataset.height * dataset.width), DTYPE) for _ in paths]
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(open_readonly(path))
+        for first in range(0, dataset.count, chunk_samples):
+            n = min(chunk_samples, dataset.count - first)
+            offset, size = first * dataset.sample_nbytes, n * dataset.sample_nbytes
+            bad = []  # (sample, file order, path, values) of each file's first bad sample
+            for order, (path, fd, chunk) in enumerate(zip(paths, fds, chunks)):
+                read_exact(fd, memoryview(chunk[:n]).cast("B"), offset, path)
+                drop_cached(fd, offset, size)
+                in_range = (chunk[:n] >= 0.0) & (chunk[:n] <= 1.0)  # NaN fails both
+                rows = np.flatnonzero(~in_range.all(axis=1))
+                if rows.size:
+                    bad.append((first + rows[0], order, path, chunk[rows[0]]))
+            if bad:
+                sample, _, path, values = min(bad, key=lambda item: item[:2])
+                raise DataError(f"{path}: sample {sample} {_describe_bad(values)}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _describe_bad(values: np.ndarray) -> str:
+    """What is wrong with one sample's values: counts of NaN, Inf, out-of-range, and the range."""
+    finite = values[np.isfinite(values)]
+    n_out = int(((finite < 0.0) | (finite > 1.0)).sum())
+    span = f" (finite min {finite.min():.6g}, max {finite.max():.6g})" if finite.size else ""
+    return (f"has {int(np.isnan(values).sum())} NaN, {int(np.isinf(values).sum())} Inf and "
+            f"{n_out} values outside [0, 1]{span}")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Add --data, --noisy/--clean, --patch-size and --check-data, each after a `prefix`.
+
+    A prefix such as "val-" lets one CLI take a second dataset. dataset_from_args reads them back.
+    """
+    group = parser.add_argument_group(f"{prefix}dataset" if prefix else "dataset")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument(f"--{prefix}data", metavar="DIR",
+                        help=f"directory holding {NOISY_NAME} and {CLEAN_NAME} "
+                             f"(and optionally {META_NAME})")
+    source.add_argument(f"--{prefix}noisy", metavar="FILE",
+                        help="noisy float32 file, sample-major (N, H, W); needs --clean")
+    group.add_argument(f"--{prefix}clean", metavar="FILE",
+                       help="clean float32 file paired sample by sample with --noisy")
+    group.add_argument(f"--{prefix}patch-size", type=int, metavar="PX",
+                       help=f"sample height = width when no {META_NAME} says it "
+                            f"(default {DEFAULT_PATCH_SIZE})")
+    group.add_argument(f"--{prefix}check-data", action="store_true",
+                       help="scan every value for NaN, Inf and values outside [0, 1] before use")
+
+
+def dataset_from_args(args: argparse.Namespace, prefix: str = "",
+                      required: bool = True) -> Dataset | None:
+    """Open (and with --check-data scan) the dataset that add_data_arguments' flags name.
+
+    Returns None when no dataset was named and `required` is false (a CLI with a default dataset).
+    """
+    dest = prefix.replace("-", "_")
+    data_dir = getattr(args, f"{dest}data")
+    noisy = getattr(args, f"{dest}noisy")
+    clean = getattr(args, f"{dest}clean")
+    patch_size = getattr(args, f"{dest}patch_size")
+    if data_dir is not None and clean is not None:
+        raise DataError(f"--{prefix}data DIR already names the clean file; drop --{prefix}clean")
+    if clean is not None and noisy is None:
+        raise DataError(f"--{prefix}clean needs --{prefix}noisy")
+    if data_dir is not None:
+        dataset = open_dir(data_dir, patch_size)
+    elif noisy is not None:
+        if clean is None:
+            raise DataError(f"--{prefix}noisy needs --{prefix}clean")
+        dataset = open_dataset(noisy, clean, patch_size)
+    elif required:
+        raise DataError(f"no dataset: give --{prefix}data DIR or --{prefix}noisy FILE "
+                        f"--{prefix}clean FILE")
+    else:
+        return None
+    if getattr(args, f"{dest}check_data"):
+        check_values(dataset)
+    return dataset
