@@ -7,6 +7,7 @@ then reports. With no --data it trains on a built-in synthetic dataset, made onc
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import fields
@@ -102,14 +103,16 @@ def run(args) -> int:
     for name in ("batch_size", "epochs", "log_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    if args.max_steps is not None and args.max_steps < 0:
-        raise ValueError(f"--max-steps must be 0 or more, not {args.max_steps}")
+    for name in ("max_steps", "checkpoint_every"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     backend, why = backends.resolve(args.backend)
     print(f"backend: {backend} ({why}); math {args.math}" if backend == "cudnn" else f"backend: {backend} ({why})")
     dataset = dataset_from_args(args, required=False) or default_dataset(backend, args.seed)
     val_dataset = dataset_from_args(args, prefix="val-", required=False)
-    if dataset.count < args.batch_size:
-        raise DataError(f"{dataset.noisy}: {dataset.count} samples, fewer than one batch of {args.batch_size}")
+    for data in (dataset, val_dataset):
+        if data is not None and data.count < args.batch_size:
+            raise DataError(f"{data.noisy}: {data.count} samples, fewer than one batch of {args.batch_size}")
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
     config.backend = backend
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +130,9 @@ def run(args) -> int:
     else:
         params = init_params(args.seed)
     stats = noisy_stats(dataset)
+    if not all(math.isfinite(value) for value in stats.values()):  # the checkpoint's JSON holds no NaN
+        raise DataError(f"{dataset.noisy}: NaN or Inf among the samples read for the intensity statistics; "
+                        "--check-data names the first bad sample")
     print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
           f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
 

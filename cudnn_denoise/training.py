@@ -153,11 +153,8 @@ class Trainer:
         c = self.config
         if batch.x.shape[0] != c.batch_size:  # the epoch's last, partial batch: synchronously
             self._flush()
-            if self._partial is None or self._partial.shape[0] != batch.x.shape[0]:
-                self._partial = self._build(self.model.params, batch.x.shape[0],
-                                            stream=getattr(self.model, "stream", None))
             batch.wait(getattr(self.model, "stream", None))
-            self._record([self._partial.train_step(batch.x, batch.y, c.lr)])
+            self._record([self._model_for(batch.x.shape[0]).train_step(batch.x, batch.y, c.lr)])
             return
         if self.gpu:
             batch.wait(self.model.stream)
@@ -165,6 +162,15 @@ class Trainer:
         self._pending.append(self.position.step + 1)
         if len(self._pending) == LOSS_SLOTS:
             self._flush()
+
+    def _model_for(self, rows: int):
+        """The model for a batch of `rows` < batch_size: the NumPy model takes any batch as it is;
+        a cuDNN model is built for one shape, so a second one shares the first one's parameters."""
+        if not self.gpu:
+            return self.model
+        if self._partial is None or self._partial.shape[0] != rows:
+            self._partial = self._build(self.model.params, rows, stream=self.model.stream)
+        return self._partial
 
     def _flush(self) -> None:
         """Read the pending losses; stop at the first that is not finite."""
@@ -216,6 +222,9 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save(self) -> Path:
+        """Write the checkpoint, after reading the pending losses: a non-finite one raises
+        NonFiniteLoss first, so no checkpoint holds parameters that a NaN step updated."""
+        self._flush()
         path = self.out_dir / "checkpoint"
         pos = self.position
         checkpoint.save(path, self.model.get_params(), step=pos.step, extra={

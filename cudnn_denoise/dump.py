@@ -1,0 +1,201 @@
+"""python -m cudnn_denoise.dump: one training step's every intermediate, as raw float32 files.
+
+Loads a checkpoint, reads samples I..I+B-1 of a dataset in order, takes one SGD step with the
+backend's record_step and writes each intermediate to OUT/<name>.bin (raw little-endian float32,
+C order, no header) with OUT/manifest.json (docs/formats.md, "Dump"). stdout gets one
+checksum.format_checksum line per tensor, in the manifest's order and nothing else, so that it
+can be diffed with the Fortran program's; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, backends, checkpoint
+from .checksum import checksum, format_checksum
+from .data.format import DTYPE, DataError, Dataset, add_data_arguments, dataset_from_args, open_readonly, read_exact
+from .params import PARAMS
+from .reference import ACTIVATIONS
+
+FORMAT = "cudnn_denoise.dump"
+VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DEFAULT_BATCH_SIZE, DEFAULT_LR = 4, 0.001  # when the checkpoint's config does not say (the seed's)
+
+# The order of the files: reference.ReferenceModel.record_step's (the cuDNN model's dict has the
+# same names in another order). The gradients run backwards: dconv3 drelu2 dconv2 drelu1 dconv1.
+ORDER: tuple[str, ...] = (
+    "x", "target", "params", *ACTIVATIONS, "loss",
+    *(f"d{name}" for name in reversed(ACTIVATIONS)),
+    *(f"d{p.name}" for p in PARAMS), "dparams", "lr", "params.updated",
+)
+
+EXIT_CODES = """exit codes:
+  0    written
+  1    unexpected internal error (a traceback follows: please report it)
+  2    bad arguments, data, checkpoint or OUT (one line says what and where)"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cudnn_denoise.dump", description=__doc__.split("\n\n")[0],
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                   help="checkpoint folder whose parameters take the step")
+    add_data_arguments(p)
+    s = p.add_argument_group("the step")
+    s.add_argument("--index", required=True, type=int, metavar="I", help="first sample of the batch")
+    s.add_argument("--batch-size", type=int, metavar="B",
+                   help=f"samples I..I+B-1, in order (default: the checkpoint's run's, else {DEFAULT_BATCH_SIZE})")
+    s.add_argument("--lr", type=float,
+                   help=f"SGD learning rate (default: the checkpoint's run's, else {DEFAULT_LR})")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="folder for <name>.bin and manifest.json; must be empty or new")
+    o.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing a dump there")
+    b = p.add_argument_group("backend")
+    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
+                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
+    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
+                   help="cudnn only: tf32 (CUDNN_DEFAULT_MATH) or fp32 (CUDNN_FMA_MATH, strict; "
+                        "use it to compare with the reference) (default tf32)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, checkpoint.CheckpointError, ValueError, OSError, backends.NoGpuError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    saved = checkpoint.load(args.checkpoint)
+    config = saved.extra.get("config", {})
+    batch = args.batch_size if args.batch_size is not None else config.get("batch_size", DEFAULT_BATCH_SIZE)
+    lr = args.lr if args.lr is not None else config.get("lr", DEFAULT_LR)
+    if batch < 1:
+        raise ValueError(f"--batch-size must be at least 1, not {batch}")
+    dataset = dataset_from_args(args)
+    if not 0 <= args.index <= dataset.count - batch:
+        raise DataError(f"--index {args.index} with batch {batch} needs samples {args.index}.."
+                        f"{args.index + batch - 1}, but {dataset.noisy} holds 0..{dataset.count - 1}")
+    _check_out(args.out, args.overwrite)
+    backend, why = backends.resolve(args.backend)
+    print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""), file=sys.stderr)
+
+    x, target = read_batch(dataset, args.index, batch)
+    model = backends.build(backend, saved.params, batch=batch, height=dataset.height, width=dataset.width,
+                           math=args.math, deterministic=True, keep_intermediates=True)
+    try:
+        record = model.record_step(x, target, lr)
+    finally:
+        model.close()
+    settings = {
+        "checkpoint": {"path": os.path.abspath(saved.path), "step": saved.step, "sha256": saved.manifest["sha256"]},
+        "data": {"noisy": os.path.abspath(dataset.noisy), "clean": os.path.abspath(dataset.clean),
+                 "height": dataset.height, "width": dataset.width, "count": dataset.count},
+        "index": args.index, "batch_size": batch, "lr": lr, "backend": backend,
+        "math": args.math if backend == "cudnn" else None, "deterministic": backend == "cudnn",
+        "versions": _versions(backend),
+    }
+    manifest = write_dump(args.out, record, settings)
+    for entry in manifest["tensors"]:
+        print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
+    print(f"wrote {len(manifest['tensors'])} tensors of step {saved.step + 1} (samples {args.index}.."
+          f"{args.index + batch - 1}, lr {lr}) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def read_batch(dataset: Dataset, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, target): samples first..first+count-1 of the noisy and the clean file, (count, 1, H, W)."""
+    out = []
+    for path in (dataset.noisy, dataset.clean):
+        array = np.empty((count, 1, dataset.height, dataset.width), DTYPE)
+        fd = open_readonly(path)
+        try:
+            read_exact(fd, memoryview(array).cast("B"), first * dataset.sample_nbytes, path)
+        finally:
+            os.close(fd)
+        out.append(array)
+    return out[0], out[1]
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out}: not empty (write into it anyway with --overwrite)")
+
+
+def write_dump(out: Path, record: dict, settings: dict) -> dict:
+    """Write record's tensors as OUT/<name>.bin in ORDER, then OUT/manifest.json; return the manifest.
+
+    The manifest is written last (and any old one removed first), so a manifest means a whole dump.
+    """
+    if set(record) != set(ORDER):
+        raise RuntimeError(f"record_step gave {sorted(set(record) ^ set(ORDER))} unlike dump.ORDER")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
+    tensors = []
+    for name in ORDER:
+        array = np.asarray(record[name], dtype=DTYPE)  # 0-d stays 0-d: shape []
+        file = f"{name}.bin"
+        (out / file).write_bytes(array.tobytes(order="C"))
+        sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
+        tensors.append({"name": name, "file": file, "shape": list(array.shape), "dtype": "float32",
+                        "byte_order": "little", **sums})
+    manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
+    tmp = out / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(_manifest_text(manifest))
+    os.replace(tmp, out / MANIFEST_FILE)
+    return manifest
+
+
+def _manifest_text(manifest: dict) -> str:
+    """manifest.json's text: strict JSON (no NaN), one line per tensor."""
+    rows = ",\n".join("  " + json.dumps(t, allow_nan=False) for t in manifest["tensors"])
+    settings = json.dumps(manifest["settings"], indent=1, allow_nan=False).replace("\n", "\n ")
+    return (f'{{\n "format": {json.dumps(manifest["format"])},\n "version": {manifest["version"]},\n'
+            f' "tensors": [\n{rows}\n ],\n "settings": {settings}\n}}\n')
+
+
+def read_dump(out: Path) -> dict[str, np.ndarray]:
+    """Name -> array of a dump folder, in the manifest's order and shapes (for tests and comparisons)."""
+    manifest = json.loads((Path(out) / MANIFEST_FILE).read_text())
+    return {t["name"]: np.fromfile(Path(out) / t["file"], dtype=DTYPE).reshape(t["shape"])
+            for t in manifest["tensors"]}
+
+
+def _json_number(value):
+    """value, or for NaN and the infinities the text that the checksum line shows (JSON has none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _versions(backend: str) -> dict:
+    versions = {"cudnn_denoise": __version__, "python": platform.python_version(),
+                "numpy": np.__version__}
+    if backend == "cudnn":
+        import cupy
+
+        from .bindings import versions as library_versions
+        from .device import gpu_status
+
+        versions.update(library_versions(), cupy=cupy.__version__, gpu=gpu_status()[1])
+    return versions
+
+
+if __name__ == "__main__":
+    sys.exit(main())

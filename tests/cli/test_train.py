@@ -1,0 +1,231 @@
+"""The train CLI on the CPU (reference backend): loss, initial checkpoint, batch order, resume,
+signals, NaN, validation, the partial last batch, and the one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cli_support import expected_batches, plain_loop, poison
+from cudnn_denoise import checkpoint, train
+from cudnn_denoise.device import gpu_status
+from cudnn_denoise.params import LAYERS, PARAM_BY_NAME, init_params, views
+from cudnn_denoise.reference import ReferenceModel
+from cudnn_denoise.training import position_from
+
+CPU = ("--backend", "reference")
+
+
+def metrics(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_thirty_steps_lower_the_loss(cli, data64, tmp_path):
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data64.noisy.parent, *CPU, "--out", out, "--max-steps", 30,
+                 "--lr", 0.01, "--log-every", 5, "--epochs", 3)
+    assert result.code == 0, result.err
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert rows[-1]["loss"] < rows[0]["loss"] / 2, [r["loss"] for r in rows]
+    assert checkpoint.load(out / "checkpoint").step == 30
+
+
+def test_max_steps_0_writes_the_initial_parameters(cli, data32, tmp_path):
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 0, "--seed", 7)
+    assert result.code == 0, result.err
+    saved = checkpoint.load(out / "checkpoint")
+    assert saved.step == 0
+    np.testing.assert_array_equal(saved.params, init_params(7))
+    assert not np.array_equal(saved.params, init_params(0))  # the seed is used
+    tensors = views(saved.params)
+    for layer in LAYERS:  # PyTorch's default: uniform in +-1/sqrt(fan_in), weights and bias
+        bound = 1.0 / math.sqrt(layer.in_channels * layer.kernel * layer.kernel)
+        for name in (f"{layer.name}.weight", f"{layer.name}.bias"):
+            values = np.abs(tensors[name])
+            assert values.max() <= bound, name
+            if PARAM_BY_NAME[name].size >= 16:  # spread over the range, not squeezed near zero
+                assert values.max() > 0.5 * bound, name
+
+
+@pytest.mark.parametrize("shuffle", ["--shuffle", "--no-shuffle"])
+def test_batches_come_in_the_promised_order(cli, data32, tmp_path, shuffle):
+    """25 steps over 10-batch epochs, compared with a plain loop over the documented order."""
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 25,
+                 "--epochs", 3, "--seed", 3, "--lr", 0.01, shuffle)
+    assert result.code == 0, result.err
+    batches = expected_batches(40, 4, 25, shuffle=shuffle == "--shuffle", seed=3)
+    np.testing.assert_array_equal(checkpoint.load(out / "checkpoint").params,
+                                  plain_loop(init_params(3), data32, batches, 0.01))
+
+
+@pytest.mark.parametrize("shuffle", ["--shuffle", "--no-shuffle"])
+@pytest.mark.parametrize("stop", [12, 20])  # mid-epoch and at an epoch's end (10 batches each)
+def test_stop_and_resume_repeats_one_run_bit_for_bit(cli, data32, tmp_path, shuffle, stop):
+    common = ("--data", data32.noisy.parent, *CPU, "--epochs", 3, "--checkpoint-every", 5,
+              "--log-every", 4, "--lr", 0.01, shuffle)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert cli(train.main, *common, "--out", whole, "--max-steps", 25).code == 0
+    assert cli(train.main, *common, "--out", parts, "--max-steps", stop).code == 0
+    resumed = cli(train.main, *common, "--out", parts, "--max-steps", 25, "--resume")
+    assert resumed.code == 0, resumed.err
+    assert f"at step {stop}" in resumed.out
+
+    a, b = checkpoint.load(whole / "checkpoint"), checkpoint.load(parts / "checkpoint")
+    assert a.step == b.step == 25
+    np.testing.assert_array_equal(a.params, b.params)
+    assert position_from(a) == position_from(b)  # epoch, batch, loss sum, last loss
+    keys = ("step", "epoch", "loss", "average")
+    assert [[r[k] for k in keys] for r in metrics(whole)] == [[r[k] for k in keys] for r in metrics(parts)]
+
+
+@pytest.mark.parametrize("drop_last, steps", [(False, 6), (True, 4)])
+def test_partial_last_batch(cli, make_data, tmp_path, drop_last, steps):
+    """10 samples in batches of 4: 4 + 4 + 2 a epoch, or 4 + 4 with --drop-last; two epochs."""
+    data = make_data(10)
+    out = tmp_path / "run"
+    flags = ("--drop-last",) if drop_last else ()
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", out, "--epochs", 2,
+                 "--no-shuffle", "--lr", 0.01, "--log-every", 1, *flags)
+    assert result.code == 0, result.err
+    assert f"training {steps} steps" in result.out
+    saved = checkpoint.load(out / "checkpoint")
+    assert saved.step == steps and [r["step"] for r in metrics(out)] == list(range(1, steps + 1))
+    batches = expected_batches(10, 4, steps, shuffle=False, drop_last=drop_last)
+    assert [len(b) for b in batches[:3]] == ([4, 4, 4] if drop_last else [4, 4, 2])
+    np.testing.assert_array_equal(saved.params, plain_loop(init_params(0), data, batches, 0.01))
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_exits(data32, tmp_path, sig, code):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cudnn_denoise.train", "--data", str(data32.noisy.parent), *CPU,
+               "--out", str(out), "--epochs", 1000, "--log-every", 1, "--checkpoint-every", 0]
+    proc = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 3):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no progress in metrics.jsonl after 60 s"
+            time.sleep(0.05)
+        assert not (out / "checkpoint").exists()  # --checkpoint-every 0: only the signal writes one
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert f"stopped by signal {int(sig)}" in stderr and str(out / "checkpoint") in stderr, stderr
+    saved = checkpoint.load(out / "checkpoint")
+    assert saved.step >= 3 and saved.step < 10_000
+    assert position_from(saved).step == saved.step
+    assert np.isfinite(saved.params).all()
+
+
+def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(cli, make_data, tmp_path):
+    # Sample 17 is in step 5's batch (samples 16..19, --no-shuffle); train.py's intensity
+    # statistics read samples 0, 2, 5, 7, 10, 13, 15, 18, ... of 40, so they stay finite.
+    data = poison(make_data(40), 17)
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", out, "--no-shuffle",
+                 "--checkpoint-every", 2, "--max-steps", 10)
+    assert result.code == 3
+    line = result.one_line_error()
+    assert "step 5:" in line and f"the last good checkpoint stays at {out / 'checkpoint'}" in line
+    saved = checkpoint.load(out / "checkpoint")
+    assert saved.step == 4 and np.isfinite(saved.params).all()
+
+
+def test_nan_where_the_statistics_look_is_a_data_error(cli, make_data, tmp_path):
+    data = poison(make_data(8), 0)
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run")
+    assert result.code == 2
+    assert str(data.noisy) in result.one_line_error() and "--check-data" in result.err
+
+
+def test_check_data_names_the_nan_sample(cli, make_data, tmp_path):
+    data = poison(make_data(40), 17)
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run", "--check-data")
+    assert result.code == 2
+    assert f"{data.noisy}: sample 17 has 1 NaN" in result.one_line_error()
+
+
+def _corrupt_checkpoint(tmp_path):
+    path = checkpoint.save(tmp_path / "ckpt", init_params(0), step=0)
+    (path / "params.bin").write_bytes((path / "params.bin").read_bytes()[:-4])
+    return path
+
+
+NO_GPU = pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible: --backend cudnn would run")
+BAD_INPUTS = {  # name: (extra arguments given tmp_path, what the error line must say)
+    "missing data dir": (lambda t: ["--data", t / "nowhere"], "nowhere: --data must be a directory"),
+    "batch size 0": (lambda t: ["--batch-size", 0], "--batch-size must be at least 1, not 0"),
+    "resume without checkpoint": (lambda t: ["--resume"], "no checkpoint folder"),
+    "corrupt --init": (lambda t: ["--init", _corrupt_checkpoint(t)], "params.bin: 10496 bytes, manifest expects 10500"),
+    "cudnn without GPU": (lambda t: ["--backend", "cudnn"], "use --backend reference"),
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=NO_GPU if "GPU" in case else ()) for case in BAD_INPUTS])
+def test_bad_inputs_give_one_line_errors(cli, data32, tmp_path, case):
+    extra, message = BAD_INPUTS[case]
+    args = ["--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run", *extra(tmp_path)]
+    result = cli(train.main, *args)
+    assert result.code == 2
+    assert message in result.one_line_error()
+
+
+def test_resume_with_another_batch_size_is_refused(cli, data32, tmp_path):
+    common = ("--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run")
+    assert cli(train.main, *common, "--max-steps", 2).code == 0
+    result = cli(train.main, *common, "--max-steps", 4, "--resume", "--batch-size", 2)
+    assert result.code == 2
+    assert "used batch_size=4, this one 2" in result.one_line_error()
+
+
+def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
+    val = make_data(12, seed=9, name="val")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU, "--out", out,
+                 "--max-steps", 10, "--log-every", 5, "--lr", 0.01)
+    assert result.code == 0, result.err
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [5, 10]
+    # The last row's validation ran on the parameters the checkpoint holds: 3 full batches of 4.
+    model = ReferenceModel(checkpoint.load(out / "checkpoint").params)
+    x = np.fromfile(val.noisy, np.float32).reshape(12, 1, 32, 32)
+    y = np.fromfile(val.clean, np.float32).reshape(12, 1, 32, 32)
+    loss = sum(model.evaluate(x[i:i + 4], y[i:i + 4]) for i in range(0, 12, 4)) / 3
+    assert rows[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
+    assert rows[-1]["val_psnr"] == pytest.approx(10 * math.log10(1 / loss), rel=1e-12)
+    assert result.out.count("val loss") == 2
+    assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB" in result.out
+
+
+def test_help_names_every_flag_and_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    flags = ("--data --noisy --clean --patch-size --batch-size --lr --epochs --max-steps --seed --shuffle "
+             "--no-shuffle --init --out --checkpoint-every --resume --backend --math --deterministic "
+             "--log-every --val-data").split()
+    text = text.replace("--[no-]shuffle", "--shuffle --no-shuffle")
+    missing = [flag for flag in flags if not re.search(rf"(?<![\w-]){flag}(?![\w-])", text)]
+    assert not missing
+    codes = text[text.index("exit codes"):]
+    for code in ("0", "1", "2", "3", "130"):
+        assert re.search(rf"^ +{code} ", codes, re.MULTILINE), code
+    assert "143 by SIGTERM" in codes
