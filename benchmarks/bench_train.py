@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 WARMUP, WINDOWS, STEPS = 20, 5, 40
+PROFILE_STEPS = 10  # after timing, our unfused variants run this many steps with per-call events
 ROOT = Path(__file__).resolve().parent.parent
 
 OURS = {  # name -> DenoiseCNN options
@@ -69,12 +70,12 @@ def _time(step, record, synchronize) -> list[float]:
 
 
 def end_ms(start, end) -> float:
-    try:
-        import cupy
-
-        return cupy.cuda.get_elapsed_time(start, end)
-    except TypeError:
+    """Milliseconds between two recorded events, CuPy's or PyTorch's."""
+    if hasattr(start, "elapsed_time"):  # torch.cuda.Event
         return start.elapsed_time(end)
+    import cupy
+
+    return cupy.cuda.get_elapsed_time(start, end)
 
 
 def run_ours(options, batch, size) -> dict:
@@ -99,13 +100,22 @@ def run_ours(options, batch, size) -> dict:
 
     windows = _time(step, record, model.stream.synchronize)
     losses = model.read_losses(8)
+    profile = None
+    if not options.get("graph"):  # a replayed graph makes no calls to time one by one
+        from cudnn_denoise.profile import CallProfiler
+
+        with CallProfiler(model.stream) as profiler:
+            for i in range(PROFILE_STEPS):
+                step(i)
+        profile = profiler.table(PROFILE_STEPS)
     held = free0 - cupy.cuda.runtime.memGetInfo()[0]
     pool_peak = cupy.get_default_memory_pool().total_bytes()
-    algos = {layer: {d: f"{c.algo_name} ({c.workspace >> 20} MiB)" for d, c in dirs.items()}
+    algos = {layer: {d: {"chosen": f"{c.algo_name} ({c.workspace >> 20} MiB, math {c.math_type})",
+                         "offered": c.offered} for d, c in dirs.items()}
              for layer, dirs in model.algorithms().items()}
     model.close()
     return {"windows_ms": windows, "held_mib": held / 2**20, "allocator_peak_mib": pool_peak / 2**20,
-            "finite": bool(all(map(lambda v: v == v, losses))), "algorithms": algos}
+            "finite": bool(all(map(lambda v: v == v, losses))), "algorithms": algos, "profile": profile}
 
 
 def run_torch(options, batch, size) -> dict:
@@ -211,6 +221,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also time batch 1/4/16 x patch 256..2048")
     parser.add_argument("--quick", action="store_true", help="skip torch.compile (minutes of compiling)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant")
+    parser.add_argument("--algorithms", action="store_true", help="print every algorithm cuDNN offered per op")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -261,6 +272,16 @@ def main(argv=None) -> int:
     (args.out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows, "sweep": sweep_rows},
                                                       indent=1) + "\n")
     print("\n".join(md))
+    for r in timed:
+        if r.get("profile"):
+            print(f"\n## Per call, {r['name']}\n" + "\n".join(r["profile"]))
+    if args.algorithms:
+        for r in timed:
+            if r["impl"] == "cudnn" and not r["options"].get("graph"):
+                print(f"\n## Algorithms offered, {r['name']}")
+                for layer, dirs in r["algorithms"].items():
+                    for d, info in dirs.items():
+                        print(f"{layer} {d}: chose {info['chosen']}\n    " + "\n    ".join(info["offered"]))
     return 0
 
 

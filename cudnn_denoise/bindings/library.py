@@ -3,14 +3,24 @@
 Attribute access gives the C function by its manual name. Functions that return a status
 (cudnnStatus_t, cublasStatus_t) raise CudnnError / CublasError on failure and return None;
 others (cudnnGetVersion, cudnnGetErrorString) return their value. Enum constants pass through.
-`.lib` is the raw cffi library, `.path` where it was loaded from. Every checked call goes through
-`_call`, the one place a call trace hooks in.
+`.lib` is the raw cffi library, `.path` where it was loaded from. Every checked call passes
+through one closure, the place where a profiler or a call trace hooks in (set_hook).
 """
 
 from __future__ import annotations
 
 from ._ffi import ffi
 from .errors import check_cublas, check_cudnn
+
+_hook = None  # a callable (name, args) -> context manager, wrapped around every checked call
+
+
+def set_hook(hook) -> object:
+    """Install `hook` (None removes it) around every checked call; returns the previous one."""
+    global _hook
+    previous, _hook = _hook, hook
+    return previous
+
 
 _STATUS_CHECKS = {
     ffi.typeof("cudnnStatus_t"): check_cudnn,
@@ -42,7 +52,11 @@ class CheckedLibrary:
             return value
 
         def call(*args, _fn=value, _name=attr, _check=check, _lib=self.lib):
-            _check(_lib, _name, _fn(*args))
+            if _hook is None:
+                _check(_lib, _name, _fn(*args))
+                return
+            with _hook(_name, args):
+                _check(_lib, _name, _fn(*args))
 
         call.__name__ = call.__qualname__ = attr
         self._functions[attr] = call

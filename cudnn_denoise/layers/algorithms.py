@@ -57,6 +57,7 @@ class Choice:
     math_type: int
     deterministic: bool
     time_ms: float  # measured by find; -1 from the heuristics
+    offered: tuple[str, ...] = ()  # every result cuDNN returned, in its order, for logs and docs
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,16 @@ def choose(ctx, direction: Direction, policy: Policy, descriptors: tuple, buffer
     else:
         raise ValueError(f"algorithm search must be 'find' or 'heuristic', not {policy.search!r}")
     names = dict(ffi.typeof(direction.algo_enum).elements)
-    rejected = []
-    for p in perf[0 : returned[0]]:
-        reason = _rejection(p, policy, cudnn)
-        if reason is None:
+    results = perf[0 : returned[0]]
+    offered = tuple(f"{names.get(p.algo, p.algo)} status {p.status} {p.time:.3f} ms {p.memory >> 20} MiB "
+                    f"math {p.mathType}{' det' if p.determinism == cudnn.CUDNN_DETERMINISTIC else ''}"
+                    for p in results)
+    for p in results:
+        if _rejection(p, policy, cudnn) is None:
             return Choice(p.algo, names.get(p.algo, str(p.algo)), p.memory, p.mathType,
-                          p.determinism == cudnn.CUDNN_DETERMINISTIC, p.time if policy.search == "find" else -1.0)
-        rejected.append(f"{names.get(p.algo, p.algo)}: {reason}")
+                          p.determinism == cudnn.CUDNN_DETERMINISTIC,
+                          p.time if policy.search == "find" else -1.0, offered)
+    rejected = [f"{names.get(p.algo, p.algo)}: {_rejection(p, policy, cudnn)}" for p in results]
     raise RuntimeError(f"no usable {direction.name} convolution algorithm ({policy}); cuDNN offered: "
                        + "; ".join(rejected))
 
