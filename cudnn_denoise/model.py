@@ -5,9 +5,9 @@ One training step, in call order (the Fortran port makes the same calls; docs/fo
             (or both in one cudnnConvolutionBiasActivationForward when fused), the same for conv2,
             conv3: cudnnConvolutionForward + cudnnAddTensor
   loss      cublasScopy, cublasSaxpy, cublasSdot, cublasSscal (layers/mse.py)
-  backward  conv3: BackwardFilter, BackwardBias, BackwardData; relu2: cudnnActivationBackward;
-            conv2: BackwardFilter, BackwardBias, BackwardData; relu1: ActivationBackward;
-            conv1: BackwardFilter, BackwardBias (the input needs no gradient)
+  backward  conv3: cudnnConvolutionBackwardFilter, bias gradient (two cublasSgemv), BackwardData;
+            relu2: cudnnActivationBackward; conv2: the same three; relu1: ActivationBackward;
+            conv1: BackwardFilter and bias gradient (the input needs no gradient)
   update    one cublasSaxpy over the flat parameter vector
 All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
 never synchronises the host except where a loss is read.
@@ -21,7 +21,9 @@ from .device import require_gpu
 from .params import LAYERS, NUM_PARAMS, views
 
 MATH_MODES = ("tf32", "fp32")
-DEFAULT_WORKSPACE_LIMIT = 512 * 1024 * 1024  # bytes an algorithm may use: generous, below PyTorch's peak
+# Bytes one algorithm may use. The TF32 algorithms for the 16-channel layers ask for 512 MiB and a
+# little more at 4 x 16 x 1024 x 1024; 1 GiB keeps our peak below PyTorch's (docs/performance.md).
+DEFAULT_WORKSPACE_LIMIT = 1024 * 1024 * 1024
 LOSS_SLOTS = 1024  # device loss sums kept between reads (train reads them at each log line)
 
 

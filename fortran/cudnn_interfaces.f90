@@ -925,6 +925,13 @@ module cudnn_interfaces
   integer(c_int), parameter :: CUBLAS_STATUS_NOT_SUPPORTED = 15
   integer(c_int), parameter :: CUBLAS_STATUS_LICENSE_ERROR = 16
 
+  ! cublasOperation_t
+  integer(c_int), parameter :: CUBLAS_OP_N = 0
+  integer(c_int), parameter :: CUBLAS_OP_T = 1
+  integer(c_int), parameter :: CUBLAS_OP_C = 2
+  integer(c_int), parameter :: CUBLAS_OP_HERMITAN = 2
+  integer(c_int), parameter :: CUBLAS_OP_CONJG = 3
+
   ! cublasPointerMode_t
   integer(c_int), parameter :: CUBLAS_POINTER_MODE_HOST = 0
   integer(c_int), parameter :: CUBLAS_POINTER_MODE_DEVICE = 1
@@ -1076,6 +1083,25 @@ module cudnn_interfaces
       type(c_ptr), value :: result      ! float *result
       integer(c_int) :: cublasSnrm2_v2  ! cublasStatus_t
     end function cublasSnrm2_v2
+
+    function cublasSgemv_v2(handle, trans, m, n, alpha, A, lda, x, incx, beta, y, incy) &
+        bind(C, name="cublasSgemv_v2")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: handle      ! cublasHandle_t handle
+      integer(c_int), value :: trans    ! cublasOperation_t trans
+      integer(c_int), value :: m        ! int m
+      integer(c_int), value :: n        ! int n
+      type(c_ptr), value :: alpha       ! const float *alpha
+      type(c_ptr), value :: A           ! const float *A
+      integer(c_int), value :: lda      ! int lda
+      type(c_ptr), value :: x           ! const float *x
+      integer(c_int), value :: incx     ! int incx
+      type(c_ptr), value :: beta        ! const float *beta
+      type(c_ptr), value :: y           ! float *y
+      integer(c_int), value :: incy     ! int incy
+      integer(c_int) :: cublasSgemv_v2  ! cublasStatus_t
+    end function cublasSgemv_v2
   end interface
 
 contains

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cupy
 
 from ..bindings import load
+from ..bindings.cdata import ONE, device_ptr
+from ..bindings.descriptors import TensorDescriptor
 from ..bindings.handles import CublasHandle, CudnnHandle
 
 
@@ -21,6 +23,7 @@ class Context:
         self.cublas_handle = CublasHandle(self.stream)
         self.cudnn, self.cublas = load()
         self.workspace = cupy.empty(0, dtype=cupy.uint8)
+        self._ones = cupy.empty(0, dtype=cupy.float32)
 
     def reserve_workspace(self, nbytes: int):
         """The shared workspace, grown (never shrunk) to at least nbytes."""
@@ -28,6 +31,16 @@ class Context:
             with self.stream:
                 self.workspace = cupy.empty(nbytes, dtype=cupy.uint8)
         return self.workspace
+
+    def ones(self, count: int):
+        """A device float32 vector of at least `count` ones (grown, never shrunk), set by cudnnSetTensor."""
+        if count > self._ones.size:
+            with self.stream:
+                self._ones = cupy.empty(count, dtype=cupy.float32)
+            with TensorDescriptor() as desc:
+                desc.set_4d(self.cudnn.CUDNN_TENSOR_NCHW, self.cudnn.CUDNN_DATA_FLOAT, 1, 1, 1, count)
+                self.cudnn.cudnnSetTensor(self.cudnn_handle.ptr, desc.ptr, device_ptr(self._ones), ONE)
+        return self._ones
 
     def synchronize(self) -> None:
         self.stream.synchronize()

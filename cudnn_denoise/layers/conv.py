@@ -7,8 +7,10 @@ Shapes: x (N, C, H, W), w (K, C, 3, 3), b (K,), y dy (N, K, H, W), dx like x.
 
 from __future__ import annotations
 
+import cupy
+
 from ..bindings import ffi
-from ..bindings.cdata import ONE, ZERO, device_ptr
+from ..bindings.cdata import ONE, ZERO, device_ptr, float_ptr
 from ..bindings.descriptors import ConvolutionDescriptor, FilterDescriptor, TensorDescriptor
 from ..params import ConvSpec
 from .algorithms import DIRECTIONS, Choice, Policy, choose
@@ -33,6 +35,10 @@ class Conv2d:
                                                   cudnn.CUDNN_CROSS_CORRELATION, f32)
             self.conv_desc[direction] = conv.set_math_type(math)
         self.choice: dict[str, Choice] = {}
+        self.n, self.hw = n, h * w
+        with ctx.stream:
+            self.db_per_sample = cupy.empty(n * spec.out_channels, dtype=cupy.float32)  # (N, K) partial sums
+        ctx.ones(max(self.hw, n))
 
     def choose_algorithms(self, policy: Policy, x, w, y, dx) -> None:
         """Choose forward, backward-data (when dx is given) and backward-filter algorithms.
@@ -40,8 +46,6 @@ class Conv2d:
         Find writes into y, dx and a scratch dw, so call it before real data matters. dx is None
         for the first layer: the input needs no gradient.
         """
-        import cupy
-
         dw = cupy.empty(w.shape, dtype=cupy.float32)  # find overwrites its output
         px, pw, py = device_ptr(x), device_ptr(w), device_ptr(y)
         wanted = {
@@ -107,7 +111,17 @@ class Conv2d:
             ZERO, self.w_desc.ptr, device_ptr(dw))
 
     def backward_bias(self, dy, db) -> None:
-        """db[k] = sum over n, h, w of dy[n, k]: cudnnConvolutionBackwardBias (beta 0)."""
-        ctx = self.ctx
-        ctx.cudnn.cudnnConvolutionBackwardBias(ctx.cudnn_handle.ptr, ONE, self.y_desc.ptr, device_ptr(dy),
-                                               ZERO, self.b_desc.ptr, device_ptr(db))
+        """db[k] = sum over n, h, w of dy[n, k], as two cublasSgemv_v2 against a vector of ones.
+
+        Column-major views of the NCHW buffer: dy is an (H*W) x (N*K) matrix, so
+            s  = dy^T . ones(H*W)    (N*K,)   cublasSgemv(CUBLAS_OP_T), beta 0
+            db = S . ones(N)         (K,)     cublasSgemv(CUBLAS_OP_N), S = s as a K x N matrix
+        cudnnConvolutionBackwardBias computes the same but took 3.2 ms per layer on an H100
+        (4 x 16 x 1024 x 1024), against about 0.1 ms for these two calls (docs/performance.md).
+        """
+        ctx, k = self.ctx, self.spec.out_channels
+        blas, handle, ones = ctx.cublas, ctx.cublas_handle.ptr, float_ptr(ctx.ones(max(self.hw, self.n)))
+        s = float_ptr(self.db_per_sample)
+        blas.cublasSgemv_v2(handle, blas.CUBLAS_OP_T, self.hw, self.n * k, ONE, float_ptr(dy), self.hw,
+                            ones, 1, ZERO, s, 1)
+        blas.cublasSgemv_v2(handle, blas.CUBLAS_OP_N, k, self.n, ONE, s, k, ones, 1, ZERO, float_ptr(db), 1)
