@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--check-data", action="store_true",
                         help="read the written files back and scan them for NaN, Inf and values "
                              "outside [0, 1]")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes making samples in parallel; the bytes do not depend on it "
+                             "(default 1)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
     return parser
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = write_dataset(args.out, args.samples, args.size, args.seed, dose=args.dose,
                                 sigma=args.sigma, ctf=args.ctf, overwrite=args.overwrite,
-                                progress=None if bar is None else lambda done, _: bar.update(done))
+                                workers=args.workers, progress=None if bar is None else lambda done, _: bar.update(done))
         seconds = time.perf_counter() - start
         if args.check_data:
             check_values(dataset)

@@ -79,7 +79,7 @@ def default_dataset(backend: str, seed: int):
           f"in {folder}, once")
     progress = Progress(spec["samples"], "pairs")
     dataset = write_dataset(folder, spec["samples"], spec["size"], seed, overwrite=True,
-                            progress=lambda done, total: progress.update(done))
+                            workers=os.cpu_count() or 1, progress=lambda done, total: progress.update(done))
     progress.close()
     return dataset
 

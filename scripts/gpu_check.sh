@@ -34,7 +34,7 @@ for stage in $stages; do
     train)
         python3 -m cudnn_denoise.train --out /tmp/train-run 2>&1 | tee "$OUT/train.log" || status=1 ;;
     seed)
-        python3 -m cudnn_denoise.make_dataset --out /tmp/seed-data --samples 2000 --size 1024 2>&1 | tail -2
+        python3 -m cudnn_denoise.make_dataset --out /tmp/seed-data --samples 2000 --size 1024 --workers 16 2>&1 | tail -2
         python3 -m cudnn_denoise.train --data /tmp/seed-data --out /tmp/seed-run ${SEED_ARGS:-} 2>&1 \
             | tee "$OUT/seed_train.log" || status=1 ;;
     *) echo "unknown stage $stage (tests train bench reader seed)"; status=2 ;;

@@ -15,6 +15,8 @@ constant memory. Filtering templates instead of whole patches keeps each patch F
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -133,11 +135,13 @@ class SyntheticPatches:
 
 def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, seed: int = 0, *,
                   dose: float = DEFAULT_DOSE, sigma: float = DEFAULT_SIGMA, ctf: bool = True,
-                  overwrite: bool = False,
+                  overwrite: bool = False, workers: int = 1,
                   progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Write `samples` synthetic pairs of size x size to out_dir/{noisy,clean}.bin + dataset.json.
 
-    Streams one sample at a time (constant memory); files appear under their names only when
+    Streams samples in order (constant memory; with workers > 1, that many processes make the
+    next samples while earlier ones are written: each sample depends only on (seed, index), so the
+    bytes are the same for any number of workers). Files appear under their names only when
     complete, dataset.json last, so a dataset.json means a whole dataset. `progress(done, total)`
     is called after each sample. Returns the opened Dataset.
     """
@@ -153,9 +157,9 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
         path.unlink()  # dataset.json first in spirit: no stale description of new files
     maker = SyntheticPatches(size, seed, dose=dose, sigma=sigma, ctf=ctf)
     partial = [path.with_name(path.name + ".partial") for path in finals[:2]]
-    with open(partial[0], "wb") as noisy_file, open(partial[1], "wb") as clean_file:
-        for index in range(samples):
-            noisy, clean = maker.pair(index)
+    with open(partial[0], "wb") as noisy_file, open(partial[1], "wb") as clean_file, \
+            _pairs(maker, samples, workers) as pairs:
+        for index, (noisy, clean) in enumerate(pairs):
             noisy_file.write(noisy.data)  # DTYPE is little-endian float32: the bytes as stored
             clean_file.write(clean.data)
             if progress is not None:
@@ -164,6 +168,16 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
         os.replace(path, final)
     write_meta(out_dir, size, size, samples, maker.settings)
     return open_dir(out_dir)
+
+
+@contextlib.contextmanager
+def _pairs(maker: SyntheticPatches, samples: int, workers: int):
+    """Yields an iterator over maker.pair(0..samples-1), in order, from `workers` processes."""
+    if workers <= 1:
+        yield map(maker.pair, range(samples))
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield pool.imap(maker.pair, range(samples), chunksize=2)
 
 
 def _proteasome_blobs(rng: np.random.Generator) -> np.ndarray:
