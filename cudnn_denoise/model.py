@@ -21,9 +21,16 @@ from .device import require_gpu
 from .params import LAYERS, NUM_PARAMS, views
 
 MATH_MODES = ("tf32", "fp32")
-# Bytes one algorithm may use. The TF32 algorithms for the 16-channel layers ask for 512 MiB and a
-# little more at 4 x 16 x 1024 x 1024; 1 GiB keeps our peak below PyTorch's (docs/performance.md).
-DEFAULT_WORKSPACE_LIMIT = 1024 * 1024 * 1024
+
+def default_workspace_limit(batch: int, height: int, width: int) -> int:
+    """Bytes one algorithm may use: twice a hidden activation, plus 64 MiB.
+
+    The fast TF32 algorithms of the 16-channel layers ask for just over one activation's worth
+    (513 MiB at 4 x 16 x 1024 x 1024: cuDNN's own NHWC copies); a fixed 512 MiB refused them and a
+    fixed 1 GiB refused them again at 4 x 2048 x 2048 (docs/performance.md). Peak memory stays
+    below PyTorch's at every size of the benchmark's sweep.
+    """
+    return 2 * batch * 16 * height * width * 4 + (64 << 20)
 LOSS_SLOTS = 1024  # device loss sums kept between reads (train reads them at each log line)
 
 
@@ -34,7 +41,7 @@ class DenoiseCNN:
 
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
-                 workspace_limit: int = DEFAULT_WORKSPACE_LIMIT, keep_intermediates: bool = False,
+                 workspace_limit: int | None = None, keep_intermediates: bool = False,
                  graph: bool = False, stream=None):
         require_gpu()
         import cupy
@@ -89,6 +96,8 @@ class DenoiseCNN:
         self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
         self.relu = ReLU(self.ctx, n, 16, h, w)  # relu1 and relu2 share one shape
         self.mse = MSELoss(self.ctx, n * h * w)
+        if workspace_limit is None:
+            workspace_limit = default_workspace_limit(n, h, w)
         self._choose_algorithms(Policy(search, strict, deterministic, workspace_limit))
 
     @staticmethod
