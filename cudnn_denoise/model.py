@@ -42,7 +42,7 @@ class DenoiseCNN:
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
                  workspace_limit: int | None = None, keep_intermediates: bool = False,
-                 graph: bool = False, stream=None):
+                 graph: bool = False, algorithm_cache: bool = True, stream=None):
         require_gpu()
         import cupy
 
@@ -61,7 +61,7 @@ class DenoiseCNN:
         self.keep_intermediates = keep_intermediates
         self.graph = graph
         self._graph = None  # the captured step (CUDA graph) and the lr it was captured with
-        self.ctx = Context(stream)
+        self.ctx = Context(stream, algorithm_cache=algorithm_cache)
         self.stream = self.ctx.stream
         n, h, w = batch, height, width
         with self.stream:

@@ -180,3 +180,19 @@ def test_bad_input_shape_is_refused():
             model.forward(np.zeros((2, 1, 32, 31), np.float32))
     finally:
         model.close()
+
+
+def test_second_model_takes_its_algorithms_from_the_disk_cache(tmp_path, monkeypatch):
+    from cudnn_denoise.model import DenoiseCNN
+
+    monkeypatch.setenv("CUDNN_DENOISE_ALGORITHM_CACHE", str(tmp_path / "algorithms.json"))
+    chosen = []
+    for _ in range(2):
+        model = DenoiseCNN(init_params(0), batch=2, height=96, width=64, math="tf32")
+        chosen.append({(layer, d): (c.algo, c.offered) for layer, dirs in model.algorithms().items()
+                       for d, c in dirs.items()})
+        model.close()
+    first, second = chosen
+    assert {k: v[0] for k, v in first.items()} == {k: v[0] for k, v in second.items()}
+    assert all(offered == ("from the algorithm cache",) for _, offered in second.values())
+    assert not any(offered == ("from the algorithm cache",) for _, offered in first.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bindings import ffi
+from .algorithm_cache import make_key
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,30 @@ class Policy:
     workspace_limit: int  # bytes
 
 
-def choose(ctx, direction: Direction, policy: Policy, descriptors: tuple, buffers: tuple | None) -> Choice:
+def choose(ctx, direction: Direction, policy: Policy, descriptors: tuple, buffers: tuple | None,
+           geometry: str = "") -> Choice:
     """Pick the algorithm for one direction.
 
     descriptors: the direction's descriptors in the manual's order for the _v7 call
     (forward: x, w, conv, y; backward_data: w, dy, conv, dx; backward_filter: x, dy, conv, dw);
-    buffers: the matching device pointers for find (same order, conv omitted).
+    buffers: the matching device pointers for find (same order, conv omitted); geometry: the
+    shapes and layout, for the on-disk cache of find's choices (ctx.algorithm_cache).
     """
+    cache, key = ctx.algorithm_cache, None
+    if policy.search == "find" and cache is not None and geometry:
+        key = make_key(ctx.gpu_name, ctx.cudnn.cudnnGetVersion(), geometry, direction.name, policy)
+        hit = cache.get(key)
+        if hit is not None:
+            return Choice(**hit, offered=("from the algorithm cache",))
+    choice = _search(ctx, direction, policy, descriptors, buffers)
+    if key is not None:
+        cache.put(key, {f: getattr(choice, f) for f in ("algo", "algo_name", "workspace", "math_type",
+                                                         "deterministic", "time_ms")})
+    return choice
+
+
+def _search(ctx, direction: Direction, policy: Policy, descriptors: tuple, buffers: tuple | None) -> Choice:
+    """Ask cuDNN (find or heuristics) and take the first result that passes the policy."""
     cudnn = ctx.cudnn
     count = ffi.new("int *")
     getattr(cudnn, direction.max_count)(ctx.cudnn_handle.ptr, count)

@@ -12,13 +12,16 @@ from ..bindings import load
 from ..bindings.cdata import ONE, device_ptr
 from ..bindings.descriptors import TensorDescriptor
 from ..bindings.handles import CublasHandle, CudnnHandle
+from .algorithm_cache import AlgorithmCache, default_path
 
 
 class Context:
     """Handles on one stream plus a workspace that grows to the largest request."""
 
-    def __init__(self, stream: cupy.cuda.Stream | None = None):
+    def __init__(self, stream: cupy.cuda.Stream | None = None, algorithm_cache: bool = True):
         self.stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
+        self.algorithm_cache = AlgorithmCache(default_path()) if algorithm_cache else None
+        self.gpu_name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
         self.cudnn_handle = CudnnHandle(self.stream)
         self.cublas_handle = CublasHandle(self.stream)
         self.cudnn, self.cublas = load()

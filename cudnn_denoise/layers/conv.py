@@ -57,8 +57,9 @@ class Conv2d:
         if dx is not None:
             wanted["backward_data"] = ((self.w_desc.ptr, self.y_desc.ptr, self.conv_desc["backward_data"].ptr,
                                         self.x_desc.ptr), (pw, py, device_ptr(dx)))
+        geometry = f"NCHW x {'x'.join(map(str, x.shape))} w {'x'.join(map(str, w.shape))} pad {self.spec.pad}"
         for name, (descriptors, buffers) in wanted.items():
-            choice = choose(self.ctx, DIRECTIONS[name], policy, descriptors, buffers)
+            choice = choose(self.ctx, DIRECTIONS[name], policy, descriptors, buffers, geometry)
             self.conv_desc[name].set_math_type(choice.math_type)
             self.choice[name] = choice
         self.ctx.reserve_workspace(max(c.workspace for c in self.choice.values()))
