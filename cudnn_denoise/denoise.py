@@ -1,0 +1,212 @@
+"""python -m cudnn_denoise.denoise: denoise micrographs (MRC or raw float32) with a trained checkpoint.
+
+Checks the output folder, the checkpoint and the inputs before any work, then hands the files to
+inference.pipeline and reports: a line per file, a progress bar with micrographs/s, a summary.
+The logic lives in cudnn_denoise/inference/ (tiling, intensity scaling, file formats, streaming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__, backends, checkpoint
+from .data.format import DataError
+from .inference import files
+from .inference.engine import Denoiser, OutOfGpuMemory, select_device
+from .inference.intensity import TrainingStats
+from .inference.mrc_io import MrcfileMissing, label, require_mrcfile
+from .inference.pipeline import denoise_files
+from .progress import Progress
+
+EXIT_BAD_INPUTS = 4
+EXIT_CODES = f"""exit codes:
+  0    every input denoised, or skipped because its output exists
+  1    unexpected internal error (a traceback follows: please report it)
+  2    bad arguments, checkpoint or output folder, no usable GPU for --backend cudnn, or an
+       output that cannot be written (one line says what)
+  {EXIT_BAD_INPUTS}    some inputs could not be read or are not 2-D micrographs or image stacks: each was
+       named when skipped, the others were denoised; the last line gives the count
+  130  stopped by SIGINT, 143 by SIGTERM: finished outputs stay; the same command goes on from there
+
+Outputs are written under a temporary name and renamed when complete, so an existing output is a
+finished one: a rerun skips it (unless --overwrite) and picks up where a stopped run ended."""
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (SIGINT raises KeyboardInterrupt)."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cudnn_denoise.denoise", description=__doc__.split("\n\n")[0],
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by frame), raw "
+                        ".bin files in the dataset format, folders holding them, or quoted glob patterns")
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="the trained checkpoint folder")
+    o = p.add_argument_group("output")
+    o.add_argument("-o", "--out", type=Path, default=Path("denoised"), metavar="DIR",
+                   help="folder for the outputs, made if needed (default ./denoised)")
+    o.add_argument("--suffix", default=".denoised",
+                   help="added to each input's name: x.mrc -> DIR/x<suffix>.mrc (default .denoised)")
+    o.add_argument("--format", choices=files.FORMATS, default="mrc",
+                   help="mrc: float32 (mode 2) MRC keeping the input's voxel size, origin and labels; "
+                        "raw: float32 (N, H, W) as the dataset format, as .bin (default mrc)")
+    o.add_argument("--overwrite", action="store_true", help="denoise again inputs whose output exists (default: skip them)")
+    o.add_argument("--normalize", action="store_true",
+                   help="write the model's intensity scale (that of the training data) instead of the input's")
+    r = p.add_argument_group("raw inputs")
+    r.add_argument("--height", type=int, metavar="PX", help="rows of a raw file's frames (default: its dataset.json)")
+    r.add_argument("--width", type=int, metavar="PX", help="columns of a raw file's frames (default: its dataset.json)")
+    b = p.add_argument_group("backend")
+    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
+                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
+    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
+                   help="cudnn only: tf32 (CUDNN_DEFAULT_MATH) or fp32 (CUDNN_FMA_MATH, strict) (default tf32)")
+    b.add_argument("--device", type=int, metavar="N", help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
+    b.add_argument("--tile-size", type=int, metavar="PX",
+                   help="output pixels per tile side (tiles are exact: a 3-pixel halo); default: the whole "
+                        "micrograph if it fits in free GPU memory, else the largest tile that does; "
+                        "512 on the reference backend. Out of GPU memory halves it and goes on")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing, OutOfGpuMemory,
+            backends.NoGpuError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    for name in ("tile_size", "height", "width"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    files.check_out_dir(args.out)
+    saved = checkpoint.load(args.checkpoint)
+    stats = TrainingStats.from_checkpoint(saved)
+    if stats is None and not args.normalize:
+        raise checkpoint.CheckpointError(
+            f"{args.checkpoint}: has no data_stats (the training inputs' intensity statistics), so "
+            "micrographs cannot be brought into the model's range; pass --normalize to feed them unchanged "
+            "and write the model's output as it is")
+
+    inputs, problems = files.expand(args.inputs)
+    inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
+    if not inputs:
+        raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
+    jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format)
+    if args.format == "mrc" or any(job.is_mrc for job in jobs):
+        require_mrcfile()
+    todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
+
+    backend, why = backends.resolve(args.backend)
+    if backend == "cudnn" and args.device is not None:
+        why = select_device(args.device)
+    print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))
+    print(f"checkpoint: {saved.path} (step {saved.step}); intensities: "
+          + (_scale_note(stats, args.normalize)))
+    if earlier:
+        print(f"ignoring {earlier} input(s) in {args.out} named like outputs (*{args.suffix}.*)")
+    if len(todo) < len(jobs):
+        print(f"skipping {len(jobs) - len(todo)} input(s) whose output exists in {args.out} (--overwrite redoes them)")
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+
+    denoiser = Denoiser(backend, saved.params, math=args.math, tile=args.tile_size, report=print)
+    text = label(f"cudnn_denoise {__version__} {time.strftime('%Y-%m-%d')}: ",
+                 f"{saved.path.resolve()} step {saved.step}")
+    try:
+        with _sigterm_raises():
+            done, bad, frames, seconds = _denoise(args, todo, denoiser, stats, text)
+    except (KeyboardInterrupt, _Stopped) as exc:
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        print(f"stopped by {signum.name}; finished outputs stay in {args.out}: the same command goes on "
+              "from there", file=sys.stderr)
+        return 128 + signum
+    finally:
+        denoiser.close()
+
+    rate = frames / seconds if seconds > 0 else 0.0
+    print(f"done: {done} file(s), {frames} micrograph(s) in {seconds:.1f} s ({rate:.2f} micrographs/s); "
+          f"outputs in {args.out}")
+    bad += len(problems)
+    if bad:
+        print(f"error: {bad} of {len(todo) + len(problems)} input(s) could not be denoised (named above)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUTS
+    return 0
+
+
+def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
+    """(files done, bad inputs, micrographs, seconds), reporting as it goes."""
+    progress = Progress(len(jobs), "files")
+    start = time.monotonic()
+    counts = {"done": 0, "bad": 0, "frames": 0}
+
+    def draw():
+        elapsed = time.monotonic() - start
+        rate = counts["frames"] / elapsed if elapsed > 0 else 0.0
+        progress.update(counts["done"] + counts["bad"], suffix=f"{rate:.1f} micrographs/s")
+
+    def on_frame():
+        counts["frames"] += 1
+        draw()
+
+    results = denoise_files(
+        jobs, denoiser, stats=stats, normalize=args.normalize, on_frame=on_frame,
+        open_source=lambda path: files.open_source(path, args.height, args.width),
+        open_writer=lambda job, source: files.open_writer(job, source, args.format, text))
+    with contextlib.closing(results):
+        for result in results:
+            if result.error is not None:
+                counts["bad"] += 1
+                progress.line(f"skipped: {result.error}", out=sys.stderr)
+            else:
+                counts["done"] += 1
+                h, w = result.shape
+                what = f"{result.frames} frames of {h}x{w}" if result.frames > 1 else f"{h}x{w}"
+                tile = "whole" if result.tile >= max(h, w) else f"tiles of {result.tile}"
+                progress.line(f"{result.job.source} -> {result.job.output} ({what}, {tile}, {result.seconds:.2f} s)")
+            draw()
+    progress.close()
+    return counts["done"], counts["bad"], counts["frames"], time.monotonic() - start
+
+
+def _scale_note(stats: TrainingStats | None, normalize: bool) -> str:
+    if stats is None:
+        return "no data_stats in the checkpoint: inputs fed unchanged (--normalize)"
+    into = f"each micrograph mapped to the training data's mean {stats.mean:.4g}, std {stats.std:.4g}"
+    return into + ("; outputs on that scale (--normalize)" if normalize else "; outputs back on the input's scale")
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises _Stopped in the main thread while the files are denoised (so partial outputs
+    are removed as for Ctrl-C); nothing changes when not on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise _Stopped()
+
+    old = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
