@@ -1,23 +1,22 @@
 """cuDNN descriptors: tensor, filter, convolution, activation and op-tensor; each re-settable.
 
 Each object owns one descriptor from cudnnCreate*Descriptor to cudnnDestroy*Descriptor (close(),
-`with`, or the __del__ backstop). Setters mirror the C calls and keep the manual's argument order;
+`with`, or the __del__ backstop: owned.py). Setters mirror the C calls and keep the manual's argument order;
 `ptr` is the raw descriptor to pass to compute calls. None of these needs a GPU.
 """
 
 from __future__ import annotations
 
-import sys
-
 from . import load
 from ._ffi import ffi
+from .owned import Owned
 
 
 def _cudnn():
     return load()[0]
 
 
-class _Descriptor:
+class _Descriptor(Owned):
     """Create on construction, destroy once."""
 
     _ctype: str
@@ -29,24 +28,8 @@ class _Descriptor:
         getattr(self.cudnn, f"cudnnCreate{self._kind}Descriptor")(out)
         self.ptr = out[0]
 
-    def close(self) -> None:
-        if self.ptr is not None:
-            ptr, self.ptr = self.ptr, None
-            getattr(self.cudnn, f"cudnnDestroy{self._kind}Descriptor")(ptr)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        if sys.is_finalizing() or getattr(self, "ptr", None) is None:
-            return
-        try:
-            self.close()
-        except Exception:  # a backstop must not raise from the garbage collector
-            pass
+    def _release(self, ptr) -> None:
+        getattr(self.cudnn, f"cudnnDestroy{self._kind}Descriptor")(ptr)
 
 
 class TensorDescriptor(_Descriptor):

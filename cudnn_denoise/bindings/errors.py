@@ -9,26 +9,30 @@ CUDNN_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cudnnStatus_t").elements)
 CUBLAS_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cublasStatus_t").elements)
 
 
-class CudnnError(RuntimeError):
+class _StatusError(RuntimeError):
+    """A call returned a failure status: the function, the status and its name, the library's words."""
+
+    _names: dict[int, str]
+    _enum: str
+
+    def __init__(self, function: str, status: int, message: str):
+        self.function = function
+        self.status = status
+        self.status_name = self._names.get(status, f"{self._enum}({status})")
+        self.message = message
+        super().__init__(f"{function} failed: {self.status_name} ({status}): {message}")
+
+
+class CudnnError(_StatusError):
     """A cuDNN call returned a status other than CUDNN_STATUS_SUCCESS."""
 
-    def __init__(self, function: str, status: int, message: str):
-        self.function = function
-        self.status = status
-        self.status_name = CUDNN_STATUS_NAMES.get(status, f"cudnnStatus_t({status})")
-        self.message = message
-        super().__init__(f"{function} failed: {self.status_name} ({status}): {message}")
+    _names, _enum = CUDNN_STATUS_NAMES, "cudnnStatus_t"
 
 
-class CublasError(RuntimeError):
+class CublasError(_StatusError):
     """A cuBLAS call returned a status other than CUBLAS_STATUS_SUCCESS."""
 
-    def __init__(self, function: str, status: int, message: str):
-        self.function = function
-        self.status = status
-        self.status_name = CUBLAS_STATUS_NAMES.get(status, f"cublasStatus_t({status})")
-        self.message = message
-        super().__init__(f"{function} failed: {self.status_name} ({status}): {message}")
+    _names, _enum = CUBLAS_STATUS_NAMES, "cublasStatus_t"
 
 
 def cudnn_message(lib, status: int) -> str:

@@ -1,17 +1,15 @@
 """cuDNN and cuBLAS handles bound to a CuPy stream, released by close() or `with`.
 
 A handle is created on the current device and set to one stream; every compute call made with it
-is queued on that stream. `__del__` is only a backstop: it never raises and does nothing once the
-interpreter is shutting down (the library may already be unloaded).
+is queued on that stream. Release as every owned object (owned.py).
 """
 
 from __future__ import annotations
 
-import sys
-
 from ..device import require_gpu
 from . import load
 from ._ffi import ffi
+from .owned import Owned
 
 
 def _stream_ptr(stream) -> object:
@@ -22,7 +20,7 @@ def _stream_ptr(stream) -> object:
     return ffi.cast("cudaStream_t", stream.ptr)
 
 
-class _Handle:
+class _Handle(Owned):
     """Common lifetime of a library handle: create, set stream, destroy once."""
 
     _ctype: str
@@ -45,24 +43,8 @@ class _Handle:
         getattr(self.library, self._set_stream)(self.ptr, _stream_ptr(stream))
         self.stream = stream
 
-    def close(self) -> None:
-        if self.ptr is not None:
-            ptr, self.ptr = self.ptr, None
-            getattr(self.library, self._destroy)(ptr)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        if sys.is_finalizing() or getattr(self, "ptr", None) is None:
-            return
-        try:
-            self.close()
-        except Exception:  # a backstop must not raise from the garbage collector
-            pass
+    def _release(self, ptr) -> None:
+        getattr(self.library, self._destroy)(ptr)
 
 
 class CudnnHandle(_Handle):

@@ -133,3 +133,12 @@ def test_cublas_of_another_cuda_major_is_skipped_and_reported(monkeypatch, tmp_p
 def test_version_mismatches_are_refused_naming_each_side(args, match):
     with pytest.raises(_load.LibraryMismatch, match=match):
         _load.check_versions(*args, cudnn_path="/a/libcudnn.so.9", cublas_path="/b/libcublas.so")
+
+
+def test_cublas_status_names_come_from_the_declared_enum():
+    from cudnn_denoise.bindings import cublas
+    from cudnn_denoise.bindings.errors import CublasError, cublas_message
+
+    err = CublasError("cublasSaxpy_v2", 7, cublas_message(cublas.lib, 7))
+    assert err.status_name == "CUBLAS_STATUS_INVALID_VALUE"
+    assert str(err).startswith("cublasSaxpy_v2 failed: CUBLAS_STATUS_INVALID_VALUE (7): ")
