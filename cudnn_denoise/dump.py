@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backends, checkpoint
+from . import __version__, backends, checkpoint, plan, trace
 from .checksum import checksum, format_checksum
 from .data.format import DTYPE, DataError, Dataset, add_data_arguments, dataset_from_args, open_readonly, read_exact
 from .params import PARAMS
@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing a dump there")
+    o.add_argument("--trace", type=Path, metavar="FILE",
+                   help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
+                        "reference backend, the calls the cudnn backend makes for the step")
     b = p.add_argument_group("backend")
     b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
                    help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
@@ -95,12 +98,21 @@ def run(args) -> int:
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""), file=sys.stderr)
 
     x, target = read_batch(dataset, args.index, batch)
-    model = backends.build(backend, saved.params, batch=batch, height=dataset.height, width=dataset.width,
-                           math=args.math, deterministic=True, keep_intermediates=True)
-    try:
-        record = model.record_step(x, target, lr)
-    finally:
-        model.close()
+    tracer = trace.OFF
+    if args.trace is not None:
+        tracer = trace.open_trace(args.trace, backend, plan.Settings(keep_intermediates=True, math=args.math))
+    with tracer:
+        with tracer.setup(f"model for batch {batch} x 1 x {dataset.height} x {dataset.width}"):
+            model = backends.build(backend, saved.params, batch=batch, height=dataset.height,
+                                   width=dataset.width, math=args.math, deterministic=True,
+                                   keep_intermediates=True)
+            tracer.register(model)
+        try:
+            x, target = tracer.inputs(model, x, target)  # the arrays the step reads, named x and target
+            with tracer.step(saved.step + 1, x, target, lr):
+                record = model.record_step(x, target, lr)
+        finally:
+            model.close()
     settings = {
         "checkpoint": {"path": os.path.abspath(saved.path), "step": saved.step, "sha256": saved.manifest["sha256"]},
         "data": {"noisy": os.path.abspath(dataset.noisy), "clean": os.path.abspath(dataset.clean),

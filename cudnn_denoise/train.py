@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import backends, checkpoint
+from . import backends, checkpoint, plan, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .params import init_params
 
@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                    help="write the checkpoint every N steps, and always at the end (default 1000; 0: end only)")
     o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint where it stopped")
     o.add_argument("--log-every", type=int, default=100, metavar="N", help="a log line every N steps (default 100)")
+    o.add_argument("--trace", type=Path, metavar="FILE",
+                   help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
+                        "reference backend, the calls the cudnn backend makes for each step")
     b = p.add_argument_group("backend")
     b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
                    help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
@@ -136,23 +139,28 @@ def run(args) -> int:
     print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
           f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
 
-    trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
-                      data_stats=stats)
-    try:
-        if args.max_steps == 0:
-            print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
-            return 0
-        print(f"training {trainer.total_steps} steps: batch {config.batch_size}, lr {config.lr}, "
-              f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
+    tracer = trace.OFF
+    if args.trace is not None:
+        tracer = trace.open_trace(args.trace, backend, plan.Settings(fused=config.fused, graph=config.graph,
+                                                                       math=config.math))
+    with tracer:
+        trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
+                          data_stats=stats, tracer=tracer)
         try:
-            summary = trainer.run()
-        except NonFiniteLoss as exc:
-            last = args.out / "checkpoint"
-            kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
-            print(f"error: {exc}; {kept}", file=sys.stderr)
-            return 3
-    finally:
-        trainer.close()
+            if args.max_steps == 0:
+                print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
+                return 0
+            print(f"training {trainer.total_steps} steps: batch {config.batch_size}, lr {config.lr}, "
+                  f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
+            try:
+                summary = trainer.run()
+            except NonFiniteLoss as exc:
+                last = args.out / "checkpoint"
+                kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
+                print(f"error: {exc}; {kept}", file=sys.stderr)
+                return 3
+        finally:
+            trainer.close()
     _report(summary, args.out)
     if summary.interrupted is not None:
         print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "

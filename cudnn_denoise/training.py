@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, trace
 from .backends import build
 from .data.format import Dataset
 from .data.reader import PairReader
@@ -97,8 +97,9 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, config: Config, out_dir: Path, params: np.ndarray, *,
                  position: Position | None = None, val_dataset: Dataset | None = None,
-                 data_stats: dict | None = None, report=print):
+                 data_stats: dict | None = None, report=print, tracer=trace.OFF):
         self.dataset, self.config, self.out_dir = dataset, config, out_dir
+        self.tracer = tracer  # --trace: the calls of each setup, step and evaluation
         self.position = position or Position()
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
         self.gpu = config.backend == "cudnn"
@@ -113,8 +114,11 @@ class Trainer:
 
     def _build(self, params, batch: int, stream=None):
         c = self.config
-        return build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
-                     math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph, stream=stream)
+        with self.tracer.setup(f"model for batch {batch} x 1 x {self.dataset.height} x {self.dataset.width}"):
+            model = build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
+                          math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph, stream=stream)
+            self.tracer.register(model)
+        return model
 
     @property
     def total_steps(self) -> int:
@@ -151,15 +155,21 @@ class Trainer:
 
     def _train_on(self, batch) -> None:
         c = self.config
+        step = self.position.step + 1
         if batch.x.shape[0] != c.batch_size:  # the epoch's last, partial batch: synchronously
             self._flush()
             batch.wait(getattr(self.model, "stream", None))
-            self._record([self._model_for(batch.x.shape[0]).train_step(batch.x, batch.y, c.lr)])
+            model = self._model_for(batch.x.shape[0])
+            with self.tracer.step(step, batch.x, batch.y, c.lr, slot=0):
+                loss = model.train_step(batch.x, batch.y, c.lr)
+            self._record([loss])
             return
         if self.gpu:
             batch.wait(self.model.stream)
-        self.model.train_step_async(batch.x, batch.y, c.lr, slot=len(self._pending))
-        self._pending.append(self.position.step + 1)
+        slot = len(self._pending)
+        with self.tracer.step(step, batch.x, batch.y, c.lr, slot=slot):
+            self.model.train_step_async(batch.x, batch.y, c.lr, slot=slot)
+        self._pending.append(step)
         if len(self._pending) == LOSS_SLOTS:
             self._flush()
 
@@ -214,7 +224,8 @@ class Trainer:
             total, count = 0.0, 0
             for batch in reader.epoch(0):
                 batch.wait(getattr(self.model, "stream", None))
-                total += self.model.evaluate(batch.x, batch.y)
+                with self.tracer.evaluate(batch.x, batch.y):
+                    total += self.model.evaluate(batch.x, batch.y)
                 count += 1
         loss = total / count
         return {"val_loss": loss, "val_psnr": 10.0 * math.log10(1.0 / loss) if loss > 0 else float("inf")}
