@@ -35,11 +35,14 @@ class CallProfiler:
         self.calls.append((name, start, end))
 
     def __enter__(self):
-        self._previous = library.set_hook(self._around)
+        previous = library.set_hook(self._around)
+        if previous is not None:  # one hook at a time: a trace and a profile do not stack
+            library.set_hook(previous)
+            raise RuntimeError("another call hook (a --trace?) is installed; profile and trace one at a time")
         return self
 
     def __exit__(self, *exc):
-        library.set_hook(self._previous)
+        library.set_hook(None)
 
     def per_call(self, steps: int) -> list[tuple[int, str, float]]:
         """(position in the step, function, mean ms per step) for each call of a step."""

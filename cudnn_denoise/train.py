@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
                    help="deterministic cuDNN algorithms from the heuristics: runs repeat bit for bit")
     b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
     b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
+    b.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
+                        "print the table at the end (cudnn backend, not with --graph or --trace)")
     return p
 
 
@@ -106,7 +109,9 @@ def run(args) -> int:
     for name in ("batch_size", "epochs", "log_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    for name in ("max_steps", "checkpoint_every"):
+    if args.profile and (args.graph or args.trace is not None):
+        raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
+    for name in ("max_steps", "checkpoint_every", "profile"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     backend, why = backends.resolve(args.backend)
@@ -192,6 +197,8 @@ def _report(summary, out: Path) -> None:
         print(f"validation: loss {summary.val['val_loss']:.4f}, PSNR {summary.val['val_psnr']:.2f} dB")
     if summary.gpu_memory_mib is not None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
+    if summary.profile:
+        print("time per call of one step (--profile, CUDA events):\n" + "\n".join(summary.profile))
     print(f"checkpoint: {summary.checkpoint}; metrics: {out / 'metrics.jsonl'}")
     _plot(out)
 

@@ -23,6 +23,7 @@ from .data.reader import PairReader
 from .progress import Progress, format_duration
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
+PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Config:
     graph: bool = False
     log_every: int = 100
     checkpoint_every: int = 1000
+    profile: int = 0  # steps timed call by call (cuDNN backend), from PROFILE_FROM on
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Summary:
     val: dict | None = None
     gpu_memory_mib: float | None = None
     history: list[dict] = field(default_factory=list)
+    profile: list[str] | None = None  # the per-call table of --profile
 
 
 class _Signals:
@@ -109,6 +112,7 @@ class Trainer:
         self.reader = PairReader(dataset, config.batch_size, shuffle=config.shuffle, seed=config.seed,
                                  drop_last=config.drop_last, device=self.gpu)
         self._pending: list[int] = []  # steps whose losses are still on the device
+        self._profiler, self._profiled = None, 0
         self.metrics = (out_dir / "metrics.jsonl").open("a")
         self.history: list[dict] = []
 
@@ -151,7 +155,13 @@ class Trainer:
         progress.close()
         val = self._validate() if self.val_dataset is not None else None
         return Summary(pos, time.monotonic() - start, steps_run, path, signals.received, val,
-                       self._gpu_memory_mib(), self.history)
+                       self._gpu_memory_mib(), self.history, self._profile_table())
+
+    def _profile_table(self) -> list[str] | None:
+        if self._profiler is None:
+            return None
+        self._profiler.__exit__(None, None, None)  # if the run ended inside the window
+        return self._profiler.table(self._profiled)
 
     def _train_on(self, batch) -> None:
         c = self.config
@@ -167,8 +177,17 @@ class Trainer:
         if self.gpu:
             batch.wait(self.model.stream)
         slot = len(self._pending)
+        profiling = self.gpu and PROFILE_FROM <= step < PROFILE_FROM + c.profile
+        if profiling and self._profiler is None:
+            from .profile import CallProfiler
+
+            self._profiler = CallProfiler(self.model.stream).__enter__()
         with self.tracer.step(step, batch.x, batch.y, c.lr, slot=slot):
             self.model.train_step_async(batch.x, batch.y, c.lr, slot=slot)
+        if profiling:
+            self._profiled += 1
+            if self._profiled == c.profile:
+                self._profiler.__exit__(None, None, None)
         self._pending.append(step)
         if len(self._pending) == LOSS_SLOTS:
             self._flush()

@@ -63,3 +63,22 @@ def test_cudnn_dump_matches_the_reference_dump(cli, make_data, tmp_path):
         np.testing.assert_array_equal(gpu[name], cpu[name], err_msg=name)
     errors = {name: rel_error(gpu[name], cpu[name]) for name in dump.ORDER}
     assert {name: e for name, e in errors.items() if not e < 1e-5} == {}, errors
+
+
+def test_profile_prints_one_row_per_call_of_the_plan(tmp_path):
+    import subprocess
+    import sys
+
+    from cudnn_denoise import plan
+
+    data = tmp_path / "data"
+    from cudnn_denoise.data.synthetic import write_dataset
+
+    write_dataset(data, samples=64, size=64, seed=0)
+    out = subprocess.run([sys.executable, "-m", "cudnn_denoise.train", "--data", str(data), "--out",
+                          str(tmp_path / "run"), "--backend", "cudnn", "--profile", "4", "--log-every", "8"],
+                         capture_output=True, text=True, check=True).stdout
+    table = out.split("time per call of one step")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    expected = [c.function for c in plan.step(plan.Settings(), 4, 64, 64, 0.001)]
+    assert [r.split("|")[2].strip() for r in rows] == expected

@@ -229,3 +229,12 @@ def test_help_names_every_flag_and_the_exit_codes(capsys):
     for code in ("0", "1", "2", "3", "130"):
         assert re.search(rf"^ +{code} ", codes, re.MULTILINE), code
     assert "143 by SIGTERM" in codes
+
+
+def test_profile_refuses_graph_and_trace(capsys, tmp_path):
+    from cudnn_denoise import train
+
+    for extra in (["--graph"], ["--trace", str(tmp_path / "t.txt")]):
+        assert train.main(["--profile", "5", "--out", str(tmp_path / "run"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --profile times the calls one by one") and "Traceback" not in err
