@@ -19,8 +19,10 @@ class Owned:
 
     def close(self) -> None:
         if self.ptr is not None:
-            ptr, self.ptr = self.ptr, None
-            self._release(ptr)
+            try:  # ptr stays set during the call, so a trace can still name what is released
+                self._release(self.ptr)
+            finally:
+                self.ptr = None
 
     def __enter__(self):
         return self
