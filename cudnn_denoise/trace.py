@@ -312,6 +312,8 @@ class Tracer:
             for earlier in self._records:
                 earlier.destroyed.add(_address(args[0]))
         yield
+        if name in ("cudnnDestroy", "cublasDestroy_v2"):
+            self._flush()  # now, while the closing handle still holds its pointer and so its name
         if name == "cublasSetPointerMode_v2":
             self._device_mode[handle] = args[1] == ffi.typeof("cublasPointerMode_t").relements[
                 "CUBLAS_POINTER_MODE_DEVICE"]
