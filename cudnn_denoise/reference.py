@@ -194,6 +194,31 @@ def backward(flat, x, acts, dy):
     return dflat, dacts
 
 
+def forward_fixed_order(flat, x: np.ndarray) -> np.ndarray:
+    """The network's output (H, W) of one image x (H, W), float32, each pixel's sums in one order.
+
+    For each layer: the bias, then the products added channel by channel and tap by tap (r, s),
+    each a separate float32 multiply and add. A pixel's rounding then does not depend on where it
+    sits in the image, so a window's output equals the whole image's there bit for bit (denoise's
+    exact tiling rests on this). forward() is faster but its BLAS products round a pixel by its
+    place in the matrix; the two agree to float32 rounding.
+    """
+    p = views(np.asarray(flat, dtype=np.float32))
+    a = np.asarray(x, dtype=np.float32)[None]  # (C=1, H, W)
+    for layer in LAYERS:
+        w, b = p[f"{layer.name}.weight"], p[f"{layer.name}.bias"]  # (K, C, 3, 3), (K,)
+        channels, height, width = a.shape
+        ap = np.pad(a, ((0, 0), (1, 1), (1, 1)))  # (C, H+2, W+2): the layer's own zero padding
+        y = np.empty((layer.out_channels, height, width), dtype=np.float32)  # (K, H, W)
+        y[...] = b[:, None, None]
+        for c in range(channels):
+            for r in range(3):
+                for s in range(3):
+                    y += w[:, c, r, s, None, None] * ap[c, r : r + height, s : s + width]
+        a = np.maximum(y, 0) if layer.relu else y
+    return a[0]
+
+
 class ReferenceModel:
     """The NumPy network behind the surface the cuDNN model shares (train_step, forward, ...).
 

@@ -251,3 +251,15 @@ def test_init_params_within_pytorch_bounds():
                 assert np.abs(ours).max() > 0.75 * bound and abs(ours.mean()) < 0.25 * bound, name
     assert not np.array_equal(init_params(0), init_params(1))
     np.testing.assert_array_equal(init_params(5), init_params(5))
+
+
+def test_fixed_order_forward_agrees_with_the_blas_forward():
+    from cudnn_denoise.params import init_params
+    from cudnn_denoise.reference import ReferenceModel, forward_fixed_order
+
+    x = np.random.default_rng(6).random((37, 53), dtype=np.float32)
+    flat = init_params(6)
+    fast = ReferenceModel(flat).forward(x[None, None])[0, 0]
+    exact = forward_fixed_order(flat, x)
+    assert exact.dtype == np.float32 and exact.shape == x.shape
+    assert np.linalg.norm(exact - fast) / np.linalg.norm(fast) < 1e-6

@@ -2,12 +2,12 @@
 for bit with a forward whose rounding does not depend on a pixel's position, and the NumPy
 reference model tiled against whole within float32 rounding.
 
-Why two forwards: ReferenceModel computes each convolution as one BLAS matrix product, and
-OpenBLAS rounds an output column differently depending on the matrix's width and the column's
-place in it (A @ B[:, j:k] is not bitwise (A @ B)[:, j:k]), so the same pixel can round
-differently in a window and in the whole image. fixed_order_forward below sums every pixel's
-products in one fixed order with elementwise float32 operations, so any difference between
-tiled and whole is the tiling's; the controls with a halo of 2 and 0 show that the test sees one.
+Why the denoiser's reference path is reference.forward_fixed_order, not ReferenceModel.forward:
+the latter computes each convolution as one BLAS matrix product, and OpenBLAS rounds an output
+column differently depending on the matrix's width and the column's place in it
+(A @ B[:, j:k] is not bitwise (A @ B)[:, j:k]). forward_fixed_order sums every pixel's products in
+one fixed order, so any difference between tiled and whole is the tiling's; the controls with a
+halo of 2 and 0 show that the test sees one.
 """
 
 from __future__ import annotations
@@ -18,27 +18,9 @@ import pytest
 from cudnn_denoise.inference import tiling
 from cudnn_denoise.inference.engine import Denoiser
 from cudnn_denoise.params import LAYERS, init_params, views
-from cudnn_denoise.reference import ReferenceModel
+from cudnn_denoise.reference import ReferenceModel, forward_fixed_order
 
 SIZES = [(37, 53), (300, 517)]
-
-
-def fixed_order_forward(flat: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The network's output (H, W) of x (H, W) in float32: for each layer, bias, then the products
-    added channel by channel, tap by tap (r, s), each a separate float32 multiply and add."""
-    p = views(flat)
-    a = np.asarray(x, dtype=np.float32)[None]  # (C=1, H, W)
-    for layer in LAYERS:
-        w, b = p[f"{layer.name}.weight"], p[f"{layer.name}.bias"]  # (K, C, 3, 3), (K,)
-        channels, height, width = a.shape
-        ap = np.pad(a, ((0, 0), (1, 1), (1, 1)))  # (C, H+2, W+2): the layer's own zero padding
-        y = np.repeat(b[:, None, None], height * width, axis=1).reshape(-1, height, width)  # (K, H, W)
-        for c in range(channels):
-            for r in range(3):
-                for s in range(3):
-                    y += w[:, c, r, s, None, None] * ap[c, r : r + height, s : s + width]
-        a = np.maximum(y, 0) if layer.relu else y
-    return a[0]
 
 
 def image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -106,8 +88,8 @@ def test_tile_for_memory():
 def test_tiled_equals_whole_bit_for_bit(size, tile):
     flat = init_params(1)
     x = image(*size)
-    forward = lambda window: fixed_order_forward(flat, window)  # noqa: E731
-    np.testing.assert_array_equal(tiled(forward, x, tile), fixed_order_forward(flat, x))
+    forward = lambda window: forward_fixed_order(flat, window)  # noqa: E731
+    np.testing.assert_array_equal(tiled(forward, x, tile), forward_fixed_order(flat, x))
 
 
 @pytest.mark.parametrize("halo", [0, 2])
@@ -115,8 +97,8 @@ def test_a_smaller_halo_is_not_exact(halo):
     """The control: with fewer than 3 pixels of halo the tile borders show."""
     flat = init_params(1)
     x = image(37, 53)
-    forward = lambda window: fixed_order_forward(flat, window)  # noqa: E731
-    whole = fixed_order_forward(flat, x)
+    forward = lambda window: forward_fixed_order(flat, window)  # noqa: E731
+    whole = forward_fixed_order(flat, x)
     assert rel_max_error(tiled(forward, x, 8, halo=halo), whole) > 1e-4
 
 
@@ -132,9 +114,9 @@ def test_zeros_beyond_the_border_are_not_exact():
     for r0 in range(0, 37, tile):
         for c0 in range(0, 53, tile):
             r1, c1 = min(r0 + tile, 37), min(c0 + tile, 53)
-            y = fixed_order_forward(flat, padded[r0 : r1 + 2 * halo, c0 : c1 + 2 * halo])
+            y = forward_fixed_order(flat, padded[r0 : r1 + 2 * halo, c0 : c1 + 2 * halo])
             out[r0:r1, c0:c1] = y[halo : halo + r1 - r0, halo : halo + c1 - c0]
-    whole = fixed_order_forward(flat, x)
+    whole = forward_fixed_order(flat, x)
     interior = (slice(halo, -halo), slice(halo, -halo))
     np.testing.assert_array_equal(out[interior], whole[interior])  # inside, the halo is real pixels
     assert rel_max_error(out, whole) > 1e-4  # at the border it is not
@@ -143,20 +125,20 @@ def test_zeros_beyond_the_border_are_not_exact():
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("tile", [8, 16, 64])
 def test_reference_backend_tiled_matches_whole(size, tile):
-    """The denoiser's reference path: within float32 rounding of the whole-image forward (BLAS
-    rounds a pixel by its place in the matrix; see the module's docstring)."""
+    """The denoiser's reference path, tiled, is the whole-image output bit for bit."""
     flat = init_params(1)
     x = image(*size, seed=2)
-    whole = ReferenceModel(flat).forward(x[None, None])[0, 0]
     denoiser = Denoiser("reference", flat, tile=tile)
     out = denoiser.denoise(x)
     assert denoiser.tile_for(*size) == tile
-    assert rel_max_error(out, whole) < 1e-6
+    np.testing.assert_array_equal(out, forward_fixed_order(flat, x))
+    # and the fast BLAS forward of the training model agrees to float32 rounding
+    assert rel_max_error(out, ReferenceModel(flat).forward(x[None, None])[0, 0]) < 1e-6
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_reference_backend_one_window_is_the_model_forward(size):
+def test_reference_backend_one_window_is_the_fixed_order_forward(size):
     flat = init_params(1)
     x = image(*size, seed=3)
     out = Denoiser("reference", flat, tile=max(size)).denoise(x)
-    np.testing.assert_array_equal(out, ReferenceModel(flat).forward(x[None, None])[0, 0])
+    np.testing.assert_array_equal(out, forward_fixed_order(flat, x))

@@ -5,8 +5,9 @@ shape, so one model is built per window shape and the last MAX_MODELS are kept; 
 device copy of the parameters and one stream. Unless forced, the tile comes from free GPU memory
 (the whole micrograph when it fits). An out-of-memory error (CuPy's, or a cuDNN / cuBLAS
 allocation failure) drops the models, halves the tile and runs the micrograph again.
-reference: the NumPy model, REFERENCE_TILE pixels a tile unless forced, so that host memory stays
-bounded whatever the micrograph's size.
+reference: reference.forward_fixed_order, whose rounding does not depend on a pixel's place, so
+tiles give the whole image's output bit for bit; REFERENCE_TILE pixels a tile unless forced, so
+that host memory stays bounded whatever the micrograph's size.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import backends
+from .. import backends, reference
 from . import tiling
 
 # Device memory per window pixel: DenoiseCNN keeps its training buffers even for forward (four
 # 16-channel ones: a1 a2 dh1 dh2, and y dy), plus the window's copy and the output's copy; its
-# workspace limit is two 16-channel buffers (model.default_workspace_limit), and find's scratch
+# workspace limit is four 16-channel buffers (model.default_workspace_limit), and find's scratch
 # of that size exists while the algorithms are chosen.
-GPU_WINDOW_PIXEL_BYTES = 4 * (4 * 16 + 2 + 2) + 2 * (2 * 16 * 4)
+GPU_WINDOW_PIXEL_BYTES = 4 * (4 * 16 + 2 + 2) + 2 * (4 * 16 * 4)
 GPU_IMAGE_PIXEL_BYTES = 4 * 2  # the micrograph and its output, on the device
 GPU_FIXED_BYTES = 256 << 20  # the workspace limit's fixed part, handles, cuDNN's own allocations
 GPU_MEMORY_FRACTION = 0.8  # of the free memory: room for the allocator's rounding
@@ -80,7 +81,7 @@ class Denoiser:
             with self.stream:
                 self.params = cupy.asarray(np.asarray(params, dtype=np.float32))  # shared by the models
         else:
-            self._reference = backends.build("reference", params, batch=1, height=1, width=1)
+            self.params = np.asarray(params, dtype=np.float32)  # (NUM_PARAMS,)
 
     def tile_for(self, height: int, width: int) -> int:
         """The tile size used for micrographs of this shape."""
@@ -102,7 +103,7 @@ class Denoiser:
         given, is applied to the output first (on the device for cudnn)."""
         if self.backend == "reference":
             out = np.empty_like(x)
-            forward = lambda w: self._reference.forward(w[None, None])[0, 0]  # noqa: E731
+            forward = lambda w: reference.forward_fixed_order(self.params, w)  # noqa: E731
             tiling.run_tiled(x, forward, self.tile_for(*x.shape), out)
             return restore(out) if restore is not None else out
         while True:
@@ -167,5 +168,3 @@ class Denoiser:
     def close(self) -> None:
         if self.backend == "cudnn":
             self.close_models()
-        else:
-            self._reference.close()
