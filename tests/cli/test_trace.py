@@ -229,3 +229,22 @@ def test_tracer_refuses_to_share_the_hook(tmp_path):
             trace.open_trace(tmp_path / "calls.trace", "cudnn", plan.Settings())
     finally:
         library.set_hook(previous)
+
+
+def test_the_committed_gpu_trace_follows_the_plan():
+    """docs/examples/trace_train_h100.txt: a real cudnn run on the H100 (2 steps of 4 x 1 x 64 x 64,
+    --log-every 1, so every step's loss goes to slot 0). If the plan changes, make it again there:
+    python -m cudnn_denoise.train --data D --max-steps 2 --log-every 1 --backend cudnn --trace F."""
+    from pathlib import Path
+
+    from cudnn_denoise import plan, trace
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "examples" / "trace_train_h100.txt").read_text()
+    sections = trace.read_sections(text)
+    steps = [lines for title, lines in sections if title.startswith("step")]
+    assert len(steps) == 2
+    calls = plan.step(plan.Settings(), 4, 64, 64, 0.001, slot=0)
+    for lines in steps:
+        assert len(lines) == len(calls)
+        mismatched = [(c.line(), line) for c, line in zip(calls, lines) if not c.matches(line)]
+        assert not mismatched, mismatched[:1]
