@@ -224,9 +224,13 @@ class ReferenceModel:
 
     Holds a private copy of the parameters in `dtype` (np.float32 or np.float64); inputs are cast
     to it. get_params() always returns float32, the checkpoint's type.
+
+    reduce_gradients: None, or a callable that changes the flat gradient vector in place between
+    the backward pass and SGD (data-parallel training: distributed.World.average_gradients).
     """
 
     name = "reference"
+    reduce_gradients = None
 
     def __init__(self, params: np.ndarray, *, dtype=np.float32):
         if np.dtype(dtype) not in (np.float32, np.float64):
@@ -272,7 +276,8 @@ class ReferenceModel:
         "loss"                               0-d, mean((y - target)^2)
         "dconv3" "drelu2" "dconv2" "drelu1" "dconv1"   activation gradients
         "dconv1.weight" "dconv1.bias" ... "dconv3.bias"   parameter gradients (PyTorch shapes)
-        "dparams"                            the same gradients as one flat vector (NUM_PARAMS,)
+        "dparams"                            the same gradients as one flat vector (NUM_PARAMS,),
+                                             after reduce_gradients where one is set
         "lr"                                 0-d, the learning rate
         "params.updated"                     the flat parameters after flat - lr * dparams
         """
@@ -282,6 +287,8 @@ class ReferenceModel:
         acts = forward(self.flat, x)
         loss, dy = mse_loss(acts[OUTPUT], target)
         dflat, dacts = backward(self.flat, x, acts, dy)
+        if self.reduce_gradients is not None:
+            self.reduce_gradients(dflat)
         sgd_update(self.flat, dflat, lr)
         record.update(acts)
         record["loss"] = np.asarray(loss, dtype=self.dtype)

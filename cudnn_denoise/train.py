@@ -2,6 +2,8 @@
 
 Parses the command line, opens the data, builds the backend and hands them to training.Trainer;
 then reports. With no --data it trains on a built-in synthetic dataset, made once and cached.
+Started by an MPI launcher (mpirun -n R ...), it trains data-parallel on R ranks: --batch-size is
+per rank, rank 0 prints and writes, and any rank's failure ends them all (cudnn_denoise.distributed).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import backends, checkpoint, plan, trace
+from . import backends, checkpoint, distributed, plan, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .params import init_params
 
@@ -22,7 +24,9 @@ EXIT_CODES = """exit codes:
   1    unexpected internal error (a traceback follows: please report it)
   2    bad arguments, data or checkpoint (one line says what and where)
   3    the loss became NaN or infinite (the last good checkpoint stays)
-  130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint"""
+  4    under MPI: the ranks' parameters differ (compared at every log line)
+  130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint
+under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples": 800, "size": 128}}
@@ -35,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     add_data_arguments(p, prefix="val-")
     t = p.add_argument_group("training (defaults: the seed's run)")
-    t.add_argument("--batch-size", type=int, default=4, help="samples per step (default 4)")
+    t.add_argument("--batch-size", type=int, default=4,
+                   help="samples per step (default 4); under mpirun -n R, per rank: a step's batch is R times it")
     t.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (default 0.001)")
     t.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
     t.add_argument("--max-steps", type=int, help="stop after N steps; 0 writes the initial checkpoint and exits")
@@ -92,23 +97,35 @@ def default_dataset(backend: str, seed: int):
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    world = distributed.detect()
+    return world.run_or_abort(_main, args, world)
+
+
+def _main(args, world) -> int:
+    if not world.lead:
+        sys.stdout = open(os.devnull, "w")  # rank 0 alone reports; errors still go to stderr
     try:
-        return run(args)
+        return run(args, world)
     except (DataError, checkpoint.CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except backends.NoGpuError as exc:
+    except (backends.NoGpuError, distributed.MultiGpuNotRun) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except distributed.ParametersDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
 
 
-def run(args) -> int:
+def run(args, world: distributed.World = distributed.SINGLE) -> int:
     from .data.stats import noisy_stats
     from .training import Config, NonFiniteLoss, Trainer, position_from
 
     for name in ("batch_size", "epochs", "log_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
+    if world.size > 1 and args.trace is not None:
+        raise ValueError(f"--trace writes one process's calls: run it without mpirun, not on {world.size} ranks")
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     for name in ("max_steps", "checkpoint_every", "profile"):
@@ -116,11 +133,19 @@ def run(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     backend, why = backends.resolve(args.backend)
     print(f"backend: {backend} ({why}); math {args.math}" if backend == "cudnn" else f"backend: {backend} ({why})")
-    dataset = dataset_from_args(args, required=False) or default_dataset(backend, args.seed)
+    if world.size > 1:
+        print(f"distributed: {world.size} ranks of batch {args.batch_size}: global batch "
+              f"{world.size * args.batch_size}")
+    dataset = dataset_from_args(args, required=False)
+    if dataset is None:  # rank 0 makes the built-in set once; the others open it after
+        if world.lead:
+            dataset = default_dataset(backend, args.seed)
+        world.barrier()
+        dataset = dataset or default_dataset(backend, args.seed)
     val_dataset = dataset_from_args(args, prefix="val-", required=False)
-    for data in (dataset, val_dataset):
-        if data is not None and data.count < args.batch_size:
-            raise DataError(f"{data.noisy}: {data.count} samples, fewer than one batch of {args.batch_size}")
+    for data, batch in ((dataset, args.batch_size * world.size), (val_dataset, args.batch_size)):
+        if data is not None and data.count < batch:
+            raise DataError(f"{data.noisy}: {data.count} samples, fewer than one batch of {batch}")
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
     config.backend = backend
     args.out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +153,7 @@ def run(args) -> int:
     position, params = None, None
     if args.resume:
         saved = checkpoint.load(args.out / "checkpoint")
-        _check_resumable(saved.extra, config, dataset)
+        _check_resumable(saved.extra, config, dataset, world.size)
         position, params = position_from(saved), saved.params
         print(f"resuming from {args.out / 'checkpoint'} at step {position.step} (epoch {position.epoch}, "
               f"batch {position.batch})")
@@ -150,12 +175,12 @@ def run(args) -> int:
                                                                        math=config.math))
     with tracer:
         trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
-                          data_stats=stats, tracer=tracer)
+                          data_stats=stats, tracer=tracer, world=world)
         try:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
                 return 0
-            print(f"training {trainer.total_steps} steps: batch {config.batch_size}, lr {config.lr}, "
+            print(f"training {trainer.total_steps} steps: batch {config.batch_size * world.size}, lr {config.lr}, "
                   f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
             try:
                 summary = trainer.run()
@@ -166,7 +191,8 @@ def run(args) -> int:
                 return 3
         finally:
             trainer.close()
-    _report(summary, args.out)
+    if world.lead:
+        _report(summary, args.out)
     if summary.interrupted is not None:
         print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "
               f"checkpoint at {summary.checkpoint}; continue with --resume", file=sys.stderr)
@@ -174,10 +200,17 @@ def run(args) -> int:
     return 0
 
 
-def _check_resumable(extra: dict, config, dataset) -> None:
-    """Refuse to resume a run whose batches would differ from the stopped one's."""
+def _check_resumable(extra: dict, config, dataset, ranks: int = 1) -> None:
+    """Refuse to resume a run whose batches would differ from the stopped one's. The global batch
+    (batch size x ranks) must match; the number of ranks may change (2 x 4 resumes as 1 x 8)."""
     saved = extra.get("config", {})
-    for key in ("batch_size", "seed", "shuffle", "drop_last"):
+    if "batch_size" in saved:
+        saved_ranks = saved.get("ranks", 1)
+        if saved["batch_size"] * saved_ranks != config.batch_size * ranks:
+            raise checkpoint.CheckpointError(
+                f"--resume: the checkpoint's run used batch_size={saved['batch_size']} on {saved_ranks} rank(s), "
+                f"this one {config.batch_size} on {ranks}: their global batches must be equal")
+    for key in ("seed", "shuffle", "drop_last"):
         if key in saved and saved[key] != getattr(config, key):
             raise checkpoint.CheckpointError(
                 f"--resume: the checkpoint's run used {key}={saved[key]!r}, this one {getattr(config, key)!r}")

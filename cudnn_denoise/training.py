@@ -3,10 +3,16 @@
 train.py parses the command line and reports; this module runs the epochs. A step's loss stays on
 the GPU (cuDNN backend) until the next log line, checkpoint or the end, when the pending losses are
 read in one go: between those points the host never waits for the GPU.
+
+On several MPI ranks (distributed.World), batch_size is per rank: each rank reads its share of a
+global batch of batch_size x ranks, the model averages gradients over the ranks before SGD, the
+losses are averaged when read, a stop signal is agreed on every step, and the parameters are
+compared at every log line. Rank 0 alone writes metrics.jsonl and the checkpoint.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import signal
@@ -18,8 +24,9 @@ import numpy as np
 
 from . import checkpoint, trace
 from .backends import build
-from .data.format import Dataset
+from .data.format import DataError, Dataset
 from .data.reader import PairReader
+from .distributed import SINGLE, MultiGpuNotRun, World
 from .progress import Progress, format_duration
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
@@ -30,7 +37,8 @@ PROFILE_FROM = 11  # --profile starts after the first steps (allocator and cache
 class Config:
     """What a run was asked to do; stored in every checkpoint's manifest."""
 
-    batch_size: int = 4
+    batch_size: int = 4  # per rank; a step's global batch is batch_size x ranks
+    ranks: int = 1  # processes training together (distributed.World.size)
     lr: float = 0.001
     epochs: int = 1
     max_steps: int | None = None
@@ -100,21 +108,42 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, config: Config, out_dir: Path, params: np.ndarray, *,
                  position: Position | None = None, val_dataset: Dataset | None = None,
-                 data_stats: dict | None = None, report=print, tracer=trace.OFF):
+                 data_stats: dict | None = None, report=print, tracer=trace.OFF, world: World = SINGLE):
         self.dataset, self.config, self.out_dir = dataset, config, out_dir
+        self.world = world
+        config.ranks = world.size
+        self._check_world()
         self.tracer = tracer  # --trace: the calls of each setup, step and evaluation
         self.position = position or Position()
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
         self.gpu = config.backend == "cudnn"
         self._free_before = _gpu_free() if self.gpu else None
         self.model = self._build(params, config.batch_size)
+        if world.size > 1:
+            self.model.reduce_gradients = world.average_gradients
         self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
-        self.reader = PairReader(dataset, config.batch_size, shuffle=config.shuffle, seed=config.seed,
-                                 drop_last=config.drop_last, device=self.gpu)
+        self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle, seed=config.seed,
+                                 drop_last=config.drop_last, device=self.gpu, part=world.part(config.batch_size))
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
-        self.metrics = (out_dir / "metrics.jsonl").open("a")
+        self.metrics = (out_dir / "metrics.jsonl").open("a") if world.lead else None
         self.history: list[dict] = []
+
+    def _check_world(self) -> None:
+        """Refuse what several ranks cannot do: the unrun NCCL path, and unequal shares of a batch."""
+        c, ranks = self.config, self.world.size
+        if ranks == 1:
+            return
+        if c.backend == "cudnn":
+            raise MultiGpuNotRun(
+                f"{ranks} ranks with --backend cudnn: multi-GPU training needs the NCCL gradient average "
+                "(ncclAllReduce + cublasSscal before the SGD saxpy), which has not been run on GPUs yet; "
+                "use --backend reference under MPI (docs/distributed.md)")
+        rest = self.dataset.count % (c.batch_size * ranks)
+        if rest and not c.drop_last:
+            raise DataError(
+                f"{self.dataset.noisy}: {self.dataset.count} samples leave a last batch of {rest}, which "
+                f"{ranks} ranks cannot share equally (batch {c.batch_size} each); pass --drop-last")
 
     def _build(self, params, batch: int, stream=None):
         c = self.config
@@ -134,9 +163,12 @@ class Trainer:
     def run(self) -> Summary:
         c, pos = self.config, self.position
         start, steps_run = time.monotonic(), 0
-        progress = Progress(self.total_steps - pos.step, "batches")  # this run's steps
+        # this run's steps; the bar and the log lines are rank 0's
+        bar = None if self.world.lead else io.StringIO()
+        progress = Progress(self.total_steps - pos.step, "batches", stream=bar)
+        stopped = None  # the signal that stopped the run: on several ranks, agreed at every step
         with _Signals() as signals:
-            while pos.step < self.total_steps and signals.received is None:
+            while pos.step < self.total_steps and stopped is None:
                 if pos.batch >= self.reader.batches_per_epoch:
                     pos.epoch, pos.batch = pos.epoch + 1, 0
                 for batch in self.reader.epoch(pos.epoch, start=pos.batch):
@@ -144,17 +176,18 @@ class Trainer:
                     pos.step, pos.batch = pos.step + 1, batch.position + 1
                     steps_run += 1
                     progress.update(steps_run)
+                    stopped = self.world.agree_max(signals.received or 0) or None
                     if pos.step % c.log_every == 0 or pos.step == self.total_steps:
                         self._log(progress, steps_run)
                     if c.checkpoint_every and pos.step % c.checkpoint_every == 0:
                         self.save()
-                    if pos.step >= self.total_steps or signals.received is not None:
+                    if pos.step >= self.total_steps or stopped is not None:
                         break
             self._flush()
             path = self.save()
         progress.close()
-        val = self._validate() if self.val_dataset is not None else None
-        return Summary(pos, time.monotonic() - start, steps_run, path, signals.received, val,
+        val = self._validate() if self.val_dataset is not None and self.world.lead else None
+        return Summary(pos, time.monotonic() - start, steps_run, path, stopped, val,
                        self._gpu_memory_mib(), self.history, self._profile_table())
 
     def _profile_table(self) -> list[str] | None:
@@ -205,7 +238,7 @@ class Trainer:
         """Read the pending losses; stop at the first that is not finite."""
         if not self._pending:
             return
-        losses = self.model.read_losses(len(self._pending))
+        losses = self.world.mean(self.model.read_losses(len(self._pending)))  # of the global batch
         steps, self._pending = self._pending, []
         bad = [s for s, v in zip(steps, losses) if not math.isfinite(v)]
         if bad:
@@ -222,6 +255,9 @@ class Trainer:
     def _log(self, progress: Progress, steps_run: int) -> None:
         self._flush()
         pos = self.position
+        self.world.check_same(self.model.get_params(), pos.step)
+        if not self.world.lead:
+            return
         rate = progress.rate(steps_run)
         eta = (self.total_steps - pos.step) / rate if rate > 0 else 0.0
         entry = {"step": pos.step, "epoch": pos.epoch, "loss": pos.last_loss, "average": pos.loss_sum / pos.step,
@@ -257,6 +293,8 @@ class Trainer:
         self._flush()
         path = self.out_dir / "checkpoint"
         pos = self.position
+        if not self.world.lead:
+            return path
         checkpoint.save(path, self.model.get_params(), step=pos.step, extra={
             "epoch": pos.epoch, "position": pos.batch, "loss_sum": pos.loss_sum,
             "last_loss": pos.last_loss if math.isfinite(pos.last_loss) else None,  # JSON has no NaN
@@ -271,7 +309,8 @@ class Trainer:
 
     def close(self) -> None:
         self.reader.close()
-        self.metrics.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for model in (self._partial, self.model):
             if model is not None:
                 model.close()

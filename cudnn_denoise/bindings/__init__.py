@@ -1,11 +1,13 @@
-"""The raw cuDNN and cuBLAS C APIs through cffi (ABI mode), opened on first use, never at import.
+"""The raw cuDNN, cuBLAS and NCCL C APIs through cffi (ABI mode), opened on first use, never at import.
 
     from cudnn_denoise.bindings import ffi, cudnn, cublas
     cudnn.cudnnGetVersion()            # the C function, by its manual name
     cudnn.path, cublas.path            # where each library was loaded from
+    from cudnn_denoise.bindings import nccl   # only runs over several processes need it
 
-`cudnn` and `cublas` are CheckedLibrary objects: status-returning functions raise CudnnError /
-CublasError (see errors.py), `.lib` is the raw cffi library. Library search and version checks are
+`cudnn`, `cublas` and `nccl` are CheckedLibrary objects: status-returning functions raise CudnnError /
+CublasError / NcclError (see errors.py), `.lib` is the raw cffi library. NCCL is opened on its own
+(load_nccl), so single-process training works without it. Library search and version checks are
 in _load.py; handles and descriptors in handles.py and descriptors.py.
 """
 
@@ -16,10 +18,11 @@ import logging
 
 from . import _load
 from ._ffi import ffi
-from .errors import CublasError, CudnnError
+from .errors import CublasError, CudnnError, NcclError
 from .library import CheckedLibrary
 
-__all__ = ["ffi", "cudnn", "cublas", "CudnnError", "CublasError", "load", "versions"]
+__all__ = ["ffi", "cudnn", "cublas", "nccl", "CudnnError", "CublasError", "NcclError", "load", "load_nccl",
+           "versions"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,21 @@ def load() -> tuple[CheckedLibrary, CheckedLibrary]:
     log.debug("cuDNN from %s, cuBLAS from %s", cudnn_opened.path, cublas_opened.path)
     return (CheckedLibrary(cudnn_opened.lib, cudnn_opened.path, "cuDNN"),
             CheckedLibrary(cublas_opened.lib, cublas_opened.path, "cuBLAS"))
+
+
+@functools.cache
+def load_nccl() -> CheckedLibrary:
+    """Open NCCL (once): the env var CUDNN_DENOISE_NCCL, the nvidia-nccl wheels, the system loader."""
+    opened = _load.open_library(ffi, _load.NCCL)
+    log.debug("NCCL from %s", opened.path)
+    return CheckedLibrary(opened.lib, opened.path, "NCCL")
+
+
+def nccl_version(library: CheckedLibrary) -> int:
+    """ncclGetVersion: NCCL_VERSION_CODE of the loaded library (2.30.7 -> 23007)."""
+    value = ffi.new("int *")
+    library.ncclGetVersion(value)
+    return value[0]
 
 
 def versions() -> dict[str, object]:
@@ -67,4 +85,6 @@ def __getattr__(name: str):
         return load()[0]
     if name == "cublas":
         return load()[1]
+    if name == "nccl":
+        return load_nccl()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Find and open libcudnn and libcublas at run time, and check that they fit each other and CuPy.
+"""Find and open libcudnn, libcublas and libnccl at run time; check that they fit each other and CuPy.
 
 Search order for each library, every step logged at debug level:
   1. the environment variable (CUDNN_DENOISE_CUDNN, CUDNN_DENOISE_CUBLAS): a full path;
@@ -6,8 +6,10 @@ Search order for each library, every step logged at debug level:
        cuDNN   nvidia/cudnn/lib/libcudnn.so.9           (nvidia-cudnn-cu12 and -cu13 alike)
        cuBLAS  nvidia/cu13/lib/libcublas.so.13          (nvidia-cublas, CUDA 13 layout)
                nvidia/cublas/lib/libcublas.so.12        (nvidia-cublas-cu12)
-  3. the system loader: libcudnn.so.9, libcublas.so.13, libcublas.so.12.
-cuBLAS is opened first (cuDNN's engines use it). When a library cannot be opened, LibraryNotFound
+               nvidia/nccl/lib/libnccl.so.2             (NCCL: nvidia-nccl-cu13 and -cu12 alike)
+  3. the system loader: libcudnn.so.9, libcublas.so.13, libcublas.so.12, libnccl.so.2.
+cuBLAS is opened first (cuDNN's engines use it). NCCL (env CUDNN_DENOISE_NCCL) is opened only by a
+run over several processes (bindings.load_nccl). When a library cannot be opened, LibraryNotFound
 lists every place tried and the pip command that fixes it.
 """
 
@@ -42,6 +44,7 @@ class LibrarySpec:
     env_var: str
     wheel_paths: tuple[str, ...]  # relative to a site-packages folder
     system_names: tuple[str, ...]
+    fix: str = PIP_FIX  # the install command the error suggests
 
 
 CUDNN = LibrarySpec(
@@ -55,6 +58,13 @@ CUBLAS = LibrarySpec(
     "CUDNN_DENOISE_CUBLAS",
     ("nvidia/cu13/lib/libcublas.so.13", "nvidia/cublas/lib/libcublas.so.12"),
     ("libcublas.so.13", "libcublas.so.12"),
+)
+NCCL = LibrarySpec(
+    "NCCL",
+    "CUDNN_DENOISE_NCCL",
+    ("nvidia/nccl/lib/libnccl.so.2",),
+    ("libnccl.so.2",),
+    fix="pip install nvidia-nccl-cu13 (or nvidia-nccl-cu12 with the CUDA 12 wheels)",
 )
 
 
@@ -115,7 +125,7 @@ def open_library(ffi, spec: LibrarySpec, wanted_major: int | None = None) -> Ope
     places = "; ".join(tried) if tried else "nothing found"
     raise LibraryNotFound(
         f"{spec.name} could not be loaded. Tried: {places}. "
-        f"Set {spec.env_var} to the library's full path, or {PIP_FIX}."
+        f"Set {spec.env_var} to the library's full path, or {spec.fix}."
     )
 
 

@@ -1,4 +1,4 @@
-"""CudnnError and CublasError, and the one check that every cuDNN and cuBLAS status goes through."""
+"""CudnnError, CublasError and NcclError, and the one check each library's status goes through."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from ._ffi import ffi
 # Status value -> name, straight from the declared enums (so every declared status has a name).
 CUDNN_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cudnnStatus_t").elements)
 CUBLAS_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cublasStatus_t").elements)
+NCCL_RESULT_NAMES: dict[int, str] = dict(ffi.typeof("ncclResult_t").elements)
 
 
 class _StatusError(RuntimeError):
@@ -35,6 +36,12 @@ class CublasError(_StatusError):
     _names, _enum = CUBLAS_STATUS_NAMES, "cublasStatus_t"
 
 
+class NcclError(_StatusError):
+    """An NCCL call returned a result other than ncclSuccess."""
+
+    _names, _enum = NCCL_RESULT_NAMES, "ncclResult_t"
+
+
 def cudnn_message(lib, status: int) -> str:
     """cuDNN's own words for a failure: cudnnGetErrorString, then cudnnGetLastErrorString."""
     text = ffi.string(lib.cudnnGetErrorString(status)).decode(errors="replace")
@@ -59,3 +66,14 @@ def check_cublas(lib, function: str, status: int) -> None:
     """Raise CublasError unless status is CUBLAS_STATUS_SUCCESS."""
     if status != 0:
         raise CublasError(function, status, cublas_message(lib, status))
+
+
+def nccl_message(lib, status: int) -> str:
+    """NCCL's own words for a result."""
+    return ffi.string(lib.ncclGetErrorString(status)).decode(errors="replace")
+
+
+def check_nccl(lib, function: str, status: int) -> None:
+    """Raise NcclError unless status is ncclSuccess."""
+    if status != 0:
+        raise NcclError(function, status, nccl_message(lib, status))

@@ -11,7 +11,7 @@ from cudnn_denoise.bindings import _load
 
 
 def nvidia_include_dirs() -> list[str]:
-    """Every nvidia/*/include folder of the installed wheels (cudnn, cu13 or cuda_runtime, ...)."""
+    """Every nvidia/*/include folder of the installed wheels (cudnn, cu13 or cuda_runtime, nccl ...)."""
     dirs = []
     for folder in _load.site_folders():
         dirs += sorted(str(p) for p in (folder / "nvidia").glob("*/include") if p.is_dir())
@@ -19,12 +19,12 @@ def nvidia_include_dirs() -> list[str]:
 
 
 def c_values(expressions: list[str], folder: Path) -> dict[str, int]:
-    """expression -> its integer value in a C program built by gcc with cudnn.h and cublas_v2.h.
+    """expression -> its integer value in a C program built by gcc with cudnn.h, cublas_v2.h, nccl.h.
 
     Expressions may be enum constants, sizeof(...) or offsetof(...); folder receives the program.
     """
     lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <cudnn.h>",
-             "#include <cublas_v2.h>", "int main(void) {"]
+             "#include <cublas_v2.h>", "#include <nccl.h>", "int main(void) {"]
     lines += [f'    printf("%lld\\n", (long long)({e}));' for e in expressions]
     lines += ["    return 0;", "}"]
     source, exe = folder / "check.c", folder / "check"

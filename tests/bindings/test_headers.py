@@ -1,7 +1,8 @@
 """The declarations in cffi_build/ against the installed headers and libraries.
 
 Enum values are checked by compiling a C program against the real headers (gcc, include folders of
-the nvidia wheels) that prints each declared constant; functions by resolving each symbol.
+the nvidia wheels, nccl.h included) that prints each declared constant; functions by resolving each
+symbol, NCCL's too (CI installs nvidia-nccl-cu13 through torch, nvidia-nccl-cu12 in the cu12 run).
 """
 
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise.bindings import cublas, cudnn
+from cudnn_denoise.bindings import cublas, cudnn, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values
 
@@ -26,10 +27,11 @@ def test_every_enum_value_matches_the_installed_headers(header_values):
     assert not wrong, f"declared (ours, header's) values differ: {wrong}"
 
 
-@pytest.mark.parametrize("library, prefix", [(cudnn, "cudnn"), (cublas, "cublas")], ids=["cudnn", "cublas"])
-def test_every_declared_function_resolves_in_the_loaded_library(library, prefix):
+@pytest.mark.parametrize("library, prefix, least", [(cudnn, "cudnn", 10), (cublas, "cublas", 10),
+                                                  (load_nccl(), "nccl", 9)], ids=["cudnn", "cublas", "nccl"])
+def test_every_declared_function_resolves_in_the_loaded_library(library, prefix, least):
     names = function_names(library.lib, prefix)
-    assert len(names) > 10
+    assert len(names) >= least
     missing = []
     for name in names:
         try:
@@ -44,3 +46,4 @@ def test_libraries_come_from_the_wheels_of_this_environment():
     prefix = str(Path(sys.prefix).resolve())
     assert str(Path(cudnn.path).resolve()).startswith(prefix), cudnn.path
     assert str(Path(cublas.path).resolve()).startswith(prefix), cublas.path
+    assert str(Path(load_nccl().path).resolve()).startswith(prefix), load_nccl().path

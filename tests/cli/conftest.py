@@ -45,12 +45,6 @@ def data64(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("data64"), 40, 64, seed=0)
 
 
-@pytest.fixture(scope="session")
-def data32(tmp_path_factory):
-    """40 synthetic pairs of 32 x 32 (10 batches of 4): read only, shared by the tests."""
-    return write_dataset(tmp_path_factory.mktemp("data32"), 40, 32, seed=1)
-
-
 @pytest.fixture
 def make_data(tmp_path):
     """Factory: write `samples` synthetic pairs of size x size into tmp_path/name and open them."""

@@ -192,7 +192,7 @@ def test_resume_with_another_batch_size_is_refused(cli, data32, tmp_path):
     assert cli(train.main, *common, "--max-steps", 2).code == 0
     result = cli(train.main, *common, "--max-steps", 4, "--resume", "--batch-size", 2)
     assert result.code == 2
-    assert "used batch_size=4, this one 2" in result.one_line_error()
+    assert "used batch_size=4 on 1 rank(s), this one 2 on 1" in result.one_line_error()
 
 
 def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cudnn_denoise import checkpoint, checksum, fortran, params
-from cudnn_denoise.bindings import cublas, cudnn, ffi
+from cudnn_denoise.bindings import cublas, cudnn, ffi, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values
 
@@ -92,8 +92,9 @@ def test_generated_files_open_with_the_do_not_edit_line_and_fit_132_columns():
 def test_every_declared_function_has_one_interface():
     text = (FORTRAN_DIR / fortran.INTERFACES_FILE).read_text()
     bound = re.findall(r'bind\(C, name="(\w+)"\)', text)
-    declared = function_names(cudnn.lib, "cudnn") + function_names(cublas.lib, "cublas")
-    assert len(declared) > 60
+    declared = (function_names(cudnn.lib, "cudnn") + function_names(cublas.lib, "cublas")
+                + function_names(load_nccl().lib, "nccl"))
+    assert len(declared) > 70
     assert sorted(b for b in bound if b != "strlen") == sorted(declared)
 
 
@@ -133,7 +134,7 @@ def test_every_enum_constant_equals_the_installed_headers(build, tmp_path):
 
 def test_perf_structs_have_the_layout_of_the_headers(build, tmp_path):
     structs = fortran.read_declarations().structs
-    assert len(structs) == 3
+    assert len(structs) == 4  # the three perf structs and ncclUniqueId
     expressions, lines = [], ["program print_layout", "  use cudnn_interfaces", "  implicit none"]
     for i, s in enumerate(structs):
         lines.insert(3, f"  type({s.name}), target :: s{i}")
