@@ -9,8 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from .device import NoGpuError, gpu_status
+from .model import MATH_MODES
 
 BACKENDS = ("auto", "cudnn", "reference")
+
+
+def add_arguments(parser):
+    """The `backend` argument group every CLI shares: --backend and --math; returns the group."""
+    group = parser.add_argument_group("backend")
+    group.add_argument("--backend", choices=BACKENDS, default="auto",
+                       help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
+    group.add_argument("--math", choices=MATH_MODES, default="tf32",
+                       help="cudnn only: tf32 (CUDNN_DEFAULT_MATH, PyTorch's default) or fp32 "
+                            "(CUDNN_FMA_MATH, strict: use it to compare with the reference) (default tf32)")
+    return group
 
 
 def resolve(backend: str) -> tuple[str, str]:

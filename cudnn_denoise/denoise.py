@@ -64,11 +64,7 @@ def parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("raw inputs")
     r.add_argument("--height", type=int, metavar="PX", help="rows of a raw file's frames (default: its dataset.json)")
     r.add_argument("--width", type=int, metavar="PX", help="columns of a raw file's frames (default: its dataset.json)")
-    b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
-                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
-    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
-                   help="cudnn only: tf32 (CUDNN_DEFAULT_MATH) or fp32 (CUDNN_FMA_MATH, strict) (default tf32)")
+    b = backends.add_arguments(p)
     b.add_argument("--device", type=int, metavar="N", help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
     b.add_argument("--tile-size", type=int, metavar="PX",
                    help="output pixels per tile side (tiles are exact: a 3-pixel halo); default: the whole "

@@ -64,12 +64,7 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for the step")
-    b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
-                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
-    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
-                   help="cudnn only: tf32 (CUDNN_DEFAULT_MATH) or fp32 (CUDNN_FMA_MATH, strict; "
-                        "use it to compare with the reference) (default tf32)")
+    backends.add_arguments(p)
     return p
 
 

@@ -60,11 +60,7 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for each step")
-    b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=backends.BACKENDS, default="auto",
-                   help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
-    b.add_argument("--math", choices=("tf32", "fp32"), default="tf32",
-                   help="tf32: CUDNN_DEFAULT_MATH, as PyTorch's default; fp32: CUDNN_FMA_MATH, strict (default tf32)")
+    b = backends.add_arguments(p)
     b.add_argument("--deterministic", action="store_true",
                    help="deterministic cuDNN algorithms from the heuristics: runs repeat bit for bit")
     b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
