@@ -15,6 +15,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from . import backends, checkpoint, distributed, plan, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .params import init_params
@@ -52,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--init", metavar="CKPT", type=Path, help="start from this checkpoint's parameters (step 0)")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("runs/train"),
-                   help="folder for checkpoint/, metrics.jsonl and loss.png (default runs/train)")
+                   help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "
+                        "and loss.png (default runs/train)")
     o.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                    help="write the checkpoint every N steps, and always at the end (default 1000; 0: end only)")
     o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint where it stopped")
@@ -244,11 +247,12 @@ def _plot(out: Path) -> None:
         print("loss.png skipped: matplotlib is not installed (pip install 'cudnn_denoise[plot]')")
         return
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    if not rows:
+    steps = np.loadtxt(out / "losses.tsv", ndmin=2) if (out / "losses.tsv").stat().st_size else np.zeros((0, 2))
+    if not rows or not len(steps):
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="loss")
-    ax.plot([r["step"] for r in rows], [r["average"] for r in rows], label="running average")
+    ax.plot(steps[:, 0], steps[:, 1], lw=0.5, alpha=0.6, label="loss (every step)")
+    ax.plot([r["step"] for r in rows], [r["average"] for r in rows], "o-", label="running average")
     if "val_loss" in rows[0]:
         ax.plot([r["step"] for r in rows], [r["val_loss"] for r in rows], label="validation")
     ax.set_xlabel("step")

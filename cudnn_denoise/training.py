@@ -127,6 +127,7 @@ class Trainer:
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
         self.metrics = (out_dir / "metrics.jsonl").open("a") if world.lead else None
+        self.losses = (out_dir / "losses.tsv").open("a") if world.lead else None  # step, loss: every step
         self.history: list[dict] = []
 
     def _check_world(self) -> None:
@@ -205,7 +206,7 @@ class Trainer:
             model = self._model_for(batch.x.shape[0])
             with self.tracer.step(step, batch.x, batch.y, c.lr, slot=0):
                 loss = model.train_step(batch.x, batch.y, c.lr)
-            self._record([loss])
+            self._record([step], [loss])
             return
         if self.gpu:
             batch.wait(self.model.stream)
@@ -243,14 +244,16 @@ class Trainer:
         bad = [s for s, v in zip(steps, losses) if not math.isfinite(v)]
         if bad:
             raise NonFiniteLoss(f"step {bad[0]}: the loss is {losses[steps.index(bad[0])]}; training stopped")
-        self._record(losses)
+        self._record(steps, losses)
 
-    def _record(self, losses) -> None:
+    def _record(self, steps, losses) -> None:
         bad = [v for v in losses if not math.isfinite(v)]
         if bad:
             raise NonFiniteLoss(f"step {self.position.step + 1}: the loss is {bad[0]}; training stopped")
         self.position.loss_sum += float(np.sum(losses, dtype=np.float64))
         self.position.last_loss = float(losses[-1])
+        if self.losses is not None:
+            self.losses.write("".join(f"{s}\t{v:.9g}\n" for s, v in zip(steps, losses)))
 
     def _log(self, progress: Progress, steps_run: int) -> None:
         self._flush()
@@ -270,6 +273,7 @@ class Trainer:
         self.history.append(entry)
         self.metrics.write(json.dumps(entry) + "\n")
         self.metrics.flush()
+        self.losses.flush()
         progress.line(line)
 
     def _validate(self) -> dict:
@@ -309,8 +313,9 @@ class Trainer:
 
     def close(self) -> None:
         self.reader.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        for log in (self.metrics, self.losses):
+            if log is not None:
+                log.close()
         for model in (self._partial, self.model):
             if model is not None:
                 model.close()

@@ -37,6 +37,12 @@ def test_thirty_steps_lower_the_loss(cli, data64, tmp_path):
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
     assert rows[-1]["loss"] < rows[0]["loss"] / 2, [r["loss"] for r in rows]
     assert checkpoint.load(out / "checkpoint").step == 30
+    # losses.tsv: every step's loss, in order; the logged values are its entries and running means
+    steps, losses = np.loadtxt(out / "losses.tsv", unpack=True)
+    assert steps.tolist() == list(range(1, 31))
+    for row in rows:
+        assert losses[row["step"] - 1] == pytest.approx(row["loss"], rel=1e-6)
+        assert losses[: row["step"]].mean() == pytest.approx(row["average"], rel=1e-6)
 
 
 def test_max_steps_0_writes_the_initial_parameters(cli, data32, tmp_path):
