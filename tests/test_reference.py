@@ -1,7 +1,5 @@
 """cudnn_denoise.reference against PyTorch on the CPU: activations, loss, every gradient, SGD."""
 
-from collections import OrderedDict
-
 import numpy as np
 import pytest
 
@@ -10,7 +8,7 @@ from cudnn_denoise.params import LAYERS, PARAM_BY_NAME, PARAMS, init_params, vie
 
 torch = pytest.importorskip("torch")
 
-TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+from torch_oracle import torch_net, torch_record  # noqa: E402  (needs torch)
 
 # Bound on ||ours - oracle|| / ||oracle|| per tensor, from the arithmetic both sides use.
 # float32: ~170 unit roundoffs (u = 2^-24 = 6e-8): the two libraries sum up to ~10^6 terms in
@@ -19,45 +17,6 @@ TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 RTOL = {np.float32: 1e-5, np.float64: 1e-10}
 
 LR = 0.01
-
-
-def torch_model(flat, dtype):
-    """The seed network as nn.Sequential, children named like the activations, holding `flat`."""
-    children = OrderedDict()
-    for number, layer in enumerate(LAYERS, start=1):
-        children[layer.name] = torch.nn.Conv2d(
-            layer.in_channels, layer.out_channels, layer.kernel, padding=layer.pad
-        )
-        if layer.relu:
-            children[f"relu{number}"] = torch.nn.ReLU()
-    model = torch.nn.Sequential(children).to(TORCH_DTYPE[dtype])
-    model.load_state_dict(
-        {name: torch.from_numpy(v.astype(dtype)) for name, v in views(flat).items()}
-    )
-    return model
-
-
-def torch_record(flat, x, target, dtype):
-    """What record_step returns, computed by PyTorch autograd and torch.optim.SGD in `dtype`."""
-    model = torch_model(flat, dtype)
-    a = torch.from_numpy(x.astype(dtype))
-    record = {}
-    for name, child in model.named_children():
-        a = child(a)
-        a.retain_grad()
-        record[name] = a
-    loss = torch.nn.functional.mse_loss(a, torch.from_numpy(target.astype(dtype)))
-    loss.backward()
-    record = {name: t.detach().numpy() for name, t in record.items()} | {
-        f"d{name}": t.grad.numpy() for name, t in record.items()
-    }
-    record["loss"] = loss.detach().numpy()
-    for name, p in model.named_parameters():
-        record[f"d{name}"] = p.grad.numpy().copy()
-    torch.optim.SGD(model.parameters(), lr=LR).step()
-    state = model.state_dict()
-    record["params.updated"] = np.concatenate([state[p.name].numpy().ravel() for p in PARAMS])
-    return record
 
 
 def relative_errors(ours, oracle):
@@ -88,7 +47,7 @@ def check_parity(shape, dtype, *, flat=None, seed=0):
     flat = init_params(seed) if flat is None else flat
     x, target = random_batch(shape, seed)
     ours = reference.ReferenceModel(flat, dtype=dtype).record_step(x, target, LR)
-    errors = relative_errors(ours, torch_record(flat, x, target, dtype))
+    errors = relative_errors(ours, torch_record(flat, x, target, LR, dtype))
     assert_within(errors, RTOL[dtype])
     return ours
 
@@ -108,7 +67,7 @@ def test_full_size_image_matches_pytorch_float64():
     """
     flat = init_params(1)
     x, target = random_batch((1, 1, 1024, 1024), seed=1)
-    oracle = torch_record(flat, x, target, np.float64)
+    oracle = torch_record(flat, x, target, LR)
     for dtype in (np.float64, np.float32):
         ours = reference.ReferenceModel(flat, dtype=dtype).record_step(x, target, LR)
         assert_within(relative_errors(ours, oracle), RTOL[dtype])
@@ -171,7 +130,7 @@ def test_loss_trajectory_matches_pytorch():
     flat = init_params(3)
     x, target = random_batch((4, 1, 24, 24), seed=3)
     ours = reference.ReferenceModel(flat, dtype=np.float32)
-    model = torch_model(flat, np.float32)
+    model = torch_net(flat, dtype=np.float32)
     sgd = torch.optim.SGD(model.parameters(), lr=lr)
     tx, ttarget = (
         torch.from_numpy(x.astype(np.float32)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,20 +11,46 @@ from torch import nn
 from cudnn_denoise.params import LAYERS, PARAMS, views
 
 
+def torch_dtype(dtype) -> torch.dtype:
+    """The torch dtype of a torch or NumPy dtype."""
+    return dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.zeros(0, dtype)).dtype
+
+
 def torch_net(flat: np.ndarray, device: str = "cpu", dtype=torch.float64) -> nn.Sequential:
-    """nn.Sequential(Conv, ReLU, Conv, ReLU, Conv) holding the parameters of `flat`."""
-    modules = []
-    for spec in LAYERS:
-        modules.append(nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, padding=spec.pad))
+    """The seed network as nn.Sequential, its children named like our activations (conv1, relu1,
+    ...), so that its state_dict names are ours; it holds the parameters of `flat`."""
+    children = OrderedDict()
+    for number, spec in enumerate(LAYERS, start=1):
+        children[spec.name] = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, padding=spec.pad)
         if spec.relu:
-            modules.append(nn.ReLU())
-    net = nn.Sequential(*modules).to(device=device, dtype=dtype)
-    # Sequential names conv1..3 as "0", "2", "4": state_dict order is ours.
-    state = dict(zip((p.name for p in PARAMS), net.state_dict()))
-    with torch.no_grad():
-        for ours, theirs in state.items():
-            net.state_dict()[theirs].copy_(torch.from_numpy(np.array(views(flat)[ours])))
+            children[f"relu{number}"] = nn.ReLU()
+    net = nn.Sequential(children).to(device=device, dtype=torch_dtype(dtype))
+    net.load_state_dict({name: torch.from_numpy(np.array(v)) for name, v in views(flat).items()})
     return net
+
+
+def torch_record(flat: np.ndarray, x: np.ndarray, target: np.ndarray, lr: float, dtype=torch.float64) -> dict:
+    """What record_step returns (every key of reference.ReferenceModel.record_step), computed by
+    PyTorch autograd and torch.optim.SGD in `dtype` on the CPU."""
+    net = torch_net(flat, dtype=dtype)
+    record = {"x": x, "target": target, "params": np.asarray(flat), "lr": np.float64(lr)}
+    acts, a = {}, torch.from_numpy(np.asarray(x)).to(torch_dtype(dtype))
+    for name, child in net.named_children():
+        a = child(a)
+        a.retain_grad()
+        acts[name] = a
+    loss = nn.functional.mse_loss(a, torch.from_numpy(np.asarray(target)).to(torch_dtype(dtype)))
+    loss.backward()
+    record.update({name: t.detach().numpy() for name, t in acts.items()})
+    record.update({f"d{name}": t.grad.numpy() for name, t in acts.items()})
+    record["loss"] = loss.detach().numpy()
+    grads = {name: p.grad.numpy().copy() for name, p in net.named_parameters()}
+    record.update({f"d{name}": g for name, g in grads.items()})
+    record["dparams"] = np.concatenate([grads[p.name].ravel() for p in PARAMS])
+    torch.optim.SGD(net.parameters(), lr=lr).step()
+    state = net.state_dict()
+    record["params.updated"] = np.concatenate([state[p.name].numpy().ravel() for p in PARAMS])
+    return record
 
 
 def torch_step(net: nn.Sequential, x: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from cli_support import samples
 from cudnn_denoise import checkpoint, dump, train
 from cudnn_denoise.checksum import checksum, format_checksum
 from cudnn_denoise.device import gpu_status
-from cudnn_denoise.params import PARAMS, init_params
-from torch_oracle import rel_error, torch_net
+from cudnn_denoise.params import init_params
+from torch_oracle import rel_error, torch_record
 
 CPU = ("--backend", "reference")
 
@@ -29,29 +28,6 @@ def trained(data32, tmp_path_factory):
     return checkpoint.load(out / "checkpoint")
 
 
-def torch_intermediates(params: np.ndarray, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
-    """Every tensor of a dump, computed by PyTorch in float64, layer by layer."""
-    net = torch_net(params)
-    acts, a = {}, torch.from_numpy(x.astype(np.float64))
-    names = iter(["conv1", "relu1", "conv2", "relu2", "conv3"])  # net is Conv, ReLU, Conv, ReLU, Conv
-    for module in net:
-        a = module(a)
-        a.retain_grad()
-        acts[next(names)] = a
-    loss = torch.nn.functional.mse_loss(a, torch.from_numpy(target.astype(np.float64)))
-    loss.backward()
-    out = {name: t.detach().numpy() for name, t in acts.items()}
-    out.update({f"d{name}": t.grad.numpy() for name, t in acts.items()})
-    out["loss"] = loss.detach().numpy()
-    grads = {spec.name: p.grad.numpy() for spec, p in zip(PARAMS, net.parameters())}
-    out.update({f"d{name}": g for name, g in grads.items()})
-    out["dparams"] = np.concatenate([g.ravel() for g in grads.values()])
-    out["params"], out["lr"] = params.astype(np.float64), np.float64(lr)
-    out["params.updated"] = out["params"] - lr * out["dparams"]
-    out["x"], out["target"] = x, target
-    return out
-
-
 def test_dump_equals_pytorch(cli, data32, trained, tmp_path):
     out = tmp_path / "dump"
     result = cli(dump.main, "--checkpoint", trained.path, "--data", data32.noisy.parent, "--index", 5,
@@ -63,7 +39,7 @@ def test_dump_equals_pytorch(cli, data32, trained, tmp_path):
     np.testing.assert_array_equal(files["x"], x)
     np.testing.assert_array_equal(files["target"], target)
     np.testing.assert_array_equal(files["params"], trained.params)
-    oracle = torch_intermediates(trained.params, x, target, 0.02)
+    oracle = torch_record(trained.params, x, target, 0.02)
     errors = {name: rel_error(files[name], oracle[name]) for name in dump.ORDER}
     assert {name: e for name, e in errors.items() if not e < 1e-5} == {}, errors
 
