@@ -44,6 +44,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _BASIC = {
     "int": "integer(c_int)",
     "size_t": "integer(c_size_t)",
+    "int64_t": "integer(c_int64_t)",
     "float": "real(c_float)",
     "double": "real(c_double)",
     "char": "character(kind=c_char)",
@@ -51,8 +52,8 @@ _BASIC = {
 # Pointers to these are addresses passed by value as type(c_ptr): device data (void *x, float *y)
 # and host scalars whose type or location the call decides (alpha and beta, cublas results).
 _ADDRESS_TARGETS = ("void", "float")
-# pycparser needs size_t declared: on the first line, so that line numbers stay the headers'.
-_PRELUDE = "typedef unsigned long size_t; "
+# pycparser needs size_t and int64_t declared: on the first line, so that line numbers stay the headers'.
+_PRELUDE = "typedef unsigned long size_t; typedef long int64_t; "
 
 
 # ---- what the declarations say, in Fortran terms ----
@@ -158,7 +159,7 @@ class _TypeTable:
 
     def add(self, node: c_ast.Typedef) -> Enum | Struct | None:
         inner = node.type.type
-        if node.name == "size_t":  # the prelude's
+        if node.name in ("size_t", "int64_t"):  # the prelude's
             return None
         if isinstance(node.type, c_ast.TypeDecl) and isinstance(inner, c_ast.Enum):
             self.enums.add(node.name)
@@ -167,6 +168,10 @@ class _TypeTable:
         if (isinstance(node.type, c_ast.PtrDecl) and isinstance(inner, c_ast.TypeDecl)
                 and isinstance(inner.type, c_ast.Struct) and inner.type.decls is None):
             self.handles.add(node.name)  # typedef struct cudnnContext *cudnnHandle_t;
+            return None
+        if (isinstance(node.type, c_ast.PtrDecl) and isinstance(inner, c_ast.TypeDecl)
+                and _is_void(inner)):
+            self.handles.add(node.name)  # typedef void *cudnnBackendDescriptor_t;
             return None
         if (isinstance(node.type, c_ast.TypeDecl) and isinstance(inner, c_ast.Struct)
                 and inner.decls):
