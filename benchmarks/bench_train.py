@@ -32,9 +32,12 @@ OURS = {  # name -> DenoiseCNN options
     "cudnn tf32 fused graph": {"math": "tf32", "fused": True, "graph": True},
     "cudnn tf32 graph": {"math": "tf32", "graph": True},
     "cudnn tf32 heuristic": {"math": "tf32", "search": "heuristic"},
+    "cudnn tf32 graph-api": {"math": "tf32", "graph_api": True},
+    "cudnn tf32 graph-api graph": {"math": "tf32", "graph_api": True, "graph": True},
     "cudnn fp32": {"math": "fp32"},
     "cudnn fp32 fused graph": {"math": "fp32", "fused": True, "graph": True},
     "cudnn fp32 graph": {"math": "fp32", "graph": True},
+    "cudnn fp32 graph-api graph": {"math": "fp32", "graph_api": True, "graph": True},
 }
 TORCH = {  # name -> options of the PyTorch step
     "torch eager tf32": {"tf32": True},
@@ -222,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="skip torch.compile (minutes of compiling)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant")
     parser.add_argument("--algorithms", action="store_true", help="print every algorithm cuDNN offered per op")
+    parser.add_argument("--only", metavar="TEXT,...",
+                        help="time only the variants whose names contain one of these comma-separated texts")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -233,6 +238,9 @@ def main(argv=None) -> int:
           f"(its cuDNN {env['torch_cudnn']}); batch {args.batch} x 1 x {args.size} x {args.size}", flush=True)
     variants = [(n, "cudnn", o) for n, o in OURS.items()]
     variants += [(n, "torch", o) for n, o in TORCH.items() if not (args.quick and o.get("compile"))]
+    if args.only:
+        wanted = args.only.split(",")
+        variants = [v for v in variants if any(text in v[0] for text in wanted)]
     rows = []
     for name, impl, options in variants:
         row = run_variant(name, impl, options, args.batch, args.size, args.timeout)

@@ -9,6 +9,11 @@ One training step, in call order (the Fortran port makes the same calls; docs/fo
             relu2: cudnnActivationBackward; conv2: the same three; relu1: ActivationBackward;
             conv1: BackwardFilter and bias gradient (the input needs no gradient)
   update    one cublasSaxpy over the flat parameter vector
+With graph_api=True (the NHWC fast path, layers/fusion.py) the hidden activations are NHWC, the
+filters KRSC, and each convolution direction is one cudnnBackendExecute of a fused graph:
+  forward   conv1 + bias + ReLU, conv2 + bias + ReLU, conv3 + bias
+  backward  conv3: wgrad; bias gradient (two cublasSgemv); dgrad + relu2 backward + conv2's bias
+            gradient; conv2: wgrad; dgrad + relu1 backward + conv1's bias gradient; conv1: wgrad
 All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
 never synchronises the host except where a loss is read.
 """
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .device import require_gpu
-from .params import LAYERS, NUM_PARAMS, views
+from .params import LAYERS, NUM_PARAMS, from_krsc, to_krsc, views
 
 MATH_MODES = ("tf32", "fp32")
 
@@ -43,23 +48,28 @@ class DenoiseCNN:
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
                  workspace_limit: int | None = None, keep_intermediates: bool = False,
-                 graph: bool = False, algorithm_cache: bool = True, stream=None):
+                 graph: bool = False, graph_api: bool = False, algorithm_cache: bool = True, stream=None):
         require_gpu()
         import cupy
 
         from .layers.algorithms import Policy
         from .layers.context import Context
         from .layers.conv import Conv2d
+        from .layers.fusion import FusedConv2d
         from .layers.mse import MSELoss
         from .layers.relu import ReLU
 
         if math not in MATH_MODES:
             raise ValueError(f"math must be one of {MATH_MODES}, not {math!r}")
-        if keep_intermediates and fused:
-            raise ValueError("keep_intermediates needs the unfused forward (the fused call keeps no pre-activation)")
+        if keep_intermediates and (fused or graph_api):
+            raise ValueError("keep_intermediates needs the unfused forward (the fused calls keep no pre-activation)")
+        if fused and graph_api:
+            raise ValueError("fused (cudnnConvolutionBiasActivationForward) and graph_api (fused graph API "
+                             "engines) are two ways to fuse the forward: choose one")
         self.shape = (batch, 1, height, width)
         self.math, self.deterministic, self.fused = math, deterministic, fused
         self.keep_intermediates = keep_intermediates
+        self.graph_api = graph_api  # NHWC activations and KRSC filters on the device
         self.graph = graph
         self._graph = None  # the captured step (CUDA graph) and the lr it was captured with
         self.ctx = Context(stream, algorithm_cache=algorithm_cache)
@@ -71,7 +81,7 @@ class DenoiseCNN:
                     raise ValueError(f"parameters have {params.dtype} {params.shape}, expected float32 ({NUM_PARAMS},)")
                 self.params = params
             else:
-                self.params = cupy.asarray(self._checked_params(params))  # (2625,)
+                self.params = cupy.asarray(self._to_device_layout(self._checked_params(params)))  # (2625,)
             self.grads = cupy.zeros(NUM_PARAMS, dtype=cupy.float32)  # (2625,), same layout
             # One sum of squares per step between reads; the extra last slot is the captured step's.
             self.loss_sums = cupy.zeros(LOSS_SLOTS + 1, dtype=cupy.float32)
@@ -91,10 +101,14 @@ class DenoiseCNN:
             self.da2 = hidden() if keep_intermediates else self.dh2
             self.dh1 = hidden()
             self.da1 = hidden() if keep_intermediates else self.dh1
-        self.w = views(self.params)
-        self.dw = views(self.grads)
+        self.w = views(self.params, krsc=graph_api)
+        self.dw = views(self.grads, krsc=graph_api)
         strict = math == "fp32"
-        self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
+        if graph_api:
+            self.conv1, self.conv2, self.conv3 = (FusedConv2d(self.ctx, s, n, h, w, data_gradient=i > 0)
+                                                  for i, s in enumerate(LAYERS))
+        else:
+            self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
         self.relu = ReLU(self.ctx, n, 16, h, w)  # relu1 and relu2 share one shape
         self.mse = MSELoss(self.ctx, n * h * w)
         if workspace_limit is None:
@@ -108,14 +122,31 @@ class DenoiseCNN:
             raise ValueError(f"parameters have shape {params.shape}, expected ({NUM_PARAMS},)")
         return params.astype(np.float32, copy=False)
 
+    def _to_device_layout(self, params: np.ndarray) -> np.ndarray:
+        return to_krsc(params) if self.graph_api else params
+
+    def _from_device_layout(self, params: np.ndarray) -> np.ndarray:
+        return from_krsc(params) if self.graph_api else params
+
     def _choose_algorithms(self, policy) -> None:
         import cupy
 
         with self.stream:
             x = cupy.random.random(self.shape, dtype=cupy.float32)  # find times real-looking data, not zeros
-        self.conv1.choose_algorithms(policy, x, self.w["conv1.weight"], self.a1, None)
-        self.conv2.choose_algorithms(policy, self.h1, self.w["conv2.weight"], self.a2, self.dh1)
-        self.conv3.choose_algorithms(policy, self.h2, self.w["conv3.weight"], self.y, self.dh2)
+        w = self.w
+        if self.graph_api:  # dgrad's ReLU backward reads the layer below's output: h1, h2 hold data
+            with self.stream:
+                self.h1[...] = cupy.random.random(self.h1.shape, dtype=cupy.float32) - 0.5
+                self.h2[...] = cupy.random.random(self.h2.shape, dtype=cupy.float32) - 0.5
+            self.conv1.choose_algorithms(policy, x, w["conv1.weight"], w["conv1.bias"], self.h1, None, None)
+            self.conv3.choose_algorithms(policy, self.h2, w["conv3.weight"], w["conv3.bias"], self.y,
+                                         self.h2, self.da2)
+            self.conv2.choose_algorithms(policy, self.h1, w["conv2.weight"], w["conv2.bias"], self.h2,
+                                         self.h1, self.da1)
+        else:
+            self.conv1.choose_algorithms(policy, x, w["conv1.weight"], self.a1, None)
+            self.conv2.choose_algorithms(policy, self.h1, w["conv2.weight"], self.a2, self.dh1)
+            self.conv3.choose_algorithms(policy, self.h2, w["conv3.weight"], self.y, self.dh2)
         self.stream.synchronize()
         del x
         cupy.get_default_memory_pool().free_all_blocks()  # drop find's scratch workspaces
@@ -134,6 +165,11 @@ class DenoiseCNN:
     def _forward(self, x) -> None:
         """a1/h1, a2/h2 and y from x."""
         w = self.w
+        if self.graph_api:
+            self.conv1.forward(x, w["conv1.weight"], w["conv1.bias"], self.h1)
+            self.conv2.forward(self.h1, w["conv2.weight"], w["conv2.bias"], self.h2)
+            self.conv3.forward(self.h2, w["conv3.weight"], w["conv3.bias"], self.y)
+            return
         for conv, x_in, a, h in ((self.conv1, x, self.a1, self.h1), (self.conv2, self.h1, self.a2, self.h2)):
             name = conv.spec.name
             if self.fused:
@@ -146,6 +182,9 @@ class DenoiseCNN:
     def _backward(self, x) -> None:
         """Every gradient from dy: parameters into self.grads, activations into dh/da."""
         w, dw = self.w, self.dw
+        if self.graph_api:
+            self._backward_graph_api(x)
+            return
         self.conv3.backward_filter(self.h2, self.dy, dw["conv3.weight"])
         self.conv3.backward_bias(self.dy, dw["conv3.bias"])
         self.conv3.backward_data(w["conv3.weight"], self.dy, self.dh2)
@@ -156,6 +195,21 @@ class DenoiseCNN:
         self.relu.backward(self.h1, self.dh1, self.da1)
         self.conv1.backward_filter(x, self.da1, dw["conv1.weight"])
         self.conv1.backward_bias(self.da1, dw["conv1.bias"])
+
+    def _backward_graph_api(self, x) -> None:
+        """The backward pass of the NHWC path: each dgrad also applies the ReLU backward below it."""
+        w, dw = self.w, self.dw
+        c1, c2, c3 = self.conv1, self.conv2, self.conv3
+        c3.backward_filter(self.h2, self.dy, dw["conv3.weight"])
+        c3.backward_bias(self.dy, dw["conv3.bias"])
+        c3.backward_data(self.dy, w["conv3.weight"], self.h2, self.da2, dw["conv2.bias"])
+        if not c3.bias_fused:
+            c2.backward_bias(self.da2, dw["conv2.bias"])
+        c2.backward_filter(self.h1, self.da2, dw["conv2.weight"])
+        c2.backward_data(self.da2, w["conv2.weight"], self.h1, self.da1, dw["conv1.bias"])
+        if not c2.bias_fused:
+            c1.backward_bias(self.da1, dw["conv1.bias"])
+        c1.backward_filter(x, self.da1, dw["conv1.weight"])
 
     def _step(self, x, target, lr: float, loss_sum) -> None:
         """The training step's calls: forward, loss, backward, update."""
@@ -261,13 +315,23 @@ class DenoiseCNN:
     # -- parameters ------------------------------------------------------------------------------
 
     def get_params(self) -> np.ndarray:
+        """The parameters as a host vector in state_dict order, filters KCRS (whatever the device holds)."""
         out = self.params.get(stream=self.stream)
         self.stream.synchronize()
-        return out
+        return self._from_device_layout(out)
+
+    def get_grads(self) -> np.ndarray:
+        """The last step's gradients, laid out as get_params."""
+        out = self.grads.get(stream=self.stream)
+        self.stream.synchronize()
+        return self._from_device_layout(out)
 
     def set_params(self, params: np.ndarray) -> None:
-        self.params.set(self._checked_params(params), stream=self.stream)
+        self.params.set(self._to_device_layout(self._checked_params(params)), stream=self.stream)
         self.stream.synchronize()
 
     def close(self) -> None:
+        if self.graph_api:
+            for conv in (self.conv1, self.conv2, self.conv3):
+                conv.close()
         self.ctx.close()

@@ -62,11 +62,41 @@ NUM_PARAMS: int = sum(p.size for p in PARAMS)  # 2,625 for the seed
 PARAM_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
 
-def views(flat):
-    """Name -> view of `flat` (NumPy or CuPy, 1-D, NUM_PARAMS long) in each tensor's shape."""
+def views(flat, *, krsc: bool = False):
+    """Name -> view of `flat` (NumPy or CuPy, 1-D, NUM_PARAMS long) in each tensor's shape.
+
+    krsc: the vector holds its filters in KRSC order (the NHWC path's, see to_krsc), so weights are
+    viewed as (K, R, S, C).
+    """
     if flat.shape != (NUM_PARAMS,):
         raise ValueError(f"parameter vector has shape {flat.shape}, expected ({NUM_PARAMS},)")
-    return {p.name: flat[p.offset : p.offset + p.size].reshape(p.shape) for p in PARAMS}
+    out = {}
+    for p in PARAMS:
+        shape = (p.shape[0], p.shape[2], p.shape[3], p.shape[1]) if krsc and len(p.shape) == 4 else p.shape
+        out[p.name] = flat[p.offset : p.offset + p.size].reshape(shape)
+    return out
+
+
+def to_krsc(flat: np.ndarray) -> np.ndarray:
+    """A copy of a host parameter vector with every filter reordered KCRS -> KRSC (biases kept).
+
+    The NHWC path keeps its filters this way on the device; checkpoints and every other consumer
+    see KCRS (PyTorch's order), so the model converts when parameters enter or leave it.
+    """
+    out = np.array(flat, dtype=np.float32)
+    for name, weight in views(np.asarray(flat)).items():
+        if weight.ndim == 4:
+            views(out, krsc=True)[name][...] = weight.transpose(0, 2, 3, 1)
+    return out
+
+
+def from_krsc(flat: np.ndarray) -> np.ndarray:
+    """The inverse of to_krsc: filters KRSC -> KCRS."""
+    out = np.array(flat, dtype=np.float32)
+    for name, weight in views(np.asarray(flat), krsc=True).items():
+        if weight.ndim == 4:
+            views(out)[name][...] = weight.transpose(0, 3, 1, 2)
+    return out
 
 
 def init_params(seed: int = 0) -> np.ndarray:

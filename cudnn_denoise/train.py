@@ -68,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
                    help="deterministic cuDNN algorithms from the heuristics: runs repeat bit for bit")
     b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
     b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
+    b.add_argument("--graph-api", action="store_true",
+                   help="the NHWC fast path: every convolution direction one fused engine of cuDNN's graph "
+                        "(backend) API (conv+bias+ReLU; dgrad+ReLU backward+bias gradient), chosen by timing; "
+                        "the fastest TF32 step (docs/performance.md); not with --fused or --trace")
     b.add_argument("--profile", type=int, default=0, metavar="N",
                    help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
                         "print the table at the end (cudnn backend, not with --graph or --trace)")
@@ -125,6 +129,10 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     if world.size > 1 and args.trace is not None:
         raise ValueError(f"--trace writes one process's calls: run it without mpirun, not on {world.size} ranks")
+    if args.graph_api and (args.fused or args.trace is not None):
+        raise ValueError("--graph-api fuses through the graph API: it cannot be combined with --fused (the legacy "
+                         "fused call) or --trace (which follows the legacy calls; docs/fortran.md lists the "
+                         "graph API's)")
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     for name in ("max_steps", "checkpoint_every", "profile"):

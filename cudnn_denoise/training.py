@@ -50,6 +50,7 @@ class Config:
     deterministic: bool = False
     fused: bool = False
     graph: bool = False
+    graph_api: bool = False
     log_every: int = 100
     checkpoint_every: int = 1000
     profile: int = 0  # steps timed call by call (cuDNN backend), from PROFILE_FROM on
@@ -150,7 +151,8 @@ class Trainer:
         c = self.config
         with self.tracer.setup(f"model for batch {batch} x 1 x {self.dataset.height} x {self.dataset.width}"):
             model = build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
-                          math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph, stream=stream)
+                          math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph,
+                          graph_api=c.graph_api, stream=stream)
             self.tracer.register(model)
         return model
 

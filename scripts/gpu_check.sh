@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
-#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed]   (no argument: all stages)
+#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe]   (no argument: all)
 #     tests   the GPU-marked tests                 bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
+#             ($SEED_ARGS: e.g. "--graph-api --graph")
+#     probe   benchmarks/probe: every cuDNN algorithm and graph-API engine per op, timed (~2.5 min)
 # The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
-stages=${*:-tests train bench reader seed}
+stages=${*:-tests train bench reader seed probe}
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -37,7 +39,10 @@ for stage in $stages; do
         python3 -m cudnn_denoise.make_dataset --out /tmp/seed-data --samples 2000 --size 1024 --workers 16 2>&1 | tail -2
         python3 -m cudnn_denoise.train --data /tmp/seed-data --out /tmp/seed-run ${SEED_ARGS:-} 2>&1 \
             | tee "$OUT/seed_train.log" || status=1 ;;
-    *) echo "unknown stage $stage (tests train bench reader seed)"; status=2 ;;
+    probe)
+        bash benchmarks/probe/run.sh > "$OUT/cudnn_probe.log" 2>&1 || status=1
+        grep "^BEST\|^legacy" "$OUT/cudnn_probe.log" ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe)"; status=2 ;;
     esac
 done
 grep -hE "passed|failed|error" "$OUT/gpu_tests.log" 2>/dev/null | tail -1

@@ -21,6 +21,10 @@ OPTIONS = {  # every option of the model is held to the same parity
     "kept": {"keep_intermediates": True},
     "graph": {"graph": True},
     "fused_graph": {"fused": True, "graph": True},
+    "graph_api": {"graph_api": True},
+    "graph_api_graph": {"graph_api": True, "graph": True},
+    "graph_api_heuristic": {"graph_api": True, "search": "heuristic"},
+    "graph_api_deterministic": {"graph_api": True, "deterministic": True},
 }
 
 
@@ -52,7 +56,7 @@ def ours(params, x, target, math, **options):
     try:
         y = model.forward(x).get()
         loss = model.train_step(x, target, lr=0.0)  # lr 0: gradients without moving the parameters
-        grads = model.grads.get()
+        grads = model.get_grads()  # state_dict order, KCRS filters, whatever the device holds
     finally:
         model.close()
     return {"y": y, "loss": np.array(loss), "grads": grads}
@@ -86,7 +90,8 @@ def test_every_option_keeps_parity(option, math):
     assert_parity(got, torch_reference(params, x, target, math), TOLERANCE[math])
 
 
-def test_200_sgd_steps_follow_pytorch():
+@pytest.mark.parametrize("option", ["default", "graph_api"])
+def test_200_sgd_steps_follow_pytorch(option):
     import torch
 
     from cudnn_denoise.model import DenoiseCNN
@@ -98,7 +103,7 @@ def test_200_sgd_steps_follow_pytorch():
     batches = [batch(rng, shape) for _ in range(steps)]
     net = torch_net(params, "cuda", torch.float32)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    model = DenoiseCNN(params, batch=4, height=256, width=256, math="fp32")
+    model = DenoiseCNN(params, batch=4, height=256, width=256, math="fp32", **OPTIONS[option])
     ours_loss, torch_loss = [], []
     try:
         for x, target in batches:
@@ -182,13 +187,14 @@ def test_bad_input_shape_is_refused():
         model.close()
 
 
-def test_second_model_takes_its_algorithms_from_the_disk_cache(tmp_path, monkeypatch):
+@pytest.mark.parametrize("option", ["default", "graph_api"])
+def test_second_model_takes_its_algorithms_from_the_disk_cache(tmp_path, monkeypatch, option):
     from cudnn_denoise.model import DenoiseCNN
 
     monkeypatch.setenv("CUDNN_DENOISE_ALGORITHM_CACHE", str(tmp_path / "algorithms.json"))
     chosen = []
     for _ in range(2):
-        model = DenoiseCNN(init_params(0), batch=2, height=96, width=64, math="tf32")
+        model = DenoiseCNN(init_params(0), batch=2, height=96, width=64, math="tf32", **OPTIONS[option])
         chosen.append({(layer, d): (c.algo, c.offered) for layer, dirs in model.algorithms().items()
                        for d, c in dirs.items()})
         model.close()

@@ -24,7 +24,8 @@ def run_train(cli, data, out, *args):
     return checkpoint.load(out / "checkpoint")
 
 
-@pytest.mark.parametrize("options", [(), ("--graph", "--fused")], ids=["plain", "graph-fused"])
+@pytest.mark.parametrize("options", [(), ("--graph", "--fused"), ("--graph", "--graph-api")],
+                         ids=["plain", "graph-fused", "graph-graph-api"])
 def test_short_cudnn_run_follows_the_reference(cli, make_data, tmp_path, options):
     """42 samples in batches of 4: 10 full batches and a partial one of 2, so both models run."""
     data = make_data(42, size=64)

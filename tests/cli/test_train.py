@@ -244,3 +244,12 @@ def test_profile_refuses_graph_and_trace(capsys, tmp_path):
         assert train.main(["--profile", "5", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: --profile times the calls one by one") and "Traceback" not in err
+
+
+def test_graph_api_refuses_fused_and_trace(capsys, tmp_path):
+    from cudnn_denoise import train
+
+    for extra in (["--fused"], ["--trace", str(tmp_path / "t.txt")]):
+        assert train.main(["--graph-api", "--out", str(tmp_path / "run"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --graph-api fuses through the graph API") and "Traceback" not in err
