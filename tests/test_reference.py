@@ -58,19 +58,38 @@ def test_step_matches_pytorch(shape, dtype):
     check_parity(shape, dtype, seed=shape[0])
 
 
+ACTIVATION_GRADIENTS = ("drelu1", "dconv1", "drelu2", "dconv2")
+
+
+def relu_flips(ours, oracle) -> np.ndarray:
+    """The oracle's ReLU inputs (conv1, conv2) at the pixels where ours has the other sign."""
+    flipped = [np.asarray(oracle[k], np.float64)[(np.asarray(ours[k]) > 0) != (np.asarray(oracle[k]) > 0)]
+               for k in ("conv1", "conv2")]
+    return np.concatenate(flipped)
+
+
 def test_full_size_image_matches_pytorch_float64():
     """1024 x 1024: PyTorch float64 is the oracle for both dtypes.
 
-    PyTorch's own float32 CPU gradients are off by up to 1.4e-5 here (sums of 10^6 terms), and a
-    single ReLU input that rounds to the other side of 0 moves an activation gradient by ~1e-4,
-    so float32 PyTorch is no oracle at this size; ours stays within 2e-7 of float64.
+    PyTorch's own float32 CPU gradients are off by up to 1.4e-5 here (sums of 10^6 terms), so
+    float32 PyTorch is no oracle at this size. Among 2 x 16 M ReLU inputs a few can lie closer to 0
+    than float32 resolves (seen: one at 6e-9, with NumPy 2.4's BLAS); ours may round such an
+    input to the other side, which is right in float32 but moves that pixel's activation
+    gradient: by ~3e-4 of the tensor's norm for one flip (one element of dconv2, its 3 x 3 x 16
+    neighbours in drelu1 and dconv1). So a flip is allowed only where |input| < 1e-6, and each adds
+    1e-3 to the bound of the activation gradients; everything else stays within RTOL.
     """
     flat = init_params(1)
     x, target = random_batch((1, 1, 1024, 1024), seed=1)
     oracle = torch_record(flat, x, target, LR)
     for dtype in (np.float64, np.float32):
         ours = reference.ReferenceModel(flat, dtype=dtype).record_step(x, target, LR)
-        assert_within(relative_errors(ours, oracle), RTOL[dtype])
+        flips = relu_flips(ours, oracle)
+        assert np.all(np.abs(flips) < 1e-6), f"{dtype.__name__}: ReLU inputs flipped far from 0: {flips}"
+        assert flips.size <= (0 if dtype is np.float64 else 4), f"{dtype.__name__}: {flips.size} ReLU flips"
+        errors = relative_errors(ours, oracle)
+        assert_within({k: e for k, e in errors.items() if k not in ACTIVATION_GRADIENTS}, RTOL[dtype])
+        assert_within({k: errors[k] for k in ACTIVATION_GRADIENTS}, RTOL[dtype] + 1e-3 * flips.size)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
