@@ -23,6 +23,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def backend_api():
+    """Skip, with cuDNN's words, where graph-API descriptors cannot be finalized without a GPU:
+    cuDNN 9.28 (the cu12 wheels) loads libcudnn_engines_runtime_compiled to finalize any backend
+    descriptor, and that library links the driver's libcuda.so.1 (9.24, the cu13 wheels, does not)."""
+    from cudnn_denoise.bindings import CudnnError
+    from cudnn_denoise.bindings.backend import BackendDescriptor
+
+    with BackendDescriptor("CUDNN_BACKEND_POINTWISE_DESCRIPTOR") as probe:
+        probe.set("CUDNN_ATTR_POINTWISE_MODE", "CUDNN_TYPE_POINTWISE_MODE", probe.cudnn.CUDNN_POINTWISE_ADD)
+        probe.set("CUDNN_ATTR_POINTWISE_MATH_PREC", "CUDNN_TYPE_DATA_TYPE", probe.cudnn.CUDNN_DATA_FLOAT)
+        try:
+            probe.finalize()
+        except CudnnError as exc:
+            if exc.status_name != "CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED":
+                raise
+            pytest.skip("this cuDNN finalizes graph-API descriptors only where the GPU driver is installed "
+                        f"(libcudnn_engines_runtime_compiled links libcuda.so.1): {exc}")
+
+
+@pytest.fixture(scope="session")
 def data32(tmp_path_factory):
     """40 synthetic pairs of 32 x 32 (10 batches of 4, or of 2 x 2 on two ranks): read only."""
     return write_dataset(tmp_path_factory.mktemp("data32"), 40, 32, seed=1)

@@ -8,6 +8,7 @@ from cudnn_denoise.layers import fusion
 from cudnn_denoise.params import LAYERS, PARAMS, from_krsc, init_params, to_krsc, views
 
 
+@pytest.mark.usefixtures("backend_api")
 @pytest.mark.parametrize("spec", LAYERS, ids=[s.name for s in LAYERS])
 def test_every_operation_of_the_step_finalizes(spec):
     """Tensors, convolutions, pointwise and reduction operations finalize without a handle; what
@@ -22,6 +23,7 @@ def test_every_operation_of_the_step_finalizes(spec):
         assert len(ops) == (3 if bias else 2) and ("db" in uids) == bias
 
 
+@pytest.mark.usefixtures("backend_api")
 def test_tensors_are_nhwc_in_nchw_dimension_order():
     t = fusion.tensor(5, (4, 16, 32, 48))
     assert t.get("CUDNN_ATTR_TENSOR_STRIDES", "CUDNN_TYPE_INT64", 4) == [32 * 48 * 16, 1, 48 * 16, 16]

@@ -17,6 +17,7 @@ def nhwc_tensor(dims, strides, uid=1):
     return t
 
 
+@pytest.mark.usefixtures("backend_api")
 def test_a_finalized_tensor_reads_back_what_was_set():
     dims, strides = [4, 16, 1024, 1024], [16 * 1024 * 1024, 1, 16 * 1024, 16]  # NHWC
     with nhwc_tensor(dims, strides, uid=7).finalize() as t:
@@ -26,6 +27,7 @@ def test_a_finalized_tensor_reads_back_what_was_set():
         assert t.count("CUDNN_ATTR_TENSOR_DIMENSIONS", "CUDNN_TYPE_INT64") == 4
 
 
+@pytest.mark.usefixtures("backend_api")
 def test_a_bad_tensor_is_refused_at_finalize_with_cudnns_reason():
     t = nhwc_tensor([4, -16, 8, 8], [1024, 1, 128, 16])
     with pytest.raises(CudnnError) as caught:
