@@ -76,7 +76,9 @@ class DenoiseCNN:
         self.stream = self.ctx.stream
         n, h, w = batch, height, width
         with self.stream:
-            if isinstance(params, cupy.ndarray):  # shared, in place: e.g. a model for a smaller last batch
+            # Shared, in place (e.g. by a model for a smaller last batch): already in this model's
+            # device layout (KRSC filters with graph_api), unlike host parameters, which are KCRS.
+            if isinstance(params, cupy.ndarray):
                 if params.shape != (NUM_PARAMS,) or params.dtype != cupy.float32:
                     raise ValueError(f"parameters have {params.dtype} {params.shape}, expected float32 ({NUM_PARAMS},)")
                 self.params = params
@@ -181,10 +183,10 @@ class DenoiseCNN:
 
     def _backward(self, x) -> None:
         """Every gradient from dy: parameters into self.grads, activations into dh/da."""
-        w, dw = self.w, self.dw
         if self.graph_api:
             self._backward_graph_api(x)
             return
+        w, dw = self.w, self.dw
         self.conv3.backward_filter(self.h2, self.dy, dw["conv3.weight"])
         self.conv3.backward_bias(self.dy, dw["conv3.bias"])
         self.conv3.backward_data(w["conv3.weight"], self.dy, self.dh2)
