@@ -12,8 +12,10 @@ One training step, in call order (the Fortran port makes the same calls; docs/fo
 With graph_api=True (the NHWC fast path, layers/fusion.py) the hidden activations are NHWC, the
 filters KRSC, and each convolution direction is one cudnnBackendExecute of a fused graph:
   forward   conv1 + bias + ReLU, conv2 + bias + ReLU, conv3 + bias
-  backward  conv3: wgrad; bias gradient (two cublasSgemv); dgrad + relu2 backward + conv2's bias
-            gradient; conv2: wgrad; dgrad + relu1 backward + conv1's bias gradient; conv1: wgrad
+  backward  conv3: wgrad; bias gradient (two cublasSgemv); dgrad + relu2 backward; conv2: bias
+            gradient; wgrad; dgrad + relu1 backward; conv1: bias gradient; wgrad. A hidden layer's
+            bias gradient is a reduction inside the dgrad above it where that measured faster,
+            else two cublasSgemv (on the H100: fused for conv1, gemv for conv2)
 All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
 never synchronises the host except where a loss is read.
 """
