@@ -84,18 +84,20 @@ def to_krsc(flat: np.ndarray) -> np.ndarray:
     see KCRS (PyTorch's order), so the model converts when parameters enter or leave it.
     """
     out = np.array(flat, dtype=np.float32)
+    target = views(out, krsc=True)
     for name, weight in views(np.asarray(flat)).items():
         if weight.ndim == 4:
-            views(out, krsc=True)[name][...] = weight.transpose(0, 2, 3, 1)
+            target[name][...] = weight.transpose(0, 2, 3, 1)
     return out
 
 
 def from_krsc(flat: np.ndarray) -> np.ndarray:
     """The inverse of to_krsc: filters KRSC -> KCRS."""
     out = np.array(flat, dtype=np.float32)
+    target = views(out)
     for name, weight in views(np.asarray(flat), krsc=True).items():
         if weight.ndim == 4:
-            views(out)[name][...] = weight.transpose(0, 3, 1, 2)
+            target[name][...] = weight.transpose(0, 3, 1, 2)
     return out
 
 
