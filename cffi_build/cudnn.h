@@ -163,6 +163,8 @@ cudnnStatus_t cudnnDestroyActivationDescriptor(cudnnActivationDescriptor_t activ
 
 cudnnStatus_t cudnnAddTensor(cudnnHandle_t handle, const void *alpha, const cudnnTensorDescriptor_t aDesc,
                              const void *A, const void *beta, const cudnnTensorDescriptor_t cDesc, void *C);
+cudnnStatus_t cudnnTransformTensor(cudnnHandle_t handle, const void *alpha, const cudnnTensorDescriptor_t xDesc,
+                                   const void *x, const void *beta, const cudnnTensorDescriptor_t yDesc, void *y);
 cudnnStatus_t cudnnOpTensor(cudnnHandle_t handle, const cudnnOpTensorDescriptor_t opTensorDesc,
                             const void *alpha1, const cudnnTensorDescriptor_t aDesc, const void *A,
                             const void *alpha2, const cudnnTensorDescriptor_t bDesc, const void *B,

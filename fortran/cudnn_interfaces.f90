@@ -348,6 +348,20 @@ module cudnn_interfaces
       integer(c_int) :: cudnnAddTensor  ! cudnnStatus_t
     end function cudnnAddTensor
 
+    function cudnnTransformTensor(handle, alpha, xDesc, x, beta, yDesc, y) &
+        bind(C, name="cudnnTransformTensor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: handle            ! cudnnHandle_t handle
+      type(c_ptr), value :: alpha             ! const void *alpha
+      type(c_ptr), value :: xDesc             ! const cudnnTensorDescriptor_t xDesc
+      type(c_ptr), value :: x                 ! const void *x
+      type(c_ptr), value :: beta              ! const void *beta
+      type(c_ptr), value :: yDesc             ! const cudnnTensorDescriptor_t yDesc
+      type(c_ptr), value :: y                 ! void *y
+      integer(c_int) :: cudnnTransformTensor  ! cudnnStatus_t
+    end function cudnnTransformTensor
+
     function cudnnOpTensor(handle, opTensorDesc, alpha1, aDesc, A, alpha2, bDesc, B, beta, cDesc, &
         C) bind(C, name="cudnnOpTensor")
       import :: c_int, c_ptr
