@@ -39,7 +39,7 @@ def resolve(backend: str) -> tuple[str, str]:
 
 def build(backend: str, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
           deterministic: bool = False, fused: bool = False, graph: bool = False, graph_api: bool = False,
-          keep_intermediates: bool = False, stream=None):
+          precision: str = "fp32", keep_intermediates: bool = False, stream=None):
     """A model of the resolved backend for one batch shape.
 
     --deterministic asks the cuDNN heuristics (not timed search) for deterministic algorithms, so
@@ -53,5 +53,5 @@ def build(backend: str, params: np.ndarray, *, batch: int, height: int, width: i
 
     return DenoiseCNN(params, batch=batch, height=height, width=width, math=math, deterministic=deterministic,
                       search="heuristic" if deterministic else "find", fused=fused, graph=graph,
-                      graph_api=graph_api,
+                      graph_api=graph_api, precision=precision,
                       keep_intermediates=keep_intermediates, stream=stream)

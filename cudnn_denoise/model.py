@@ -16,6 +16,11 @@ filters KRSC, and each convolution direction is one cudnnBackendExecute of a fus
             gradient; wgrad; dgrad + relu1 backward; conv1: bias gradient; wgrad. A hidden layer's
             bias gradient is a reduction inside the dgrad above it where that measured faster,
             else two cublasSgemv (on the H100: fused for conv1, gemv for conv2)
+With precision="bf16" (on the graph-API path; layers/precision.py) the hidden activations, their
+gradients and the filters the convolutions read are BF16, the parameters, gradients, loss and
+update FP32: cudnnTransformTensor copies the parameters, input and loss gradient to BF16 and the
+filter gradients back; each dgrad is a graph of its own, followed by one for the ReLU backward and
+bias gradient of the layer below, where that measured faster than one fused graph.
 All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
 never synchronises the host except where a loss is read.
 """
@@ -50,7 +55,8 @@ class DenoiseCNN:
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
                  workspace_limit: int | None = None, keep_intermediates: bool = False,
-                 graph: bool = False, graph_api: bool = False, algorithm_cache: bool = True, stream=None):
+                 graph: bool = False, graph_api: bool = False, precision: str = "fp32",
+                 algorithm_cache: bool = True, stream=None):
         require_gpu()
         import cupy
 
@@ -59,6 +65,7 @@ class DenoiseCNN:
         from .layers.conv import Conv2d
         from .layers.fusion import FusedConv2d
         from .layers.mse import MSELoss
+        from .layers.precision import BFLOAT16, FLOAT, PRECISIONS, Convert, layer_types
         from .layers.relu import ReLU
 
         if math not in MATH_MODES:
@@ -68,10 +75,19 @@ class DenoiseCNN:
         if fused and graph_api:
             raise ValueError("fused (cudnnConvolutionBiasActivationForward) and graph_api (fused graph API "
                              "engines) are two ways to fuse the forward: choose one")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if precision == "bf16" and not graph_api:
+            raise ValueError("precision bf16 runs on the graph-API path: pass graph_api=True too")
+        if precision == "bf16" and math == "fp32":
+            raise ValueError("precision bf16 rounds activations to BF16 on tensor cores: it cannot be strict "
+                             "fp32 (math='fp32')")
         self.shape = (batch, 1, height, width)
         self.math, self.deterministic, self.fused = math, deterministic, fused
         self.keep_intermediates = keep_intermediates
         self.graph_api = graph_api  # NHWC activations and KRSC filters on the device
+        self.precision = precision
+        bf16 = precision == "bf16"
         self.graph = graph
         self._graph = None  # the captured step (CUDA graph) and the lr it was captured with
         self.ctx = Context(stream, algorithm_cache=algorithm_cache)
@@ -92,7 +108,8 @@ class DenoiseCNN:
             if graph:  # a captured step reads fixed addresses: batches are copied into these first
                 self.x_static = cupy.empty(self.shape, dtype=cupy.float32)
                 self.target_static = cupy.empty(self.shape, dtype=cupy.float32)
-            hidden = lambda: cupy.empty((n, 16, h, w), dtype=cupy.float32)  # noqa: E731
+            # BF16 tensors are uint16 storage: CuPy has no bfloat16, and only cuDNN reads them.
+            hidden = lambda: cupy.empty((n, 16, h, w), dtype=cupy.uint16 if bf16 else cupy.float32)  # noqa: E731
             # Activations: a = conv output (pre-activation), h = ReLU output. In place unless kept.
             self.a1 = hidden()
             self.h1 = hidden() if keep_intermediates else self.a1
@@ -105,12 +122,26 @@ class DenoiseCNN:
             self.da2 = hidden() if keep_intermediates else self.dh2
             self.dh1 = hidden()
             self.da1 = hidden() if keep_intermediates else self.dh1
+            if bf16:  # the BF16 copies the convolutions read, and dgrad's output before the ReLU backward
+                self.params16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
+                self.grads16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
+                self.x16 = cupy.empty(self.shape, dtype=cupy.uint16)
+                self.dy16 = cupy.empty(self.shape, dtype=cupy.uint16)
+                self.dh = hidden()
         self.w = views(self.params, krsc=graph_api)
         self.dw = views(self.grads, krsc=graph_api)
         strict = math == "fp32"
+        if bf16:
+            self.w16, self.dw16 = views(self.params16, krsc=True), views(self.grads16, krsc=True)
+            self.params_to_bf16 = Convert(self.ctx, (1, NUM_PARAMS, 1, 1), FLOAT, BFLOAT16)
+            self.io_to_bf16 = Convert(self.ctx, self.shape, FLOAT, BFLOAT16)  # the input and dy
+            self.filter_grads_to_fp32 = {name: Convert(self.ctx, (1, v.size, 1, 1), BFLOAT16, FLOAT)
+                                         for name, v in self.dw16.items() if v.ndim == 4}
         if graph_api:
-            self.conv1, self.conv2, self.conv3 = (FusedConv2d(self.ctx, s, n, h, w, data_gradient=i > 0)
-                                                  for i, s in enumerate(LAYERS))
+            self.conv1, self.conv2, self.conv3 = (
+                FusedConv2d(self.ctx, s, n, h, w, data_gradient=i > 0, types=layer_types(precision, s, i == 0),
+                            scratch=self.dh if bf16 else None)
+                for i, s in enumerate(LAYERS))
         else:
             self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
         self.relu = ReLU(self.ctx, n, 16, h, w)  # relu1 and relu2 share one shape
@@ -135,25 +166,19 @@ class DenoiseCNN:
     def _choose_algorithms(self, policy) -> None:
         import cupy
 
-        with self.stream:
-            x = cupy.random.random(self.shape, dtype=cupy.float32)  # find times real-looking data, not zeros
-        w = self.w
-        if self.graph_api:  # dgrad's ReLU backward reads the layer below's output: h1, h2 hold data
-            with self.stream:
-                self.h1[...] = cupy.random.random(self.h1.shape, dtype=cupy.float32) - 0.5
-                self.h2[...] = cupy.random.random(self.h2.shape, dtype=cupy.float32) - 0.5
-            self.conv1.choose_algorithms(policy, x, w["conv1.weight"], w["conv1.bias"], self.h1, None, None)
-            self.conv3.choose_algorithms(policy, self.h2, w["conv3.weight"], w["conv3.bias"], self.y,
-                                         self.h2, self.da2)
-            self.conv2.choose_algorithms(policy, self.h1, w["conv2.weight"], w["conv2.bias"], self.h2,
-                                         self.h1, self.da1)
+        if self.graph_api:  # each graph is timed on random buffers of its own shapes and types
+            for conv in (self.conv1, self.conv2, self.conv3):
+                conv.choose_algorithms(policy)
         else:
+            with self.stream:
+                x = cupy.random.random(self.shape, dtype=cupy.float32)  # find times real-looking data, not zeros
+            w = self.w
             self.conv1.choose_algorithms(policy, x, w["conv1.weight"], self.a1, None)
             self.conv2.choose_algorithms(policy, self.h1, w["conv2.weight"], self.a2, self.dh1)
             self.conv3.choose_algorithms(policy, self.h2, w["conv3.weight"], self.y, self.dh2)
+            del x
         self.stream.synchronize()
-        del x
-        cupy.get_default_memory_pool().free_all_blocks()  # drop find's scratch workspaces
+        cupy.get_default_memory_pool().free_all_blocks()  # drop find's scratch buffers and workspaces
 
     def algorithms(self) -> dict[str, dict[str, object]]:
         """layer -> direction -> the chosen algorithm (for logs, benchmarks and docs)."""
@@ -170,9 +195,11 @@ class DenoiseCNN:
         """a1/h1, a2/h2 and y from x."""
         w = self.w
         if self.graph_api:
-            self.conv1.forward(x, w["conv1.weight"], w["conv1.bias"], self.h1)
-            self.conv2.forward(self.h1, w["conv2.weight"], w["conv2.bias"], self.h2)
-            self.conv3.forward(self.h2, w["conv3.weight"], w["conv3.bias"], self.y)
+            if self.precision == "bf16":
+                self.params_to_bf16(self.params, self.params16)
+            for conv, x_in, out in ((self.conv1, x, self.h1), (self.conv2, self.h1, self.h2),
+                                    (self.conv3, self.h2, self.y)):
+                conv.forward(x_in, *self._forward_params(conv), out)
             return
         for conv, x_in, a, h in ((self.conv1, x, self.a1, self.h1), (self.conv2, self.h1, self.a2, self.h2)):
             name = conv.spec.name
@@ -200,20 +227,34 @@ class DenoiseCNN:
         self.conv1.backward_filter(x, self.da1, dw["conv1.weight"])
         self.conv1.backward_bias(self.da1, dw["conv1.bias"])
 
+    def _forward_params(self, conv) -> tuple:
+        """The filter and bias a layer's forward graph reads: FP32 or the BF16 copies (its types)."""
+        name, types = conv.spec.name, conv.types.forward
+        pick = lambda role: self.w16 if role in types else self.w  # noqa: E731 - a role named is BF16
+        return pick("w")[f"{name}.weight"], pick("b")[f"{name}.bias"]
+
     def _backward_graph_api(self, x) -> None:
-        """The backward pass of the NHWC path: each dgrad also applies the ReLU backward below it."""
-        w, dw = self.w, self.dw
+        """The backward pass of the NHWC path: each dgrad also applies the ReLU backward below it.
+        Bias gradients are FP32 always; in BF16 the convolutions read and write BF16 copies."""
+        dy, w, dw, db = self.dy, self.w, self.dw, self.dw
+        if self.precision == "bf16":
+            self.io_to_bf16(self.dy, self.dy16)
+            self.io_to_bf16(x, self.x16)
+            dy, x, w, dw = self.dy16, self.x16, self.w16, self.dw16
         c1, c2, c3 = self.conv1, self.conv2, self.conv3
-        c3.backward_filter(self.h2, self.dy, dw["conv3.weight"])
-        c3.backward_bias(self.dy, dw["conv3.bias"])
-        c3.backward_data(self.dy, w["conv3.weight"], self.h2, self.da2, dw["conv2.bias"])
+        c3.backward_filter(self.h2, dy, dw["conv3.weight"])
+        c3.backward_bias(self.dy, db["conv3.bias"])
+        c3.backward_data(dy, w["conv3.weight"], self.h2, self.da2, db["conv2.bias"])
         if not c3.bias_fused:
-            c2.backward_bias(self.da2, dw["conv2.bias"])
+            c2.backward_bias(self.da2, db["conv2.bias"])
         c2.backward_filter(self.h1, self.da2, dw["conv2.weight"])
-        c2.backward_data(self.da2, w["conv2.weight"], self.h1, self.da1, dw["conv1.bias"])
+        c2.backward_data(self.da2, w["conv2.weight"], self.h1, self.da1, db["conv1.bias"])
         if not c2.bias_fused:
-            c1.backward_bias(self.da1, dw["conv1.bias"])
+            c1.backward_bias(self.da1, db["conv1.bias"])
         c1.backward_filter(x, self.da1, dw["conv1.weight"])
+        if self.precision == "bf16":
+            for name, convert in self.filter_grads_to_fp32.items():
+                convert(self.dw16[name], self.dw[name])
 
     def _step(self, x, target, lr: float, loss_sum) -> None:
         """The training step's calls: forward, loss, backward, update."""
@@ -338,4 +379,7 @@ class DenoiseCNN:
         if self.graph_api:
             for conv in (self.conv1, self.conv2, self.conv3):
                 conv.close()
+        if self.precision == "bf16":
+            for convert in (self.params_to_bf16, self.io_to_bf16, *self.filter_grads_to_fp32.values()):
+                convert.close()
         self.ctx.close()

@@ -72,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the NHWC fast path: every convolution direction one fused engine of cuDNN's graph "
                         "(backend) API (conv+bias+ReLU; dgrad+ReLU backward+bias gradient), chosen by timing; "
                         "the fastest TF32 step (docs/performance.md); not with --fused or --trace")
+    b.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32 (default): FP32 tensors, convolutions in --math. bf16: BF16 hidden activations "
+                        "and convolutions, FP32 parameters, gradients, loss and update, as PyTorch's autocast; "
+                        "faster, not bit-for-bit FP32 (implies --graph-api; docs/performance.md)")
     b.add_argument("--profile", type=int, default=0, metavar="N",
                    help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
                         "print the table at the end (cudnn backend, not with --graph or --trace)")
@@ -129,17 +133,26 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     if world.size > 1 and args.trace is not None:
         raise ValueError(f"--trace writes one process's calls: run it without mpirun, not on {world.size} ranks")
+    if args.precision == "bf16":
+        if args.math == "fp32":
+            raise ValueError("--precision bf16 rounds activations to BF16 on tensor cores: it cannot be combined "
+                             "with --math fp32 (strict FP32)")
+        args.graph_api = True  # BF16 exists on the graph-API path only
     if args.graph_api and (args.fused or args.trace is not None):
-        raise ValueError("--graph-api fuses through the graph API: it cannot be combined with --fused (the legacy "
-                         "fused call) or --trace (which follows the legacy calls; docs/fortran.md lists the "
-                         "graph API's)")
+        raise ValueError("--graph-api (and --precision bf16, which runs on it) fuses through the graph API: it "
+                         "cannot be combined with --fused (the legacy fused call) or --trace (which follows the "
+                         "legacy calls; docs/fortran.md lists the graph API's)")
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     for name in ("max_steps", "checkpoint_every", "profile"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     backend, why = backends.resolve(args.backend)
-    print(f"backend: {backend} ({why}); math {args.math}" if backend == "cudnn" else f"backend: {backend} ({why})")
+    if backend != "cudnn" and args.precision != "fp32":
+        raise ValueError(f"--precision {args.precision} needs the cudnn backend (a GPU); the {backend} backend "
+                         f"({why}) computes in FP32")
+    print(f"backend: {backend} ({why}); math {args.math}, precision {args.precision}" if backend == "cudnn"
+          else f"backend: {backend} ({why})")
     if world.size > 1:
         print(f"distributed: {world.size} ranks of batch {args.batch_size}: global batch "
               f"{world.size * args.batch_size}")

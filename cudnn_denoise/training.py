@@ -51,6 +51,7 @@ class Config:
     fused: bool = False
     graph: bool = False
     graph_api: bool = False
+    precision: str = "fp32"  # "bf16": BF16 activations on the graph-API path (layers/precision.py)
     log_every: int = 100
     checkpoint_every: int = 1000
     profile: int = 0  # steps timed call by call (cuDNN backend), from PROFILE_FROM on
@@ -152,7 +153,7 @@ class Trainer:
         with self.tracer.setup(f"model for batch {batch} x 1 x {self.dataset.height} x {self.dataset.width}"):
             model = build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
                           math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph,
-                          graph_api=c.graph_api, stream=stream)
+                          graph_api=c.graph_api, precision=c.precision, stream=stream)
             self.tracer.register(model)
         return model
 

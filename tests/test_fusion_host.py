@@ -5,22 +5,45 @@ import numpy as np
 import pytest
 
 from cudnn_denoise.layers import fusion
+from cudnn_denoise.layers.precision import BFLOAT16, FLOAT, PRECISIONS, layer_types
 from cudnn_denoise.params import LAYERS, PARAMS, from_krsc, init_params, to_krsc, views
 
 
+def uids(roles):
+    return {role: r.uid for role, r in roles.items()}
+
+
 @pytest.mark.usefixtures("backend_api")
-@pytest.mark.parametrize("spec", LAYERS, ids=[s.name for s in LAYERS])
-def test_every_operation_of_the_step_finalizes(spec):
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("index", range(len(LAYERS)), ids=[s.name for s in LAYERS])
+def test_every_operation_of_the_step_finalizes(index, precision):
     """Tensors, convolutions, pointwise and reduction operations finalize without a handle; what
     is left for the GPU is the graph, its heuristics and its plans."""
-    ops, uids = fusion.forward_graph(spec, 3, 37, 53)
-    assert uids == {"x": 1, "w": 2, "b": 3, "y": 4}
+    spec = LAYERS[index]
+    types = layer_types(precision, spec, first=index == 0)
+    ops, roles = fusion.forward_graph(spec, 3, 37, 53, types.forward)
+    assert uids(roles) == {"x": 1, "w": 2, "b": 3, "y": 4}
     assert len(ops) == (3 if spec.relu else 2)  # conv, bias add [, ReLU]
-    ops, uids = fusion.wgrad_graph(spec, 3, 37, 53)
-    assert len(ops) == 1 and uids == {"x": 1, "dy": 2, "dw": 3}
+    ops, roles = fusion.wgrad_graph(spec, 3, 37, 53, types.wgrad)
+    assert len(ops) == 1 and uids(roles) == {"x": 1, "dy": 2, "dw": 3}
     for bias in (True, False):
-        ops, uids = fusion.dgrad_graph(spec, 3, 37, 53, bias)
-        assert len(ops) == (3 if bias else 2) and ("db" in uids) == bias
+        ops, roles = fusion.dgrad_graph(spec, 3, 37, 53, bias, types.dgrad)
+        assert len(ops) == (3 if bias else 2) and ("db" in roles) == bias
+    ops, roles = fusion.plain_dgrad_graph(spec, 3, 37, 53, types.dgrad)
+    assert len(ops) == 1 and uids(roles) == {"dy": 1, "w": 2, "dh": 3}
+    ops, roles = fusion.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad)
+    assert len(ops) == 2 and uids(roles) == {"dh": 1, "h": 2, "da": 3, "db": 4}
+    assert roles["db"].dtype == FLOAT  # bias gradients stay FP32 in every precision
+
+
+def test_bf16_types_keep_parameters_loss_and_bias_gradients_fp32():
+    conv1, conv2, conv3 = (layer_types("bf16", s, first=i == 0) for i, s in enumerate(LAYERS))
+    assert conv1.forward == {"y": BFLOAT16}  # FLOAT input and filter, BF16 activation out
+    assert "b" not in conv2.forward and conv2.forward["y"] == BFLOAT16
+    assert "y" not in conv3.forward  # the loss reads FLOAT
+    assert all(t.tag == " bf16" for t in (conv1, conv2, conv3)) and layer_types("fp32", LAYERS[1], False).tag == ""
+    for t in (conv1, conv2, conv3):
+        assert t.wgrad["dw"] == BFLOAT16 and "db" not in t.dgrad
 
 
 @pytest.mark.usefixtures("backend_api")

@@ -1,7 +1,8 @@
 """The cuDNN model against PyTorch on the GPU: output, loss, every gradient, 200-step trajectories.
 
 Tolerances come from the math mode, once: strict fp32 (CUDNN_FMA_MATH vs PyTorch with TF32 off)
-1e-5; TF32 (CUDNN_DEFAULT_MATH vs PyTorch's TF32 convolutions) 5e-3.
+1e-5; TF32 (CUDNN_DEFAULT_MATH vs PyTorch's TF32 convolutions) 5e-3. precision bf16 is held to
+PyTorch's autocast BF16: no further from the strict-fp32 result than autocast is (bf16_bound).
 """
 
 import numpy as np
@@ -26,6 +27,11 @@ OPTIONS = {  # every option of the model is held to the same parity
     "graph_api_heuristic": {"graph_api": True, "search": "heuristic"},
     "graph_api_deterministic": {"graph_api": True, "deterministic": True},
 }
+BF16_OPTIONS = {
+    "bf16": {"graph_api": True, "precision": "bf16"},
+    "bf16_graph": {"graph_api": True, "precision": "bf16", "graph": True},
+    "bf16_deterministic": {"graph_api": True, "precision": "bf16", "deterministic": True},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -41,11 +47,11 @@ def batch(rng, shape):
     return rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
 
 
-def torch_reference(params, x, target, math):
+def torch_reference(params, x, target, math, autocast=False):
     import torch
 
     torch.backends.cudnn.allow_tf32 = math == "tf32"
-    return torch_step(torch_net(params, "cuda", torch.float32), x, target)
+    return torch_step(torch_net(params, "cuda", torch.float32), x, target, autocast=autocast)
 
 
 def ours(params, x, target, math, **options):
@@ -62,10 +68,16 @@ def ours(params, x, target, math, **options):
     return {"y": y, "loss": np.array(loss), "grads": grads}
 
 
-def assert_parity(got, ref, tol):
+def errors_against(got, ref) -> dict[str, float]:
+    """Relative error of the output, the loss and each parameter's gradient."""
     errors = {"y": rel_error(got["y"], ref["y"]), "loss": rel_error(got["loss"], ref["loss"])}
     for p in PARAMS:
         errors[f"d{p.name}"] = rel_error(views(got["grads"])[p.name], views(ref["grads"])[p.name])
+    return errors
+
+
+def assert_parity(got, ref, tol):
+    errors = errors_against(got, ref)
     print("worst relative errors:", {k: f"{v:.2e}" for k, v in errors.items()})
     bad = {k: v for k, v in errors.items() if not v < tol}
     assert not bad, f"over {tol}: {bad}"
@@ -88,6 +100,26 @@ def test_every_option_keeps_parity(option, math):
     x, target = batch(rng, (2, 1, 128, 160))
     got = ours(params, x, target, math, **OPTIONS[option])
     assert_parity(got, torch_reference(params, x, target, math), TOLERANCE[math])
+
+
+def bf16_bound(autocast_error: float) -> float:
+    """What a BF16 result may miss the strict-fp32 one by: 3x PyTorch autocast's miss, or 1%
+    where autocast is closer than that (BF16 keeps 8 bits: one rounding is up to 0.4%)."""
+    return min(max(3 * autocast_error, 1e-2), 5e-2)
+
+
+@pytest.mark.parametrize("option", sorted(BF16_OPTIONS))
+def test_bf16_is_as_close_to_fp32_as_pytorch_autocast(option):
+    rng = np.random.default_rng(12)
+    params = init_params(seed=6)
+    x, target = batch(rng, (2, 1, 128, 160))
+    exact = torch_reference(params, x, target, "fp32")
+    amp = errors_against(torch_reference(params, x, target, "tf32", autocast=True), exact)
+    got = errors_against(ours(params, x, target, "tf32", **BF16_OPTIONS[option]), exact)
+    print("relative error against strict fp32, ours bf16 | torch autocast bf16:",
+          {k: f"{got[k]:.1e} | {amp[k]:.1e}" for k in got})
+    bad = {k: (got[k], amp[k]) for k in got if not got[k] < bf16_bound(amp[k])}
+    assert not bad, f"further from fp32 than bf16_bound(autocast's error): {bad}"
 
 
 @pytest.mark.parametrize("option", ["default", "graph_api"])
@@ -120,6 +152,39 @@ def test_200_sgd_steps_follow_pytorch(option):
     assert torch_loss[-1] < torch_loss[0]
     assert step_errors.max() < 1e-4
     assert rel_error(final, theirs) < 1e-4
+
+
+def test_200_bf16_sgd_steps_stay_near_fp32_pytorch():
+    """BF16 rounds every step a little differently; over 200 steps the losses and the parameters
+    must stay within BF16's reach of the strict-fp32 run (not bit for bit)."""
+    import torch
+
+    from cudnn_denoise.model import DenoiseCNN
+
+    torch.backends.cudnn.allow_tf32 = False
+    rng = np.random.default_rng(5)
+    params = init_params(seed=1)
+    lr, steps, shape = 0.05, 200, (4, 1, 256, 256)
+    net = torch_net(params, "cuda", torch.float32)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    model = DenoiseCNN(params, batch=4, height=256, width=256, **BF16_OPTIONS["bf16_graph"])
+    ours_loss, torch_loss = [], []
+    try:
+        for _ in range(steps):
+            x, target = batch(rng, shape)
+            ours_loss.append(model.train_step(x, target, lr))
+            torch_loss.append(torch_step(net, x, target)["loss"].item())
+            opt.step()
+        final = model.get_params()
+    finally:
+        model.close()
+    theirs = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).cpu().numpy()
+    step_errors = np.abs(np.array(ours_loss) - np.array(torch_loss)) / np.abs(np.array(torch_loss))
+    print(f"bf16: loss {ours_loss[0]:.4f} -> {ours_loss[-1]:.4f} (fp32 {torch_loss[-1]:.4f}); worst step "
+          f"error {step_errors.max():.2e}; final parameters {rel_error(final, theirs):.2e}")
+    assert ours_loss[-1] < ours_loss[0] / 2
+    assert step_errors.max() < 2e-2
+    assert rel_error(final, theirs) < 1e-2
 
 
 def test_graph_replay_trains_like_direct_calls():
@@ -187,14 +252,15 @@ def test_bad_input_shape_is_refused():
         model.close()
 
 
-@pytest.mark.parametrize("option", ["default", "graph_api"])
+@pytest.mark.parametrize("option", ["default", "graph_api", "bf16"])
 def test_second_model_takes_its_algorithms_from_the_disk_cache(tmp_path, monkeypatch, option):
     from cudnn_denoise.model import DenoiseCNN
 
     monkeypatch.setenv("CUDNN_DENOISE_ALGORITHM_CACHE", str(tmp_path / "algorithms.json"))
     chosen = []
     for _ in range(2):
-        model = DenoiseCNN(init_params(0), batch=2, height=96, width=64, math="tf32", **OPTIONS[option])
+        model = DenoiseCNN(init_params(0), batch=2, height=96, width=64, math="tf32",
+                           **{**OPTIONS, **BF16_OPTIONS}[option])
         chosen.append({(layer, d): (c.algo, c.offered) for layer, dirs in model.algorithms().items()
                        for d, c in dirs.items()})
         model.close()

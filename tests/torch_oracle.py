@@ -53,17 +53,19 @@ def torch_record(flat: np.ndarray, x: np.ndarray, target: np.ndarray, lr: float,
     return record
 
 
-def torch_step(net: nn.Sequential, x: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
-    """Output, MSE loss and the flat gradient vector (state_dict order) for one batch."""
+def torch_step(net: nn.Sequential, x: np.ndarray, target: np.ndarray, autocast: bool = False) -> dict[str, np.ndarray]:
+    """Output, MSE loss and the flat gradient vector (state_dict order) for one batch; autocast:
+    under torch.autocast BF16 (CUDA), PyTorch's mixed-precision recipe."""
     param = next(net.parameters())
     xt = torch.from_numpy(x).to(param.device, param.dtype)
     tt = torch.from_numpy(target).to(param.device, param.dtype)
     net.zero_grad(set_to_none=True)
-    y = net(xt)
-    loss = nn.functional.mse_loss(y, tt)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        y = net(xt)
+        loss = nn.functional.mse_loss(y, tt)
     loss.backward()
     grads = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
-    return {"y": y.detach().cpu().numpy(), "loss": np.array(loss.item()), "grads": grads.cpu().numpy()}
+    return {"y": y.detach().float().cpu().numpy(), "loss": np.array(loss.item()), "grads": grads.cpu().numpy()}
 
 
 def rel_error(ours, ref) -> float:

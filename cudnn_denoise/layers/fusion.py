@@ -9,19 +9,20 @@ Per convolution layer (FusedConv2d), each an operation graph run by one cudnnBac
               (h: the ReLU output of the layer below, db: that layer's bias gradient)
 The tensors are NHWC (strides n: HWC, c: 1, h: WC, w: C), filters KRSC; dimensions are given in
 the manual's n, c, h, w order as always. The intermediate results between the fused operations
-are virtual tensors: they never reach device memory, which is what the fusion saves.
+are virtual tensors (FLOAT): they never reach device memory, which is what the fusion saves. The
+tensors in memory are FLOAT, or BFLOAT16 where the layer's LayerTypes say (layers/precision.py).
 
 Engines are chosen as cudnnFind chooses legacy algorithms: every configuration that heuristics
-mode A and the fallback list offer is finalized into a plan and timed on the real buffers; the
-fastest that the policy allows (strict fp32: no tensor-core engine; deterministic: none noted
-NONDETERMINISTIC; the workspace limit) is kept, and its position in those lists cached on disk.
-dgrad is built with and without the bias-gradient reduction; where the reduction's engines are
-slower than dgrad without it plus two cuBLAS calls (nhwc_bias_gradient), or refuse it, the layer
-takes the latter (FusedConv2d.bias_fused says which).
+mode A and the fallback list offer is finalized into a plan and timed on random buffers of the
+graph's shapes and types; the fastest that the policy allows (strict fp32: no tensor-core engine;
+deterministic: none noted NONDETERMINISTIC; the workspace limit) is kept, and its position in
+those lists cached on disk. dgrad has more than one form (FusedConv2d: fused, gemv, split); the
+layer times each and keeps the fastest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cupy
@@ -32,6 +33,7 @@ from ..bindings.cdata import ONE, ZERO, float_ptr
 from ..params import ConvSpec
 from .algorithm_cache import make_key
 from .algorithms import Choice, Policy
+from .precision import BFLOAT16, FLOAT, LayerTypes
 
 ALIGNMENT = 16  # bytes; CuPy's allocations are 256-byte aligned
 TIMED_RUNS = 3
@@ -54,10 +56,13 @@ def nhwc_strides(n: int, c: int, h: int, w: int) -> list[int]:
     return [h * w * c, 1, w * c, c]
 
 
-def tensor(uid: int, dims, *, virtual: bool = False) -> BackendDescriptor:
-    """A finalized CUDNN_BACKEND_TENSOR_DESCRIPTOR of float32 with NHWC strides."""
+def tensor(uid: int, dims, *, virtual: bool = False, dtype: str = FLOAT) -> BackendDescriptor:
+    """A finalized CUDNN_BACKEND_TENSOR_DESCRIPTOR with NHWC strides; dtype: a cudnnDataType_t name.
+
+    Virtual tensors (the values passed between fused operations) are always FLOAT.
+    """
     t = BackendDescriptor("CUDNN_BACKEND_TENSOR_DESCRIPTOR")
-    t.set("CUDNN_ATTR_TENSOR_DATA_TYPE", "CUDNN_TYPE_DATA_TYPE", t.cudnn.CUDNN_DATA_FLOAT)
+    t.set("CUDNN_ATTR_TENSOR_DATA_TYPE", "CUDNN_TYPE_DATA_TYPE", getattr(t.cudnn, FLOAT if virtual else dtype))
     t.set("CUDNN_ATTR_TENSOR_DIMENSIONS", "CUDNN_TYPE_INT64", list(dims))
     t.set("CUDNN_ATTR_TENSOR_STRIDES", "CUDNN_TYPE_INT64", nhwc_strides(*dims))
     t.set("CUDNN_ATTR_TENSOR_UNIQUE_ID", "CUDNN_TYPE_INT64", uid)
@@ -134,13 +139,37 @@ def reduction_sum(x, y) -> BackendDescriptor:
 VIRTUAL = 100  # uids from here on name virtual tensors
 
 
-def forward_graph(spec: ConvSpec, n: int, h: int, w: int):
+@dataclass(frozen=True)
+class Role:
+    """One tensor a graph reads or writes in memory: its uid, dimensions (n, c, h, w) and type."""
+
+    uid: int
+    dims: tuple[int, ...]
+    dtype: str
+
+
+class _Tensors:
+    """Makes a graph's tensors: `dtypes` maps a role (x, w, b, y, dy, h, da, dw, db) to its
+    cudnnDataType_t name; roles not named are FLOAT. uids: 1, 2, ... in order of creation."""
+
+    def __init__(self, dtypes):
+        self.dtypes, self.roles = dict(dtypes or {}), {}
+
+    def __call__(self, role: str, dims) -> BackendDescriptor:
+        r = self.roles[role] = Role(len(self.roles) + 1, tuple(dims), self.dtypes.get(role, FLOAT))
+        return tensor(r.uid, r.dims, dtype=r.dtype)
+
+
+def _filter_dims(spec: ConvSpec) -> tuple[int, int, int, int]:
+    return (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel)
+
+
+def forward_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
     """y = relu(conv(x, w) + b), or conv(x, w) + b when no ReLU follows the layer."""
-    x = tensor(1, (n, spec.in_channels, h, w))
-    wt = tensor(2, (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel))
-    b = tensor(3, (1, spec.out_channels, 1, 1))
-    y = tensor(4, (n, spec.out_channels, h, w))
+    t = _Tensors(dtypes)
     out_dims = (n, spec.out_channels, h, w)
+    x, wt = t("x", (n, spec.in_channels, h, w)), t("w", _filter_dims(spec))
+    b, y = t("b", (1, spec.out_channels, 1, 1)), t("y", out_dims)
     conv_out = tensor(VIRTUAL, out_dims, virtual=True)
     if not spec.relu:
         ops = [convolution_operation("forward", spec, x, wt, conv_out), pointwise("CUDNN_POINTWISE_ADD", x=conv_out, b=b, y=y)]
@@ -149,33 +178,54 @@ def forward_graph(spec: ConvSpec, n: int, h: int, w: int):
         ops = [convolution_operation("forward", spec, x, wt, conv_out),
                pointwise("CUDNN_POINTWISE_ADD", x=conv_out, b=b, y=biased),
                pointwise("CUDNN_POINTWISE_RELU_FWD", x=biased, y=y)]
-    return ops, {"x": 1, "w": 2, "b": 3, "y": 4}
+    return ops, t.roles
 
 
-def wgrad_graph(spec: ConvSpec, n: int, h: int, w: int):
+def wgrad_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
     """dw from x and dy."""
-    x = tensor(1, (n, spec.in_channels, h, w))
-    dy = tensor(2, (n, spec.out_channels, h, w))
-    dw = tensor(3, (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel))
-    return [convolution_operation("backward_filter", spec, x, dy, dw)], {"x": 1, "dy": 2, "dw": 3}
+    t = _Tensors(dtypes)
+    x, dy = t("x", (n, spec.in_channels, h, w)), t("dy", (n, spec.out_channels, h, w))
+    return [convolution_operation("backward_filter", spec, x, dy, t("dw", _filter_dims(spec)))], t.roles
 
 
-def dgrad_graph(spec: ConvSpec, n: int, h: int, w: int, bias_gradient: bool):
+def dgrad_graph(spec: ConvSpec, n: int, h: int, w: int, bias_gradient: bool, dtypes=None):
     """da = conv_transpose(dy, w) * (h > 0) for the layer below (h: its ReLU output), and with
     bias_gradient that layer's db = sum of da over n, h, w."""
-    dy = tensor(1, (n, spec.out_channels, h, w))
-    wt = tensor(2, (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel))
+    t = _Tensors(dtypes)
     below = (n, spec.in_channels, h, w)
-    hidden = tensor(3, below)
-    da = tensor(4, below)
+    dy, wt = t("dy", (n, spec.out_channels, h, w)), t("w", _filter_dims(spec))
+    hidden, da = t("h", below), t("da", below)
     dh = tensor(VIRTUAL, below, virtual=True)
     ops = [convolution_operation("backward_data", spec, dy, wt, dh),
            pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da)]
-    uids = {"dy": 1, "w": 2, "h": 3, "da": 4}
     if bias_gradient:
-        ops.append(reduction_sum(da, tensor(5, (1, spec.in_channels, 1, 1))))
-        uids["db"] = 5
-    return ops, uids
+        ops.append(reduction_sum(da, t("db", (1, spec.in_channels, 1, 1))))
+    return ops, t.roles
+
+
+def plain_dgrad_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
+    """dh = conv_transpose(dy, w) into memory, nothing fused (relu_backward_graph follows it)."""
+    t = _Tensors(dtypes)
+    dy, wt = t("dy", (n, spec.out_channels, h, w)), t("w", _filter_dims(spec))
+    return [convolution_operation("backward_data", spec, dy, wt, t("dh", (n, spec.in_channels, h, w)))], t.roles
+
+
+def relu_backward_graph(channels: int, n: int, h: int, w: int, dtypes=None):
+    """da = dh * (h > 0) and db = sum of da over n, h, w: pointwise and reduction, no convolution."""
+    t = _Tensors(dtypes)
+    dims = (n, channels, h, w)
+    dh, hidden, da = t("dh", dims), t("h", dims), t("da", dims)
+    return [pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da),
+            reduction_sum(da, t("db", (1, channels, 1, 1)))], t.roles
+
+
+def random_buffer(role: Role):
+    """Device values in [-0.5, 0.5) for timing an engine (ReLU masks see both signs). BFLOAT16
+    is kept as uint16 storage (CuPy has no bfloat16): the upper half of each float32."""
+    values = cupy.random.random(math.prod(role.dims), dtype=cupy.float32) - 0.5
+    if role.dtype == BFLOAT16:
+        return (values.view(cupy.uint32) >> 16).astype(cupy.uint16)
+    return values
 
 
 # ---- one operation graph, its chosen plan and its execution ----
@@ -200,8 +250,9 @@ class EngineInfo:
 class FusedOp:
     """An operation graph of the step with a plan chosen for it; execute() is one cudnnBackendExecute."""
 
-    def __init__(self, ctx, name: str, ops, uids: dict[str, int], geometry: str):
-        self.ctx, self.name, self.uids, self.geometry = ctx, name, uids, geometry
+    def __init__(self, ctx, name: str, ops, roles: dict[str, Role], geometry: str):
+        self.ctx, self.name, self.roles, self.geometry = ctx, name, roles, geometry
+        self.uids = {role: r.uid for role, r in roles.items()}
         graph = BackendDescriptor("CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR")
         graph.set("CUDNN_ATTR_OPERATIONGRAPH_OPS", "CUDNN_TYPE_BACKEND_DESCRIPTOR", list(ops))
         graph.set("CUDNN_ATTR_OPERATIONGRAPH_HANDLE", "CUDNN_TYPE_HANDLE", ctx.cudnn_handle.ptr)
@@ -256,11 +307,10 @@ class FusedOp:
             return "not deterministic"
         return None
 
-    def choose(self, policy: Policy, buffers: dict) -> Choice:
-        """Time every allowed engine configuration on `buffers` (role -> CuPy array); keep the fastest.
-
-        With policy.search == "heuristic" the first allowed configuration that finalizes is taken
-        untimed. The buffers are overwritten.
+    def choose(self, policy: Policy) -> Choice:
+        """Time every allowed engine configuration on random buffers of the graph's tensors; keep
+        the fastest. With policy.search == "heuristic" the first allowed configuration that
+        finalizes is taken untimed.
         """
         ctx = self.ctx
         cache, key = ctx.algorithm_cache, None
@@ -276,7 +326,7 @@ class FusedOp:
                     return self._take(plan, info, hit["time_ms"], ("from the algorithm cache",))
                 except CudnnError:
                     pass  # the cached engine no longer finalizes: search again
-        offered, best = [], None
+        offered, best, buffers = [], None, None
         for position, config in enumerate(configs):
             info = self._info(position, config)
             why = self._rejection(info, policy)
@@ -293,6 +343,9 @@ class FusedOp:
                 continue
             if policy.search == "heuristic":
                 return self._take(plan, info, -1.0, tuple(offered))
+            if buffers is None:
+                with ctx.stream:
+                    buffers = {role: random_buffer(r) for role, r in self.roles.items()}
             ms = self._time(plan, buffers)
             offered.append(f"{info.name()}: {ms:.3f} ms, {self._workspace_size(plan) >> 20} MiB")
             if best is None or ms < best[0]:
@@ -330,8 +383,8 @@ class FusedOp:
         workspace = self._workspace_size(self.plan)
         self.ctx.reserve_workspace(workspace)
         # math_type in the legacy API's terms: tensor-core engines run float data as TF32.
-        math = cudnn.CUDNN_TENSOR_OP_MATH if info.tensor_core else cudnn.CUDNN_FMA_MATH
-        self.choice = Choice(info.engine, info.name(), workspace, math, not info.nondeterministic, ms, offered)
+        math_type = cudnn.CUDNN_TENSOR_OP_MATH if info.tensor_core else cudnn.CUDNN_FMA_MATH
+        self.choice = Choice(info.engine, info.name(), workspace, math_type, not info.nondeterministic, ms, offered)
         return self.choice
 
     # -- running --
@@ -391,20 +444,25 @@ def nhwc_bias_gradient(ctx, dy, db, partial, k: int, rows: int, width: int) -> N
 class FusedConv2d:
     """One convolution layer of the NHWC graph-API path: its operation graphs and their calls.
 
-    dgrad (for every layer but the first) also applies the ReLU backward of the layer below, and
-    computes that layer's bias gradient too where that is faster than the two cuBLAS calls of
-    nhwc_bias_gradient after it (bias_fused; both are timed).
+    dgrad (for every layer but the first) also applies the ReLU backward of the layer below and
+    computes that layer's bias gradient, as whichever of these measured fastest:
+      fused      one graph: dgrad, ReLU backward, bias-gradient reduction
+      gemv       one graph: dgrad, ReLU backward; then the two cuBLAS calls of nhwc_bias_gradient
+                 (FLOAT activations only: cuBLAS's S-routines read float)
+      split      two graphs: dgrad into `scratch`, then ReLU backward and reduction (offered where
+                 the model gives a scratch buffer: BF16, where no engine fuses them quickly)
     """
 
-    def __init__(self, ctx, spec: ConvSpec, n: int, h: int, w: int, *, data_gradient: bool):
-        self.ctx, self.spec, self.rows, self.width = ctx, spec, n * h, w
+    def __init__(self, ctx, spec: ConvSpec, n: int, h: int, w: int, *, data_gradient: bool,
+                 types: LayerTypes = LayerTypes(), scratch=None):
+        self.ctx, self.spec, self.types, self.scratch = ctx, spec, types, scratch
+        self.rows, self.width, self._nhw = n * h, w, (n, h, w)
         self.shape = f"NHWC n{n} h{h} w{w} {spec.in_channels}->{spec.out_channels} pad {spec.pad}"
-        self.ops = {"forward": FusedOp(ctx, f"graph forward{' relu' if spec.relu else ''}",
-                                       *forward_graph(spec, n, h, w), self.shape),
-                    "backward_filter": FusedOp(ctx, "graph backward_filter", *wgrad_graph(spec, n, h, w),
-                                               self.shape)}
-        self.data_gradient, self.bias_fused = data_gradient, False
-        self._nhw = (n, h, w)
+        self.ops = {"forward": FusedOp(ctx, f"graph forward{' relu' if spec.relu else ''}{types.tag}",
+                                       *forward_graph(spec, n, h, w, types.forward), self.shape),
+                    "backward_filter": FusedOp(ctx, f"graph backward_filter{types.tag}",
+                                               *wgrad_graph(spec, n, h, w, types.wgrad), self.shape)}
+        self.data_gradient, self.bias_fused, self.split = data_gradient, False, False
         with ctx.stream:
             self.db_per_column = cupy.empty(w * spec.out_channels, dtype=cupy.float32)  # (W, K) partial sums
         ctx.ones(max(self.rows, w))
@@ -413,45 +471,63 @@ class FusedConv2d:
     def choice(self) -> dict[str, Choice]:
         return {direction: op.choice for direction, op in self.ops.items()}
 
-    def choose_algorithms(self, policy: Policy, x, w, b, y, h_below, da_below) -> None:
-        """Choose every graph's engine on the model's buffers (which the timing overwrites)."""
-        dw = cupy.empty(w.shape, dtype=cupy.float32)
-        self.ops["forward"].choose(policy, {"x": x, "w": w, "b": b, "y": y})
-        self.ops["backward_filter"].choose(policy, {"x": x, "dy": y, "dw": dw})
+    def choose_algorithms(self, policy: Policy) -> None:
+        """Choose every graph's engine (timed on random buffers of the graph's shapes)."""
+        self.ops["forward"].choose(policy)
+        self.ops["backward_filter"].choose(policy)
         if self.data_gradient:
-            self._choose_dgrad(policy, {"dy": y, "w": w, "h": h_below, "da": da_below,
-                                        "db": cupy.empty(self.spec.in_channels, dtype=cupy.float32)})
+            self._choose_dgrad(policy)
 
-    def _choose_dgrad(self, policy: Policy, buffers: dict) -> None:
-        """dgrad + ReLU backward with the bias-gradient reduction, or without it and the bias by
-        cuBLAS: whichever is faster in all (with heuristics: the fused one where it exists)."""
-        options = []
-        for bias in (True, False):
-            name = "graph backward_data relu" + (" bias" if bias else "")
+    def _dgrad_options(self):
+        """(label, bias fused, split, [(operation name, graph)]) for each way to run dgrad."""
+        spec, dtypes, tag, (n, h, w) = self.spec, self.types.dgrad, self.types.tag, self._nhw
+        options = [("fused", True, False,
+                    [(f"graph backward_data relu bias{tag}", dgrad_graph(spec, n, h, w, True, dtypes))])]
+        if not self.types.tag:
+            options.append(("gemv", False, False,
+                            [(f"graph backward_data relu{tag}", dgrad_graph(spec, n, h, w, False, dtypes))]))
+        if self.scratch is not None:
+            options.append(("split", True, True,
+                            [(f"graph backward_data{tag}", plain_dgrad_graph(spec, n, h, w, dtypes)),
+                             (f"graph relu_backward bias{tag}", relu_backward_graph(spec.in_channels, n, h, w, dtypes))]))
+        return options
+
+    def _choose_dgrad(self, policy: Policy) -> None:
+        """Time every way in _dgrad_options (with heuristics: take the first that has engines)."""
+        usable, refused = [], []
+        for label, bias, split, graphs in self._dgrad_options():
+            ops = []
             try:
-                op = FusedOp(self.ctx, name, *dgrad_graph(self.spec, *self._nhw, bias), self.shape)
-                ms = op.choose(policy, buffers).time_ms
+                for name, graph in graphs:
+                    ops.append(FusedOp(self.ctx, name, *graph, self.shape))
+                ms = sum(op.choose(policy).time_ms for op in ops)
             except RuntimeError as exc:  # CudnnError too: the graph or every engine refused
-                options.append((float("inf"), bias, None, str(exc)))
+                refused.append(f"{label}: {exc}")
+                for op in ops:
+                    op.close()
                 continue
-            if not bias and policy.search == "find":
-                ms += self._time_bias_gradient(buffers["da"], buffers["db"])
-            options.append((ms, bias, op, ""))
+            if label == "gemv" and policy.search == "find":
+                ms += self._time_bias_gradient()
+            usable.append((ms, bias, split, ops))
             if policy.search == "heuristic":
                 break
-        usable = sorted((o for o in options if o[2] is not None), key=lambda o: o[0])
         if not usable:
-            raise RuntimeError(f"no engine for dgrad + ReLU backward of {self.spec.name}: "
-                               + "; ".join(o[3] for o in options))
-        _, self.bias_fused, self.ops["backward_data"], _ = usable[0]
-        for _, _, op, _ in usable[1:]:
-            op.close()
+            raise RuntimeError(f"no engine for dgrad + ReLU backward of {self.spec.name}: " + "; ".join(refused))
+        usable.sort(key=lambda option: option[0])
+        _, self.bias_fused, self.split, ops = usable[0]
+        self.ops["backward_data"] = ops[0]
+        if self.split:
+            self.ops["relu_backward"] = ops[1]
+        for _, _, _, others in usable[1:]:
+            for op in others:
+                op.close()
 
-    def _time_bias_gradient(self, dy, db) -> float:
+    def _time_bias_gradient(self) -> float:
         """ms of nhwc_bias_gradient for the layer below (its K = our input channels)."""
         k = self.spec.in_channels
         with self.ctx.stream:
-            partial = cupy.empty(self.width * k, dtype=cupy.float32)
+            dy = cupy.random.random(self.rows * self.width * k, dtype=cupy.float32)
+            partial, db = cupy.empty(self.width * k, dtype=cupy.float32), cupy.empty(k, dtype=cupy.float32)
 
         def run():
             nhwc_bias_gradient(self.ctx, dy, db, partial, k, self.rows, self.width)
@@ -467,13 +543,17 @@ class FusedConv2d:
 
     def backward_data(self, dy, w, h_below, da_below, db_below) -> None:
         """da_below = conv_transpose(dy, w) * (h_below > 0); db_below too when bias_fused."""
+        if self.split:
+            self.ops["backward_data"].execute(dy=dy, w=w, dh=self.scratch)
+            self.ops["relu_backward"].execute(dh=self.scratch, h=h_below, da=da_below, db=db_below)
+            return
         buffers = {"dy": dy, "w": w, "h": h_below, "da": da_below}
         if self.bias_fused:
             buffers["db"] = db_below
         self.ops["backward_data"].execute(**buffers)
 
     def backward_bias(self, dy, db) -> None:
-        """This layer's bias gradient from its output gradient: nhwc_bias_gradient."""
+        """This layer's bias gradient from its FLOAT output gradient: nhwc_bias_gradient."""
         nhwc_bias_gradient(self.ctx, dy, db, self.db_per_column, self.spec.out_channels, self.rows, self.width)
 
     def close(self) -> None:

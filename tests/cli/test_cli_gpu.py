@@ -38,6 +38,18 @@ def test_short_cudnn_run_follows_the_reference(cli, make_data, tmp_path, options
     assert losses[-1] < losses[0]
 
 
+def test_short_bf16_run_stays_near_the_reference(cli, make_data, tmp_path):
+    """--precision bf16 (BF16 activations, FP32 parameters and update): 11 steps land within BF16's
+    reach of the FP32 reference backend, not on it."""
+    data = make_data(42, size=64)
+    common = ("--no-shuffle", "--lr", 0.01, "--log-every", 5)
+    gpu = run_train(cli, data, tmp_path / "gpu", *common, "--backend", "cudnn", "--precision", "bf16", "--graph")
+    cpu = run_train(cli, data, tmp_path / "cpu", *common, "--backend", "reference")
+    assert gpu.step == cpu.step == 11
+    assert gpu.extra["config"]["precision"] == "bf16" and gpu.extra["config"]["graph_api"]
+    assert 0 < rel_error(gpu.params, cpu.params) < 1e-2
+
+
 def test_cudnn_resume_is_bit_identical_with_deterministic(cli, make_data, tmp_path):
     data = make_data(32, size=64)  # 8 batches a epoch: the runs cross two epoch ends
     common = ("--backend", "cudnn", "--deterministic", "--epochs", 3, "--checkpoint-every", 5, "--lr", 0.01)
