@@ -38,6 +38,8 @@ OURS = {  # name -> DenoiseCNN options
     "cudnn fp32 fused graph": {"math": "fp32", "fused": True, "graph": True},
     "cudnn fp32 graph": {"math": "fp32", "graph": True},
     "cudnn fp32 graph-api graph": {"math": "fp32", "graph_api": True, "graph": True},
+    "cudnn bf16 graph-api": {"math": "tf32", "graph_api": True, "precision": "bf16"},
+    "cudnn bf16 graph-api graph": {"math": "tf32", "graph_api": True, "precision": "bf16", "graph": True},
 }
 TORCH = {  # name -> options of the PyTorch step
     "torch eager tf32": {"tf32": True},
@@ -46,7 +48,11 @@ TORCH = {  # name -> options of the PyTorch step
     "torch compile tf32": {"tf32": True, "compile": "default"},
     "torch compile fp32": {"tf32": False, "compile": "default"},
     "torch compile max-autotune tf32": {"tf32": True, "compile": "max-autotune"},
+    "torch eager autocast bf16": {"tf32": True, "autocast": True},
+    "torch channels_last autocast bf16": {"tf32": True, "channels_last": True, "autocast": True},
+    "torch compile autocast bf16": {"tf32": True, "compile": "default", "autocast": True},
 }
+SWEEP = [(batch, size) for batch in (1, 4, 16) for size in (256, 512, 1024, 2048)]
 
 
 # ---- worker side: one variant in this process ---------------------------------------------------
@@ -137,9 +143,13 @@ def run_torch(options, batch, size) -> dict:
     data = [(x.contiguous(memory_format=fmt), t.contiguous(memory_format=fmt))
             for x, t in _batches(lambda s: torch.rand(s, device="cuda"), (batch, 1, size, size))]
 
+    # autocast: BF16 convolutions and activations, FP32 parameters and gradients (PyTorch's AMP recipe)
+    autocast = bool(options.get("autocast"))
+
     def train(x, t):
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.mse_loss(net(x), t)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = nn.functional.mse_loss(net(x), t)
         loss.backward()
         opt.step()
         return loss
@@ -204,16 +214,39 @@ def environment() -> dict:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def table(rows, best_torch_ms) -> list[str]:
-    lines = ["| variant | steps/s | ms/step (median) | spread ms | x PyTorch best | held MiB | allocator peak MiB |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+def precision_of(name: str) -> str:
+    """The arithmetic a variant runs in, from its name: bf16, fp32 (strict) or tf32."""
+    return next((p for p in ("bf16", "fp32") if p in name), "tf32")
+
+
+def table(rows) -> list[str]:
+    """One line per variant, with its ratio to PyTorch's best overall and to PyTorch's best in the
+    same arithmetic (TF32, strict FP32, BF16): the goals compare like with like."""
+    timed = [r for r in rows if "error" not in r and r["impl"] == "torch"]
+    best = min(r["ms"] for r in timed)
+    best_of = {}  # precision -> PyTorch's fastest ms in it
+    for r in timed:
+        best_of[precision_of(r["name"])] = min(r["ms"], best_of.get(precision_of(r["name"]), r["ms"]))
+    lines = ["| variant | steps/s | ms/step (median) | spread ms | x PyTorch best | x PyTorch best, same precision "
+             "| held MiB | allocator peak MiB |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | - | - | - | - | - | {r['error']} |")
+            lines.append(f"| {r['name']} | - | - | - | - | - | - | {r['error']} |")
             continue
+        same = best_of.get(precision_of(r["name"]))
+        same_ratio = f"{same / r['ms']:.2f}" if same else "-"
         lines.append(f"| {r['name']} | {r['steps_per_s']:.1f} | {r['ms']:.3f} | {r['spread_ms'][0]:.3f}..{r['spread_ms'][1]:.3f} "
-                     f"| {best_torch_ms / r['ms']:.2f} | {r['held_mib']:.0f} | {r['allocator_peak_mib']:.0f} |")
+                     f"| {best / r['ms']:.2f} | {same_ratio} | {r['held_mib']:.0f} | {r['allocator_peak_mib']:.0f} |")
     return lines
+
+
+def write_results(out: Path, env: dict, md: list[str], rows: list, sweep_rows: list) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench_train_{env['gpu'].replace(' ', '_')}"
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows, "sweep": sweep_rows},
+                                                 indent=1) + "\n")
 
 
 def main(argv=None) -> int:
@@ -222,6 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=1024, help="patch height and width")
     parser.add_argument("--sweep", action="store_true", help="also time batch 1/4/16 x patch 256..2048")
+    parser.add_argument("--points", metavar="BxS,...",
+                        help="time only these sweep points, e.g. 4x512,16x256 (default: all twelve)")
     parser.add_argument("--quick", action="store_true", help="skip torch.compile (minutes of compiling)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per variant")
     parser.add_argument("--algorithms", action="store_true", help="print every algorithm cuDNN offered per op")
@@ -229,6 +264,12 @@ def main(argv=None) -> int:
                         help="time only the variants whose names contain one of these comma-separated texts")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    points = SWEEP
+    if args.points:
+        try:
+            points = [tuple(int(v) for v in p.split("x")) for p in args.points.split(",")]
+        except ValueError:
+            parser.error(f"--points: expected BATCHxSIZE,... (e.g. 4x512,16x256), got {args.points!r}")
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
@@ -254,31 +295,28 @@ def main(argv=None) -> int:
           f"{env['torch_cudnn']}; CuPy {env['cupy']}; cuBLAS {env['cublas']}; Python {env['python']}.",
           f"Protocol: {WARMUP} warm-up steps, {WINDOWS} windows of {STEPS} steps, median; PyTorch's best here: "
           f"{best_torch['name']} ({best_torch['steps_per_s']:.1f} steps/s).", ""]
-    md += table(rows, best_torch["ms"])
+    md += table(rows)
     sweep_rows = []
-    if args.sweep:
-        best_ours = min((r for r in timed if r["impl"] == "cudnn"), key=lambda r: r["ms"])
+    write_results(args.out, env, md, rows, sweep_rows)  # kept if the sweep is cut short
+    if args.sweep:  # ours in TF32 against PyTorch's default (eager, TF32): like with like
+        ours_tf32 = [r for r in timed if r["impl"] == "cudnn" and precision_of(r["name"]) == "tf32"]
+        best_ours = min(ours_tf32, key=lambda r: r["ms"])
         md += ["", f"## Sweep: {best_ours['name']} against torch eager tf32", ""]
         sweep_lines = ["| batch x patch | ours steps/s | torch steps/s | ratio | ours MiB | torch MiB |",
                        "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for batch in (1, 4, 16):
-            for size in (256, 512, 1024, 2048):
-                pair = [run_variant(best_ours["name"], "cudnn", OURS[best_ours["name"]], batch, size, args.timeout),
-                        run_variant("torch eager tf32", "torch", TORCH["torch eager tf32"], batch, size, args.timeout)]
-                sweep_rows += pair
-                if any("error" in p for p in pair):
-                    sweep_lines.append(f"| {batch} x {size} | {pair[0].get('error', '')} | {pair[1].get('error', '')} | | | |")
-                    continue
-                o, t = pair
-                sweep_lines.append(f"| {batch} x {size}^2 | {o['steps_per_s']:.1f} | {t['steps_per_s']:.1f} | "
-                                   f"{t['ms'] / o['ms']:.2f} | {o['held_mib']:.0f} | {t['held_mib']:.0f} |")
-                print("  sweep", sweep_lines[-1], flush=True)
         md += sweep_lines
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"bench_train_{env['gpu'].replace(' ', '_')}"
-    (args.out / f"{stem}.md").write_text("\n".join(md) + "\n")
-    (args.out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows, "sweep": sweep_rows},
-                                                      indent=1) + "\n")
+        for batch, size in points:
+            pair = [run_variant(best_ours["name"], "cudnn", OURS[best_ours["name"]], batch, size, args.timeout),
+                    run_variant("torch eager tf32", "torch", TORCH["torch eager tf32"], batch, size, args.timeout)]
+            sweep_rows += pair
+            if any("error" in p for p in pair):
+                md.append(f"| {batch} x {size} | {pair[0].get('error', '')} | {pair[1].get('error', '')} | | | |")
+            else:
+                o, t = pair
+                md.append(f"| {batch} x {size}^2 | {o['steps_per_s']:.1f} | {t['steps_per_s']:.1f} | "
+                          f"{t['ms'] / o['ms']:.2f} | {o['held_mib']:.0f} | {t['held_mib']:.0f} |")
+            print("  sweep", md[-1], flush=True)
+            write_results(args.out, env, md, rows, sweep_rows)
     print("\n".join(md))
     for r in timed:
         if r.get("profile"):
