@@ -364,10 +364,12 @@ class FusedOp:
         return choice
 
     def _time(self, plan: BackendDescriptor, buffers: dict) -> float:
-        """Mean ms of the plan on `buffers` (mean_ms)."""
+        """Mean ms of the plan on `buffers` (mean_ms), with a scratch workspace of its own: the
+        shared one grows only to what the chosen plans need (as legacy find's scratch)."""
         ctx = self.ctx
-        ctx.reserve_workspace(self._workspace_size(plan))
-        pack = self._variant_pack({role: buffers[role].data.ptr for role in self.uids})
+        with ctx.stream:
+            scratch = cupy.empty(self._workspace_size(plan), dtype=cupy.uint8)
+        pack = self._variant_pack({role: buffers[role].data.ptr for role in self.uids}, scratch)
 
         def run():
             ctx.cudnn.cudnnBackendExecute(ctx.cudnn_handle.ptr, plan.ptr, pack.ptr)
@@ -389,10 +391,11 @@ class FusedOp:
 
     # -- running --
 
-    def _variant_pack(self, pointers: dict[str, int]) -> BackendDescriptor:
+    def _variant_pack(self, pointers: dict[str, int], workspace=None) -> BackendDescriptor:
         """The CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR binding device addresses to the graph's uids
-        (made once per set of addresses and workspace; a step reuses the same buffers)."""
-        workspace = self.ctx.workspace.data.ptr
+        (made once per set of addresses and workspace; a step reuses the same buffers). The
+        workspace is the context's shared one unless another is given."""
+        workspace = (self.ctx.workspace if workspace is None else workspace).data.ptr
         key = tuple(pointers[role] for role in self.uids) + (workspace,)
         pack = self._packs.get(key)
         if pack is None:
