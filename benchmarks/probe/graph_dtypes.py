@@ -28,9 +28,10 @@ N, H, W = 4, 1024, 1024
 F, B = FLOAT, BFLOAT16
 
 
-def main() -> int:
+def cases() -> list:
+    """(name, builder(dtypes) -> (ops, roles), dtypes) for every graph timed."""
     conv1, conv2, conv3 = LAYERS
-    cases = []  # (name, builder(dtypes) -> (ops, roles), dtypes)
+    cases = []
     for spec, name in ((conv1, "conv1"), (conv2, "conv2"), (conv3, "conv3")):
         fwd = lambda d, s=spec: fusion.forward_graph(s, N, H, W, d)  # noqa: E731
         wgrad = lambda d, s=spec: fusion.wgrad_graph(s, N, H, W, d)  # noqa: E731
@@ -48,13 +49,18 @@ def main() -> int:
                       (f"{name} dgrad+drelu{tail} f32 conv, h/da bf16", dgrad, {"h": B, "da": B})]
         cases.append((f"{name} dgrad bf16 alone", lambda d, s=spec: fusion.plain_dgrad_graph(s, N, H, W, d),
                       {"dy": B, "w": B, "dh": B}))
-    relu_bwd = lambda d: fusion.relu_backward_graph(16, N, H, W, d)  # noqa: E731
-    cases += [("relu bwd +dbias bf16", relu_bwd, {"dh": B, "h": B, "da": B}), ("relu bwd +dbias f32", relu_bwd, {})]
+    for bias, dtypes, label in ((False, B, "bf16"), (True, B, "bf16 +dbias"), (True, F, "f32 +dbias")):
+        cases.append((f"relu bwd alone {label}",
+                      lambda d, b=bias: fusion.relu_backward_graph(16, N, H, W, d, bias_gradient=b),
+                      {role: dtypes for role in ("dh", "h", "da")}))
+    return cases
 
+
+def main() -> int:
     ctx = Context(algorithm_cache=False)
     policy = Policy("find", strict_fp32=False, deterministic=False, workspace_limit=1 << 30)
     print(f"{ctx.gpu_name}, cuDNN {ctx.cudnn.cudnnGetVersion()}, {N} x {H} x {W}", flush=True)
-    for name, build, dtypes in cases:
+    for name, build, dtypes in cases():
         try:
             op = fusion.FusedOp(ctx, name, *build(dtypes), "probe")
         except Exception as exc:  # noqa: BLE001 - a probe reports every refusal and goes on

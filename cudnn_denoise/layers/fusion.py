@@ -210,13 +210,15 @@ def plain_dgrad_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
     return [convolution_operation("backward_data", spec, dy, wt, t("dh", (n, spec.in_channels, h, w)))], t.roles
 
 
-def relu_backward_graph(channels: int, n: int, h: int, w: int, dtypes=None):
-    """da = dh * (h > 0) and db = sum of da over n, h, w: pointwise and reduction, no convolution."""
+def relu_backward_graph(channels: int, n: int, h: int, w: int, dtypes=None, bias_gradient: bool = True):
+    """da = dh * (h > 0) [and db = sum of da over n, h, w]: pointwise and reduction, no convolution."""
     t = _Tensors(dtypes)
     dims = (n, channels, h, w)
     dh, hidden, da = t("dh", dims), t("h", dims), t("da", dims)
-    return [pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da),
-            reduction_sum(da, t("db", (1, channels, 1, 1)))], t.roles
+    ops = [pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da)]
+    if bias_gradient:
+        ops.append(reduction_sum(da, t("db", (1, channels, 1, 1))))
+    return ops, t.roles
 
 
 def random_buffer(role: Role):
