@@ -30,7 +30,8 @@ for stage in $stages; do
     tests)
         python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" || status=1 ;;
     bench)
-        python3 benchmarks/bench_train.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_train.log" || status=1 ;;
+        eval "bench_args=(${BENCH_ARGS:-})"  # shell words: quotes keep variant names with spaces whole
+        python3 benchmarks/bench_train.py --out "$OUT" "${bench_args[@]}" 2>&1 | tee "$OUT/bench_train.log" || status=1 ;;
     reader)
         python3 benchmarks/bench_reader.py --out "$OUT" --tmp-dir /tmp 2>&1 | tee "$OUT/bench_reader.log" || status=1 ;;
     train)
