@@ -122,8 +122,9 @@ def test_bf16_is_as_close_to_fp32_as_pytorch_autocast(option):
     assert not bad, f"further from fp32 than bf16_bound(autocast's error): {bad}"
 
 
-@pytest.mark.parametrize("option", ["default", "graph_api"])
-def test_200_sgd_steps_follow_pytorch(option):
+def train_beside_pytorch(steps: int = 200, lr: float = 0.05, **options):
+    """`steps` SGD steps of ours (DenoiseCNN options) and of PyTorch in strict FP32 on the same
+    batches: (our losses, PyTorch's losses, worst relative step error, final parameter error)."""
     import torch
 
     from cudnn_denoise.model import DenoiseCNN
@@ -131,14 +132,13 @@ def test_200_sgd_steps_follow_pytorch(option):
     torch.backends.cudnn.allow_tf32 = False
     rng = np.random.default_rng(5)
     params = init_params(seed=1)
-    lr, steps, shape = 0.05, 200, (4, 1, 256, 256)
-    batches = [batch(rng, shape) for _ in range(steps)]
     net = torch_net(params, "cuda", torch.float32)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    model = DenoiseCNN(params, batch=4, height=256, width=256, math="fp32", **OPTIONS[option])
+    model = DenoiseCNN(params, batch=4, height=256, width=256, **options)
     ours_loss, torch_loss = [], []
     try:
-        for x, target in batches:
+        for _ in range(steps):
+            x, target = batch(rng, (4, 1, 256, 256))
             ours_loss.append(model.train_step(x, target, lr))
             torch_loss.append(torch_step(net, x, target)["loss"].item())
             opt.step()
@@ -146,45 +146,28 @@ def test_200_sgd_steps_follow_pytorch(option):
     finally:
         model.close()
     theirs = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).cpu().numpy()
-    step_errors = np.abs(np.array(ours_loss) - np.array(torch_loss)) / np.abs(np.array(torch_loss))
-    print(f"loss {torch_loss[0]:.4f} -> {torch_loss[-1]:.4f}; worst step error {step_errors.max():.2e}; "
-          f"final parameters {rel_error(final, theirs):.2e}")
+    ours_loss, torch_loss = np.array(ours_loss), np.array(torch_loss)
+    step_error = float(np.max(np.abs(ours_loss - torch_loss) / np.abs(torch_loss)))
+    print(f"loss {ours_loss[0]:.4f} -> {ours_loss[-1]:.4f} (PyTorch fp32 {torch_loss[-1]:.4f}); worst step "
+          f"error {step_error:.2e}; final parameters {rel_error(final, theirs):.2e}")
+    return ours_loss, torch_loss, step_error, rel_error(final, theirs)
+
+
+@pytest.mark.parametrize("option", ["default", "graph_api"])
+def test_200_sgd_steps_follow_pytorch(option):
+    _, torch_loss, step_error, param_error = train_beside_pytorch(math="fp32", **OPTIONS[option])
     assert torch_loss[-1] < torch_loss[0]
-    assert step_errors.max() < 1e-4
-    assert rel_error(final, theirs) < 1e-4
+    assert step_error < 1e-4
+    assert param_error < 1e-4
 
 
 def test_200_bf16_sgd_steps_stay_near_fp32_pytorch():
     """BF16 rounds every step a little differently; over 200 steps the losses and the parameters
     must stay within BF16's reach of the strict-fp32 run (not bit for bit)."""
-    import torch
-
-    from cudnn_denoise.model import DenoiseCNN
-
-    torch.backends.cudnn.allow_tf32 = False
-    rng = np.random.default_rng(5)
-    params = init_params(seed=1)
-    lr, steps, shape = 0.05, 200, (4, 1, 256, 256)
-    net = torch_net(params, "cuda", torch.float32)
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
-    model = DenoiseCNN(params, batch=4, height=256, width=256, **BF16_OPTIONS["bf16_graph"])
-    ours_loss, torch_loss = [], []
-    try:
-        for _ in range(steps):
-            x, target = batch(rng, shape)
-            ours_loss.append(model.train_step(x, target, lr))
-            torch_loss.append(torch_step(net, x, target)["loss"].item())
-            opt.step()
-        final = model.get_params()
-    finally:
-        model.close()
-    theirs = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).cpu().numpy()
-    step_errors = np.abs(np.array(ours_loss) - np.array(torch_loss)) / np.abs(np.array(torch_loss))
-    print(f"bf16: loss {ours_loss[0]:.4f} -> {ours_loss[-1]:.4f} (fp32 {torch_loss[-1]:.4f}); worst step "
-          f"error {step_errors.max():.2e}; final parameters {rel_error(final, theirs):.2e}")
+    ours_loss, _, step_error, param_error = train_beside_pytorch(**BF16_OPTIONS["bf16_graph"])
     assert ours_loss[-1] < ours_loss[0] / 2
-    assert step_errors.max() < 2e-2
-    assert rel_error(final, theirs) < 1e-2
+    assert step_error < 2e-2
+    assert param_error < 1e-2
 
 
 def test_graph_replay_trains_like_direct_calls():
