@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backends, checkpoint, distributed, plan, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
+from .layers.precision import PRECISIONS
 from .params import init_params
 
 EXIT_CODES = """exit codes:
@@ -72,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the NHWC fast path: every convolution direction one fused engine of cuDNN's graph "
                         "(backend) API (conv+bias+ReLU; dgrad+ReLU backward+bias gradient), chosen by timing; "
                         "the fastest TF32 step (docs/performance.md); not with --fused or --trace")
-    b.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    b.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): FP32 tensors, convolutions in --math. bf16: BF16 hidden activations "
                         "and convolutions, FP32 parameters, gradients, loss and update, as PyTorch's autocast; "
                         "faster, not bit-for-bit FP32 (implies --graph-api; docs/performance.md)")
