@@ -150,11 +150,18 @@ class Trainer:
 
     def _build(self, params, batch: int, stream=None):
         c = self.config
-        with self.tracer.setup(f"model for batch {batch} x 1 x {self.dataset.height} x {self.dataset.width}"):
+        shape = f"batch {batch} x 1 x {self.dataset.height} x {self.dataset.width}"
+        if self.gpu:  # a shape's first run times every algorithm: up to a minute or two, said beforehand
+            self.report(f"model: {shape}: choosing cuDNN algorithms (timed on first use of a shape on this "
+                        "GPU, then read from the algorithm cache)")
+        started = time.monotonic()
+        with self.tracer.setup(f"model for {shape}"):
             model = build(c.backend, params, batch=batch, height=self.dataset.height, width=self.dataset.width,
                           math=c.math, deterministic=c.deterministic, fused=c.fused, graph=c.graph,
                           graph_api=c.graph_api, precision=c.precision, stream=stream)
             self.tracer.register(model)
+        if self.gpu:
+            self.report(f"model: ready in {time.monotonic() - started:.1f} s")
         return model
 
     @property
