@@ -149,7 +149,7 @@ class Role:
 
 
 class _Tensors:
-    """Makes a graph's tensors: `dtypes` maps a role (x, w, b, y, dy, h, da, dw, db) to its
+    """Makes a graph's tensors: `dtypes` maps a role (x, w, b, y, dy, dh, h, da, dw, db) to its
     cudnnDataType_t name; roles not named are FLOAT. uids: 1, 2, ... in order of creation."""
 
     def __init__(self, dtypes):
@@ -188,18 +188,24 @@ def wgrad_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
     return [convolution_operation("backward_filter", spec, x, dy, t("dw", _filter_dims(spec)))], t.roles
 
 
+def _relu_backward(t: _Tensors, dh, dims, bias_gradient: bool) -> list:
+    """da = dh * (h > 0) [and db = sum of da over n, h, w]: the operations after a data gradient dh
+    (virtual when fused into dgrad, in memory after a plain dgrad)."""
+    hidden, da = t("h", dims), t("da", dims)
+    ops = [pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da)]
+    if bias_gradient:
+        ops.append(reduction_sum(da, t("db", (1, dims[1], 1, 1))))
+    return ops
+
+
 def dgrad_graph(spec: ConvSpec, n: int, h: int, w: int, bias_gradient: bool, dtypes=None):
     """da = conv_transpose(dy, w) * (h > 0) for the layer below (h: its ReLU output), and with
     bias_gradient that layer's db = sum of da over n, h, w."""
     t = _Tensors(dtypes)
     below = (n, spec.in_channels, h, w)
     dy, wt = t("dy", (n, spec.out_channels, h, w)), t("w", _filter_dims(spec))
-    hidden, da = t("h", below), t("da", below)
     dh = tensor(VIRTUAL, below, virtual=True)
-    ops = [convolution_operation("backward_data", spec, dy, wt, dh),
-           pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da)]
-    if bias_gradient:
-        ops.append(reduction_sum(da, t("db", (1, spec.in_channels, 1, 1))))
+    ops = [convolution_operation("backward_data", spec, dy, wt, dh), *_relu_backward(t, dh, below, bias_gradient)]
     return ops, t.roles
 
 
@@ -214,11 +220,7 @@ def relu_backward_graph(channels: int, n: int, h: int, w: int, dtypes=None, bias
     """da = dh * (h > 0) [and db = sum of da over n, h, w]: pointwise and reduction, no convolution."""
     t = _Tensors(dtypes)
     dims = (n, channels, h, w)
-    dh, hidden, da = t("dh", dims), t("h", dims), t("da", dims)
-    ops = [pointwise("CUDNN_POINTWISE_RELU_BWD", dy=dh, x=hidden, dx=da)]
-    if bias_gradient:
-        ops.append(reduction_sum(da, t("db", (1, channels, 1, 1))))
-    return ops, t.roles
+    return _relu_backward(t, t("dh", dims), dims, bias_gradient), t.roles
 
 
 def random_buffer(role: Role):
