@@ -2,7 +2,7 @@
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
 #   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe]   (no argument: all)
-#     tests   the GPU-marked tests                 bench   benchmarks/bench_train.py ($BENCH_ARGS)
+#     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
 #             ($SEED_ARGS: e.g. "--graph-api --graph")
@@ -28,7 +28,8 @@ status=0
 for stage in $stages; do
     case $stage in
     tests)
-        python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" || status=1 ;;
+        eval "test_args=(${TEST_ARGS:-tests})"  # e.g. TEST_ARGS="tests/test_model_gpu.py -k bf16"
+        python3 -m pytest -q -rA -p no:cacheprovider -m gpu "${test_args[@]}" 2>&1 | tee "$OUT/gpu_tests.log" || status=1 ;;
     bench)
         eval "bench_args=(${BENCH_ARGS:-})"  # shell words: quotes keep variant names with spaces whole
         python3 benchmarks/bench_train.py --out "$OUT" "${bench_args[@]}" 2>&1 | tee "$OUT/bench_train.log" || status=1 ;;

@@ -34,6 +34,8 @@ def test_every_operation_of_the_step_finalizes(index, precision):
     ops, roles = fusion.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad)
     assert len(ops) == 2 and uids(roles) == {"dh": 1, "h": 2, "da": 3, "db": 4}
     assert roles["db"].dtype == FLOAT  # bias gradients stay FP32 in every precision
+    ops, roles = fusion.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad, bias_gradient=False)
+    assert len(ops) == 1 and uids(roles) == {"dh": 1, "h": 2, "da": 3}
 
 
 def test_bf16_types_keep_parameters_loss_and_bias_gradients_fp32():
