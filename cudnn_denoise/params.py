@@ -83,21 +83,22 @@ def to_krsc(flat: np.ndarray) -> np.ndarray:
     The NHWC path keeps its filters this way on the device; checkpoints and every other consumer
     see KCRS (PyTorch's order), so the model converts when parameters enter or leave it.
     """
-    out = np.array(flat, dtype=np.float32)
-    target = views(out, krsc=True)
-    for name, weight in views(np.asarray(flat)).items():
-        if weight.ndim == 4:
-            target[name][...] = weight.transpose(0, 2, 3, 1)
-    return out
+    return _reordered(flat, krsc=True)
 
 
 def from_krsc(flat: np.ndarray) -> np.ndarray:
     """The inverse of to_krsc: filters KRSC -> KCRS."""
+    return _reordered(flat, krsc=False)
+
+
+def _reordered(flat: np.ndarray, *, krsc: bool) -> np.ndarray:
+    """A float32 copy of flat with each filter moved into KRSC order (krsc) or back into KCRS."""
     out = np.array(flat, dtype=np.float32)
-    target = views(out)
-    for name, weight in views(np.asarray(flat), krsc=True).items():
+    target = views(out, krsc=krsc)
+    axes = (0, 2, 3, 1) if krsc else (0, 3, 1, 2)
+    for name, weight in views(np.asarray(flat), krsc=not krsc).items():
         if weight.ndim == 4:
-            target[name][...] = weight.transpose(0, 3, 1, 2)
+            target[name][...] = weight.transpose(axes)
     return out
 
 

@@ -171,13 +171,11 @@ def forward_graph(spec: ConvSpec, n: int, h: int, w: int, dtypes=None):
     x, wt = t("x", (n, spec.in_channels, h, w)), t("w", _filter_dims(spec))
     b, y = t("b", (1, spec.out_channels, 1, 1)), t("y", out_dims)
     conv_out = tensor(VIRTUAL, out_dims, virtual=True)
-    if not spec.relu:
-        ops = [convolution_operation("forward", spec, x, wt, conv_out), pointwise("CUDNN_POINTWISE_ADD", x=conv_out, b=b, y=y)]
-    else:
-        biased = tensor(VIRTUAL + 1, out_dims, virtual=True)
-        ops = [convolution_operation("forward", spec, x, wt, conv_out),
-               pointwise("CUDNN_POINTWISE_ADD", x=conv_out, b=b, y=biased),
-               pointwise("CUDNN_POINTWISE_RELU_FWD", x=biased, y=y)]
+    biased = tensor(VIRTUAL + 1, out_dims, virtual=True) if spec.relu else y
+    ops = [convolution_operation("forward", spec, x, wt, conv_out),
+           pointwise("CUDNN_POINTWISE_ADD", x=conv_out, b=b, y=biased)]
+    if spec.relu:
+        ops.append(pointwise("CUDNN_POINTWISE_RELU_FWD", x=biased, y=y))
     return ops, t.roles
 
 
