@@ -1,6 +1,6 @@
 /* The subset of the cuBLAS v2 C API that cudnn_denoise calls, copied from cublas_api.h and
  * library_types.h (nvidia-cublas 13.1). Single source, like cudnn.h beside it; cudaStream_t is
- * declared there. The _v2 names are the real symbols (cublas_v2.h maps cublasSaxpy to them). */
+ * declared in cuda_runtime.h. The _v2 names are the real symbols (cublas_v2.h maps cublasSaxpy to them). */
 
 typedef enum {
     CUBLAS_STATUS_SUCCESS = 0,

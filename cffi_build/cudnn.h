@@ -1,13 +1,10 @@
 /* The subset of the cuDNN 9 C API that cudnn_denoise calls, copied from the real headers
  * (cudnn_graph.h, cudnn_ops.h, cudnn_cnn.h of nvidia-cudnn-cu13 9.24). This file is the single
- * source of the declarations: build.py turns it into the cffi module and cudnn_denoise.fortran into
- * Fortran interfaces; tests/bindings/test_headers.py checks every enum value here against the
+ * source of the declarations (cudaStream_t comes from cuda_runtime.h, read before it): build.py
+ * turns it into the cffi module and cudnn_denoise.fortran into Fortran interfaces; tests/bindings/test_headers.py checks every enum value here against the
  * installed headers and every function against the loaded library.
  * Deviations from the headers: enum values are written out (cffi needs constants), deprecated
  * aliases (CUDNN_STATUS_ALLOC_FAILED ...) are left out, and the _t handle types are opaque. */
-
-/* ---- cuda_runtime_api.h: the one CUDA type the API needs ---- */
-typedef struct CUstream_st *cudaStream_t;
 
 /* ---- cudnn_graph.h: versions, status, handle, common enums ---- */
 typedef enum {

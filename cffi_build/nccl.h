@@ -1,6 +1,6 @@
 /* The subset of the NCCL 2 C API that data-parallel training calls, copied from nccl.h
  * (nvidia-nccl-cu13 2.30.7). Single source, like cudnn.h and cublas.h before it (cudaStream_t is
- * declared in cudnn.h). The library is opened only when a run spans several processes
+ * declared in cuda_runtime.h). The library is opened only when a run spans several processes
  * (cudnn_denoise.bindings.load_nccl); single-process training never touches it.
  * Deviations from the header: the p-prefixed profiling twins (pncclAllReduce ...) are left out, and
  * ncclMaxRedOp's expression `0x7fffffff>>(32-8*sizeof(ncclRedOp_dummy_t))` is written out as its

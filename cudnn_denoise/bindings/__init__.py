@@ -1,4 +1,4 @@
-"""The raw cuDNN, cuBLAS and NCCL C APIs through cffi (ABI mode), opened on first use, never at import.
+"""The raw cuDNN, cuBLAS, NCCL and CUDA runtime C APIs through cffi (ABI mode), opened on first use.
 
     from cudnn_denoise.bindings import ffi, cudnn, cublas
     cudnn.cudnnGetVersion()            # the C function, by its manual name
@@ -7,7 +7,9 @@
 
 `cudnn`, `cublas` and `nccl` are CheckedLibrary objects: status-returning functions raise CudnnError /
 CublasError / NcclError (see errors.py), `.lib` is the raw cffi library. NCCL is opened on its own
-(load_nccl), so single-process training works without it. Library search and version checks are
+(load_nccl), so single-process training works without it; the CUDA runtime (load_cudart) only for
+the Fortran port's link flags and the tests, since CuPy owns memory and streams. Library search and
+version checks are
 in _load.py; handles and descriptors in handles.py and descriptors.py.
 """
 
@@ -18,11 +20,11 @@ import logging
 
 from . import _load
 from ._ffi import ffi
-from .errors import CublasError, CudnnError, NcclError
+from .errors import CublasError, CudaError, CudnnError, NcclError
 from .library import CheckedLibrary
 
-__all__ = ["ffi", "cudnn", "cublas", "nccl", "CudnnError", "CublasError", "NcclError", "load", "load_nccl",
-           "versions"]
+__all__ = ["ffi", "cudnn", "cublas", "nccl", "CudnnError", "CublasError", "NcclError", "CudaError", "load",
+           "load_nccl", "load_cudart", "versions"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ def load_nccl() -> CheckedLibrary:
     opened = _load.open_library(ffi, _load.NCCL)
     log.debug("NCCL from %s", opened.path)
     return CheckedLibrary(opened.lib, opened.path, "NCCL")
+
+
+@functools.cache
+def load_cudart() -> CheckedLibrary:
+    """Open the CUDA runtime (once), of the CUDA major that cuBLAS is built for."""
+    cublas_lib = load()[1]
+    opened = _load.open_library(ffi, _load.CUDART, wanted_major=cublas_lib.cublasGetCudartVersion() // 1000)
+    log.debug("CUDA runtime from %s", opened.path)
+    return CheckedLibrary(opened.lib, opened.path, "CUDA runtime")
 
 
 def nccl_version(library: CheckedLibrary) -> int:

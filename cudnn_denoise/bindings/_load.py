@@ -1,4 +1,4 @@
-"""Find and open libcudnn, libcublas and libnccl at run time; check that they fit each other and CuPy.
+"""Find and open libcudnn, libcublas, libnccl and libcudart at run time; check that they fit together.
 
 Search order for each library, every step logged at debug level:
   1. the environment variable (CUDNN_DENOISE_CUDNN, CUDNN_DENOISE_CUBLAS): a full path;
@@ -7,10 +7,14 @@ Search order for each library, every step logged at debug level:
        cuBLAS  nvidia/cu13/lib/libcublas.so.13          (nvidia-cublas, CUDA 13 layout)
                nvidia/cublas/lib/libcublas.so.12        (nvidia-cublas-cu12)
                nvidia/nccl/lib/libnccl.so.2             (NCCL: nvidia-nccl-cu13 and -cu12 alike)
-  3. the system loader: libcudnn.so.9, libcublas.so.13, libcublas.so.12, libnccl.so.2.
+       CUDA runtime nvidia/cu13/lib/libcudart.so.13     (nvidia-cuda-runtime, CUDA 13 layout)
+               nvidia/cuda_runtime/lib/libcudart.so.12  (nvidia-cuda-runtime-cu12)
+  3. the system loader: libcudnn.so.9, libcublas.so.13, libcublas.so.12, libnccl.so.2,
+     libcudart.so.13, libcudart.so.12.
 cuBLAS is opened first (cuDNN's engines use it). NCCL (env CUDNN_DENOISE_NCCL) is opened only by a
 run over several processes (bindings.load_nccl). When a library cannot be opened, LibraryNotFound
-lists every place tried and the pip command that fixes it.
+lists every place tried and the pip command that fixes it. The CUDA runtime (env CUDNN_DENOISE_CUDART)
+is opened only for the Fortran port (its link flags, bindings.load_cudart): CuPy brings its own.
 """
 
 from __future__ import annotations
@@ -65,6 +69,14 @@ NCCL = LibrarySpec(
     ("nvidia/nccl/lib/libnccl.so.2",),
     ("libnccl.so.2",),
     fix="pip install nvidia-nccl-cu13 (or nvidia-nccl-cu12 with the CUDA 12 wheels)",
+)
+
+CUDART = LibrarySpec(
+    "CUDA runtime",
+    "CUDNN_DENOISE_CUDART",
+    ("nvidia/cu13/lib/libcudart.so.13", "nvidia/cuda_runtime/lib/libcudart.so.12"),
+    ("libcudart.so.13", "libcudart.so.12"),
+    fix="pip install nvidia-cuda-runtime (or nvidia-cuda-runtime-cu12 with the CUDA 12 wheels)",
 )
 
 
@@ -130,9 +142,9 @@ def open_library(ffi, spec: LibrarySpec, wanted_major: int | None = None) -> Ope
 
 
 def _soname_major(path: str) -> int | None:
-    """The CUDA major version a cuBLAS file name encodes (libcublas.so.13 -> 13), else None."""
+    """The CUDA major version a cuBLAS or CUDA runtime file name encodes (libcublas.so.13 -> 13)."""
     name = os.path.basename(path)
-    if name.startswith("libcublas.so."):
+    if name.startswith(("libcublas.so.", "libcudart.so.")):
         major = name.split(".")[2]
         return int(major) if major.isdigit() else None
     return None

@@ -1,4 +1,4 @@
-"""CudnnError, CublasError and NcclError, and the one check each library's status goes through."""
+"""CudnnError, CublasError, NcclError and CudaError, and the one check each library's status goes through."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ._ffi import ffi
 CUDNN_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cudnnStatus_t").elements)
 CUBLAS_STATUS_NAMES: dict[int, str] = dict(ffi.typeof("cublasStatus_t").elements)
 NCCL_RESULT_NAMES: dict[int, str] = dict(ffi.typeof("ncclResult_t").elements)
+CUDA_ERROR_NAMES: dict[int, str] = dict(ffi.typeof("cudaError_t").elements)
 
 
 class _StatusError(RuntimeError):
@@ -40,6 +41,12 @@ class NcclError(_StatusError):
     """An NCCL call returned a result other than ncclSuccess."""
 
     _names, _enum = NCCL_RESULT_NAMES, "ncclResult_t"
+
+
+class CudaError(_StatusError):
+    """A CUDA runtime call returned an error other than cudaSuccess."""
+
+    _names, _enum = CUDA_ERROR_NAMES, "cudaError_t"
 
 
 def cudnn_message(lib, status: int) -> str:
@@ -77,3 +84,11 @@ def check_nccl(lib, function: str, status: int) -> None:
     """Raise NcclError unless status is ncclSuccess."""
     if status != 0:
         raise NcclError(function, status, nccl_message(lib, status))
+
+
+def check_cuda(lib, function: str, status: int) -> None:
+    """Raise CudaError unless status is cudaSuccess; the runtime's name and words for it."""
+    if status != 0:
+        name = ffi.string(lib.cudaGetErrorName(status)).decode(errors="replace")
+        text = ffi.string(lib.cudaGetErrorString(status)).decode(errors="replace")
+        raise CudaError(function, status, f"{name}: {text}")

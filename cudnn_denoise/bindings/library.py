@@ -1,7 +1,8 @@
 """A loaded library whose functions check their status: `cudnn.cudnnConvolutionForward(...)`.
 
 Attribute access gives the C function by its manual name. Functions that return a status
-(cudnnStatus_t, cublasStatus_t, ncclResult_t) raise CudnnError / CublasError / NcclError on failure and return None;
+(cudnnStatus_t, cublasStatus_t, ncclResult_t, cudaError_t) raise CudnnError / CublasError / NcclError /
+CudaError on failure and return None;
 others (cudnnGetVersion, cudnnGetErrorString) return their value. Enum constants pass through.
 `.lib` is the raw cffi library, `.path` where it was loaded from. Every checked call passes
 through one closure, the place where a profiler or a call trace hooks in (set_hook).
@@ -10,7 +11,7 @@ through one closure, the place where a profiler or a call trace hooks in (set_ho
 from __future__ import annotations
 
 from ._ffi import ffi
-from .errors import check_cublas, check_cudnn, check_nccl
+from .errors import check_cublas, check_cuda, check_cudnn, check_nccl
 
 _hook = None  # a callable (name, args) -> context manager, wrapped around every checked call
 
@@ -26,6 +27,7 @@ _STATUS_CHECKS = {
     ffi.typeof("cudnnStatus_t"): check_cudnn,
     ffi.typeof("cublasStatus_t"): check_cublas,
     ffi.typeof("ncclResult_t"): check_nccl,
+    ffi.typeof("cudaError_t"): check_cuda,
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise.bindings import cublas, cudnn, load_nccl
+from cudnn_denoise.bindings import cublas, cudnn, load_cudart, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values
 
@@ -28,7 +28,8 @@ def test_every_enum_value_matches_the_installed_headers(header_values):
 
 
 @pytest.mark.parametrize("library, prefix, least", [(cudnn, "cudnn", 10), (cublas, "cublas", 10),
-                                                  (load_nccl(), "nccl", 9)], ids=["cudnn", "cublas", "nccl"])
+                                                  (load_nccl(), "nccl", 9), (load_cudart(), "cuda", 25)],
+                         ids=["cudnn", "cublas", "nccl", "cudart"])
 def test_every_declared_function_resolves_in_the_loaded_library(library, prefix, least):
     names = function_names(library.lib, prefix)
     assert len(names) >= least
@@ -47,3 +48,4 @@ def test_libraries_come_from_the_wheels_of_this_environment():
     assert str(Path(cudnn.path).resolve()).startswith(prefix), cudnn.path
     assert str(Path(cublas.path).resolve()).startswith(prefix), cublas.path
     assert str(Path(load_nccl().path).resolve()).startswith(prefix), load_nccl().path
+    assert str(Path(load_cudart().path).resolve()).startswith(prefix), load_cudart().path

@@ -3,7 +3,7 @@
 import pytest
 
 from cudnn_denoise import bindings
-from cudnn_denoise.bindings import _load, cudnn, ffi
+from cudnn_denoise.bindings import _load, cublas, cudnn, ffi
 from cudnn_denoise.bindings.descriptors import (
     ActivationDescriptor,
     ConvolutionDescriptor,
@@ -142,3 +142,27 @@ def test_cublas_status_names_come_from_the_declared_enum():
     err = CublasError("cublasSaxpy_v2", 7, cublas_message(cublas.lib, 7))
     assert err.status_name == "CUBLAS_STATUS_INVALID_VALUE"
     assert str(err).startswith("cublasSaxpy_v2 failed: CUBLAS_STATUS_INVALID_VALUE (7): ")
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here")
+def test_cuda_runtime_without_gpu_raises_cuda_error_with_the_runtimes_words():
+    from cudnn_denoise.bindings import CudaError, load_cudart
+
+    cudart = load_cudart()
+    count = ffi.new("int *")
+    with pytest.raises(CudaError) as info:
+        cudart.cudaGetDeviceCount(count)
+    err = info.value
+    # no driver here (CI): 35; a driver without a GPU would say 100
+    assert err.status_name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice")
+    assert str(err).startswith(f"cudaGetDeviceCount failed: {err.status_name} ({err.status}): {err.status_name}: ")
+
+
+def test_cuda_runtime_is_of_cublas_cuda_major():
+    from cudnn_denoise.bindings import load_cudart
+
+    cudart = load_cudart()
+    version = ffi.new("int *")
+    cudart.cudaRuntimeGetVersion(version)  # needs no driver
+    assert version[0] // 1000 == cublas.lib.cublasGetCudartVersion() // 1000
+    assert _load._soname_major(cudart.path) == version[0] // 1000

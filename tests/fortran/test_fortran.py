@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cudnn_denoise import checkpoint, checksum, fortran, params
-from cudnn_denoise.bindings import cublas, cudnn, ffi, load_nccl
+from cudnn_denoise.bindings import cublas, cudnn, ffi, load_cudart, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values
 
@@ -93,8 +93,8 @@ def test_every_declared_function_has_one_interface():
     text = (FORTRAN_DIR / fortran.INTERFACES_FILE).read_text()
     bound = re.findall(r'bind\(C, name="(\w+)"\)', text)
     declared = (function_names(cudnn.lib, "cudnn") + function_names(cublas.lib, "cublas")
-                + function_names(load_nccl().lib, "nccl"))
-    assert len(declared) > 70
+                + function_names(load_nccl().lib, "nccl") + function_names(load_cudart().lib, "cuda"))
+    assert len(declared) > 100
     assert sorted(b for b in bound if b != "strlen") == sorted(declared)
 
 
@@ -104,7 +104,13 @@ def test_parser_refuses_what_it_has_no_rule_for():
     with pytest.raises(ValueError, match="needs a name"):
         fortran.parse("int f(int);")
     with pytest.raises(ValueError, match="no rule for argument"):
-        fortran.parse("int f(int **p);")
+        fortran.parse("int f(int **p);")  # only void ** (cudaMalloc's devPtr) has a rule
+
+
+def test_a_void_pointer_pointer_is_an_address_returned_by_reference():
+    (f,) = fortran.parse("int cudaMalloc(void **devPtr, unsigned int flags);").functions
+    assert [(a.name, a.decl) for a in f.args] == [("devPtr", "type(c_ptr), intent(out)"),
+                                                  ("flags", "integer(c_int), value")]
 
 
 # ---- the modules against gfortran, the headers and the libraries ----
