@@ -1,6 +1,8 @@
 """CLI: generate the Fortran 2008 modules of the port from cffi_build/ and cudnn_denoise.params.
 
-    python -m cudnn_denoise.fortran --out DIR
+    python -m cudnn_denoise.fortran --out DIR           the two modules
+    python -m cudnn_denoise.fortran --doc FILE          docs/fortran.md's step from the program's
+    python -m cudnn_denoise.fortran --link-flags        how fortran/Makefile links denoise_train
 
 writes two files into DIR (the committed copies live in fortran/; `make -C fortran generate`):
   cudnn_interfaces.f90          module cudnn_interfaces: every enum value of cffi_build/
@@ -13,6 +15,11 @@ writes two files into DIR (the committed copies live in fortran/; `make -C fortr
 The C declarations are build.declarations(), the text cffi parses, read here with pycparser; a type
 this file has no rule for raises an error naming the declaration rather than guessing. The output is
 deterministic. The checksum that Fortran prints is hand-written: fortran/cudnn_denoise_checksum.f90.
+
+The training step of the Fortran program, fortran/denoise_step.f90, is hand-written too; --doc
+copies it into docs/fortran.md (after STEP_MARKER), so that the documented step is the one that
+runs. --link-flags prints the gfortran flags for the cuDNN, cuBLAS and CUDA runtime libraries that
+this Python finds (bindings._load: the nvidia wheels first), their folders as run paths.
 """
 
 from __future__ import annotations
@@ -569,6 +576,32 @@ def checkpoint_source() -> str:
     return CHECKPOINT_BANNER + _CHECKPOINT_HEAD + "\n".join(lines) + "\n" + _CHECKPOINT_TAIL
 
 
+# ---- the step in the docs, the libraries to link ----
+
+STEP_FILE = ROOT / "fortran" / "denoise_step.f90"
+STEP_MARKER = "<!-- fortran/denoise_step.f90 (python -m cudnn_denoise.fortran --doc docs/fortran.md) -->"
+
+
+def doc_with_step(doc: str, step: str) -> str:
+    """doc with the fortran block that follows STEP_MARKER replaced by the text step."""
+    pattern = re.escape(STEP_MARKER) + r"\n```fortran\n.*?```"
+    found = len(re.findall(pattern, doc, flags=re.S))
+    if found != 1:
+        raise ValueError(f"the document has {found} fortran blocks after {STEP_MARKER!r}, not 1")
+    return re.sub(pattern, lambda _: f"{STEP_MARKER}\n```fortran\n{step}```", doc, flags=re.S)
+
+
+def link_flags() -> list[str]:
+    """-L, -l:NAME and -rpath flags for the cuDNN, cuBLAS and CUDA runtime that Python loads."""
+    from cudnn_denoise.bindings import load, load_cudart
+
+    cudnn_lib, cublas_lib = load()
+    paths = [Path(cudnn_lib.path), Path(cublas_lib.path), Path(load_cudart().path)]
+    folders = dict.fromkeys(p.parent for p in paths if p.parent != Path("."))  # else a loader name
+    return ([f"-L{f}" for f in folders] + [f"-Wl,-rpath,{f}" for f in folders]
+            + [f"-l:{p.name}" for p in paths])
+
+
 # ---- the CLI ----
 
 
@@ -593,16 +626,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cudnn_denoise.fortran",
         description=f"Write {INTERFACES_FILE} (cuDNN/cuBLAS interfaces from cffi_build/) and "
                     f"{CHECKPOINT_FILE} (the parameter layout, params.bin I/O) into a folder.")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="folder to write the two .f90 files into (created if missing; "
-                             "the committed copies are in fortran/)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out", type=Path, metavar="DIR",
+                      help="folder to write the two .f90 files into (created if missing; "
+                           "the committed copies are in fortran/)")
+    what.add_argument("--doc", type=Path, metavar="FILE",
+                      help=f"copy {STEP_FILE.relative_to(ROOT)} into FILE (docs/fortran.md) after "
+                           "its marker line")
+    what.add_argument("--link-flags", action="store_true",
+                      help="print the gfortran flags that link the cuDNN, cuBLAS and CUDA runtime "
+                           "libraries this Python loads (fortran/Makefile uses them)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for path in generate(args.out):
-        print(f"wrote {path}")
+    if args.link_flags:
+        print(" ".join(link_flags()))
+    elif args.doc is not None:
+        args.doc.write_text(doc_with_step(args.doc.read_text(), STEP_FILE.read_text()))
+        print(f"wrote {args.doc}")
+    else:
+        for path in generate(args.out):
+            print(f"wrote {path}")
     return 0
 
 

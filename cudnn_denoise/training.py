@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, trace
+from . import algorithm_table, checkpoint, trace
 from .backends import build
 from .data.format import DataError, Dataset
 from .data.reader import PairReader
@@ -121,6 +121,8 @@ class Trainer:
         self.gpu = config.backend == "cudnn"
         self._free_before = _gpu_free() if self.gpu else None
         self.model = self._build(params, config.batch_size)
+        if self.gpu and world.lead and not config.graph_api:
+            self._write_algorithm_table()
         if world.size > 1:
             self.model.reduce_gradients = world.average_gradients
         self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
@@ -163,6 +165,15 @@ class Trainer:
         if self.gpu:
             self.report(f"model: ready in {time.monotonic() - started:.1f} s")
         return model
+
+    def _write_algorithm_table(self) -> None:
+        """OUT/algorithms.txt: the legacy step's algorithms, for the Fortran program to use too."""
+        from .bindings import cudnn
+
+        c, d = self.config, self.dataset
+        algorithm_table.write(self.out_dir / "algorithms.txt", algorithm_table.rows(self.model),
+                              c.batch_size, d.height, d.width, c.math,
+                              comment=f"{self.model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}")
 
     @property
     def total_steps(self) -> int:

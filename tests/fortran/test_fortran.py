@@ -39,7 +39,8 @@ def build(tmp_path_factory) -> Path:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not on PATH (apt-get install gfortran make; CI installs them)")
     folder = tmp_path_factory.mktemp("fortran_build")
-    result = run(["make", "-C", FORTRAN_DIR, f"BUILD={folder}", f"FFLAGS={' '.join(FFLAGS)}"])
+    result = run(["make", "-C", FORTRAN_DIR, f"BUILD={folder}", f"FFLAGS={' '.join(FFLAGS)}",
+                  f"PYTHON={sys.executable}"])
     assert result.returncode == 0, f"make failed:\n{result.stdout}\n{result.stderr}"
     assert "Warning" not in result.stderr, result.stderr
     return folder

@@ -1,6 +1,6 @@
 """The Fortran side against the reference backend's files: read_checkpoint and read_dump print
-exactly the checksum lines Python prints, read_dump names bad files, and the training step that
-docs/fortran.md gives in Fortran compiles against the generated interfaces and makes the plan's calls.
+exactly the checksum lines Python prints, read_dump names bad files, and the training step of the
+Fortran program (fortran/denoise_step.f90, shown in docs/fortran.md) makes the plan's calls.
 
 Skipped, with the reason, where gfortran or make is missing (the build fixture of test_fortran.py).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, checksum, dump, params, plan
+from cudnn_denoise import checkpoint, checksum, dump, fortran, params, plan
 from cudnn_denoise.data.synthetic import write_dataset
 from test_fortran import FFLAGS, build, run  # noqa: F401 (build: the Makefile's build, a fixture)
 
@@ -76,15 +76,56 @@ def test_read_dump_refuses_a_folder_without_a_dump_manifest(build, tmp_path):
     assert run([build / "read_dump", tmp_path]).returncode == 2
 
 
-def test_the_documented_fortran_step_compiles_and_makes_the_plans_calls(build, tmp_path):
-    blocks = re.findall(r"```fortran\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 1, "docs/fortran.md should hold one Fortran block: the step module"
-    source = tmp_path / "denoise_step.f90"
-    source.write_text(blocks[0])
-    result = subprocess.run(["gfortran", *FFLAGS, f"-I{build}", "-fsyntax-only", str(source)],
-                            capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, f"the Fortran of docs/fortran.md does not build:\n{result.stderr}"
-    body = blocks[0][blocks[0].index("subroutine train_step"):]
-    called = re.findall(r"\b(cu(?:dnn|blas)\w+)\(", body)
+# ---- the step of the Fortran program against plan.py and the docs ----
+
+STEP = Path(fortran.STEP_FILE)
+
+
+def step_calls(source: str, fused: bool) -> list[str]:
+    """The cuDNN and cuBLAS functions train_step calls, in order, for one setting of m%fused:
+    train_step's body with each call of a subroutine of the module replaced by that one's calls."""
+    bodies = dict(re.findall(r"^ *subroutine (\w+)\(.*?\n(.*?)^ *end subroutine \1$", source, flags=re.M | re.S))
+
+    def expand(name: str) -> list[str]:
+        found, branch = [], None  # branch: inside `if (m%fused) then`: "then" or "else"
+        for line in bodies[name].splitlines():
+            text = line.strip()
+            if text == "if (m%fused) then":
+                branch = "then"
+            elif text == "else" and branch == "then":
+                branch = "else"
+            elif text == "end if" and branch is not None:
+                branch = None
+            elif branch is None or (branch == "then") == fused:
+                for local, library in re.findall(r"\bcall (\w+)\(|\b(cu(?:dnn|blas)\w+)\(", text):
+                    found += [library] if library else expand(local) if local in bodies else []
+        return found
+
+    return expand("train_step")
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+def test_the_fortran_programs_step_makes_the_plans_calls_in_order(fused):
+    expected = [call.function for call in plan.step(plan.Settings(fused=fused), 4, 64, 64, 0.001)]
+    assert step_calls(STEP.read_text(), fused) == expected
+
+
+def test_the_step_in_the_docs_is_the_programs_step():
+    doc = DOC.read_text()
+    assert fortran.doc_with_step(doc, STEP.read_text()) == doc, (
+        "docs/fortran.md's Fortran step differs from fortran/denoise_step.f90: "
+        "run `python -m cudnn_denoise.fortran --doc docs/fortran.md`")
+    assert len(re.findall(r"```fortran\n", doc)) == 1
+
+
+def test_a_reordered_or_missing_call_is_seen():
+    # the check above would pass a parser that finds nothing for both settings: prove it reads
+    source = STEP.read_text()
+    swapped = source.replace("      call relu_forward(m, m%a1)\n      call conv_forward(m, m%conv(2), m%a1, m%a2)\n",
+                             "      call conv_forward(m, m%conv(2), m%a1, m%a2)\n      call relu_forward(m, m%a1)\n")
+    assert swapped != source
     expected = [call.function for call in plan.step(plan.Settings(), 4, 64, 64, 0.001)]
-    assert called == expected
+    assert step_calls(swapped, fused=False) != expected
+    dropped = source.replace("    call conv_backward_bias(m, m%conv(2), m%dh2)\n", "")
+    fused = [call.function for call in plan.step(plan.Settings(fused=True), 4, 64, 64, 0.001)]
+    assert dropped != source and len(step_calls(dropped, fused=True)) == len(fused) - 2  # its two gemv

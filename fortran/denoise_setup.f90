@@ -1,0 +1,328 @@
+! Setup for denoise_step: handles on one stream, device buffers, descriptors and algorithms for one
+! (N, H, W), as DenoiseCNN.__init__ makes them (docs/fortran.md, "Setup"); and their release.
+!
+! Algorithms come from an algorithm table that the Python run wrote (train's --out holds
+! algorithms.txt: the same algorithms, so the same kernels; module denoise_algorithms), or, without
+! one, from cuDNN's heuristics (cudnnGet*Algorithm_v7) under Python's rule: the first result that succeeded, fits the
+! workspace limit, is deterministic when asked, and uses CUDNN_FMA_MATH in strict fp32.
+module denoise_setup
+  use, intrinsic :: iso_c_binding
+  use cudnn_interfaces
+  use cudnn_denoise_checkpoint, only: NUM_PARAMS, CONV1_WEIGHT_OFFSET, CONV1_BIAS_OFFSET, &
+      CONV2_WEIGHT_OFFSET, CONV2_BIAS_OFFSET, CONV3_WEIGHT_OFFSET, CONV3_BIAS_OFFSET
+  use denoise_check, only: check_cuda, check_cudnn, check_cublas, fail, int_text
+  use denoise_step, only: conv_t, model_t, LOSS_SLOTS, at
+  use denoise_algorithms, only: algorithm_table_t, FORWARD, BACKWARD_FILTER, BACKWARD_DATA, &
+      read_table
+  implicit none
+  private
+  public :: model_options_t, model_create, model_destroy
+
+  integer, parameter :: HIDDEN = 16  ! channels of the hidden layers
+
+  type :: model_options_t
+    logical :: fused = .false.
+    logical :: strict_fp32 = .false.           ! --math fp32: CUDNN_FMA_MATH, no TF32
+    logical :: deterministic = .false.         ! the heuristics' choice must be deterministic
+    character(len=:), allocatable :: algorithms  ! an algorithm table to read; "" : heuristics
+  end type model_options_t
+
+contains
+
+  ! Everything a step needs for batches of n x 1 x h x w, on `stream`; params (host, KCRS) copied
+  ! in; table: the algorithms it uses.
+  subroutine model_create(m, n, h, w, options, stream, params, table)
+    type(model_t), intent(inout) :: m
+    integer(c_int), intent(in) :: n, h, w
+    type(model_options_t), intent(in) :: options
+    type(c_ptr), intent(in) :: stream
+    real(c_float), intent(in), target :: params(NUM_PARAMS)
+    type(algorithm_table_t), intent(out) :: table
+    integer(c_size_t) :: hidden_bytes, io_bytes, workspace
+    integer(c_int) :: channels(4), i
+    integer(c_intptr_t), parameter :: weight(3) = 4_c_intptr_t * [CONV1_WEIGHT_OFFSET, &
+        CONV2_WEIGHT_OFFSET, CONV3_WEIGHT_OFFSET]
+    integer(c_intptr_t), parameter :: bias(3) = 4_c_intptr_t * [CONV1_BIAS_OFFSET, &
+        CONV2_BIAS_OFFSET, CONV3_BIAS_OFFSET]
+
+    m%n = n
+    m%h = h
+    m%w = w
+    m%fused = options%fused
+    m%stream = stream
+    ! handles, both on the one stream (layers/context.py)
+    call check_cudnn(cudnnCreate(m%cudnn), "cudnnCreate")
+    call check_cudnn(cudnnSetStream(m%cudnn, stream), "cudnnSetStream")
+    call check_cublas(cublasCreate_v2(m%cublas), "cublasCreate_v2")
+    call check_cublas(cublasSetStream_v2(m%cublas, stream), "cublasSetStream_v2")
+
+    ! device buffers; sizes in bytes
+    hidden_bytes = 4_c_size_t * n * HIDDEN * h * w
+    io_bytes = 4_c_size_t * n * h * w
+    call device_alloc(m%params, 4_c_size_t * NUM_PARAMS, "params")
+    call device_alloc(m%grads, 4_c_size_t * NUM_PARAMS, "grads")
+    call device_alloc(m%loss_sums, 4_c_size_t * (LOSS_SLOTS + 1), "loss_sums")
+    call device_alloc(m%a1, hidden_bytes, "a1")
+    call device_alloc(m%a2, hidden_bytes, "a2")
+    call device_alloc(m%dh1, hidden_bytes, "dh1")
+    call device_alloc(m%dh2, hidden_bytes, "dh2")
+    call device_alloc(m%y, io_bytes, "y")
+    call device_alloc(m%dy, io_bytes, "dy")
+    call check_cuda(cudaMemcpy(m%params, c_loc(params), 4_c_size_t * NUM_PARAMS, &
+        cudaMemcpyHostToDevice), "cudaMemcpy (params to the device)")
+    call check_cuda(cudaMemset(m%grads, 0, 4_c_size_t * NUM_PARAMS), "cudaMemset (grads)")
+    call check_cuda(cudaMemset(m%loss_sums, 0, 4_c_size_t * (LOSS_SLOTS + 1)), &
+        "cudaMemset (loss_sums)")
+    call set_ones(m, max(h * w, n))
+
+    ! the layers: 1 -> 16 -> 16 -> 1 channels
+    channels = [1, HIDDEN, HIDDEN, 1]
+    do i = 1, 3
+      m%conv(i)%name = "conv" // achar(iachar("0") + i)
+      m%conv(i)%c = channels(i)
+      m%conv(i)%k = channels(i + 1)
+      m%conv(i)%w = at(m%params, weight(i))
+      m%conv(i)%b = at(m%params, bias(i))
+      m%conv(i)%dw = at(m%grads, weight(i))
+      m%conv(i)%db = at(m%grads, bias(i))
+      call conv_descriptors(m%conv(i), n, h, w, options%strict_fp32)
+      call device_alloc(m%conv(i)%db_per_sample, 4_c_size_t * n * m%conv(i)%k, &
+          m%conv(i)%name // ".db_per_sample")
+    end do
+    ! ReLU: one activation descriptor; relu1 and relu2 share the (N, 16, H, W) tensor descriptor
+    call check_cudnn(cudnnCreateActivationDescriptor(m%act_desc), "cudnnCreateActivationDescriptor")
+    call check_cudnn(cudnnSetActivationDescriptor(m%act_desc, CUDNN_ACTIVATION_RELU, &
+        CUDNN_PROPAGATE_NAN, 0.0_c_double), "cudnnSetActivationDescriptor")
+    m%relu_desc = tensor_4d(n, HIDDEN, h, w)
+
+    if (len(options%algorithms) > 0) then
+      call read_table(options%algorithms, n, h, w, options%strict_fp32, table)
+    else
+      table = algorithm_table_t(n, h, w, options%strict_fp32)
+      do i = 1, 3
+        call choose_algorithms(m, i, options, table)
+      end do
+    end if
+    call use_table(m, table)
+    workspace = 0
+    do i = 1, 3
+      workspace = max(workspace, m%conv(i)%fwd_bytes, m%conv(i)%bwd_data_bytes, &
+          m%conv(i)%bwd_filter_bytes)
+    end do
+    if (workspace > 0) call device_alloc(m%workspace, workspace, "workspace")
+  end subroutine model_create
+
+  subroutine device_alloc(p, bytes, name)
+    type(c_ptr), intent(out) :: p
+    integer(c_size_t), intent(in) :: bytes
+    character(len=*), intent(in) :: name
+    call check_cuda(cudaMalloc(p, bytes), "cudaMalloc (" // name // ", " // &
+        int_text(int(bytes, c_int64_t)) // " bytes)")
+  end subroutine device_alloc
+
+  ! A packed NCHW float tensor descriptor.
+  function tensor_4d(n, c, h, w) result(desc)
+    integer(c_int), intent(in) :: n, c, h, w
+    type(c_ptr) :: desc
+    call check_cudnn(cudnnCreateTensorDescriptor(desc), "cudnnCreateTensorDescriptor")
+    call check_cudnn(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, &
+        w), "cudnnSetTensor4dDescriptor")
+  end function tensor_4d
+
+  ! m%ones = count ones, set by cudnnSetTensor through a temporary 1 x 1 x 1 x count descriptor.
+  subroutine set_ones(m, count)
+    type(model_t), intent(inout) :: m
+    integer(c_int), intent(in) :: count
+    real(c_float), target :: value
+    type(c_ptr) :: desc
+    value = 1
+    call device_alloc(m%ones, 4_c_size_t * count, "ones")
+    desc = tensor_4d(1, 1, 1, count)
+    call check_cudnn(cudnnSetTensor(m%cudnn, desc, m%ones, c_loc(value)), "cudnnSetTensor (ones)")
+    call check_cudnn(cudnnDestroyTensorDescriptor(desc), "cudnnDestroyTensorDescriptor")
+  end subroutine set_ones
+
+  ! x (N, C, H, W), y (N, K, H, W), b (1, K, 1, 1), w (K, C, 3, 3), one convolution descriptor per
+  ! direction (each direction's algorithm brings its own math type); layers/conv.py.
+  subroutine conv_descriptors(c, n, h, w, strict_fp32)
+    type(conv_t), intent(inout) :: c
+    integer(c_int), intent(in) :: n, h, w
+    logical, intent(in) :: strict_fp32
+    integer(c_int) :: math
+
+    c%x_desc = tensor_4d(n, c%c, h, w)
+    c%y_desc = tensor_4d(n, c%k, h, w)
+    c%b_desc = tensor_4d(1, c%k, 1, 1)
+    call check_cudnn(cudnnCreateFilterDescriptor(c%w_desc), "cudnnCreateFilterDescriptor")
+    call check_cudnn(cudnnSetFilter4dDescriptor(c%w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, c%k, &
+        c%c, 3, 3), "cudnnSetFilter4dDescriptor")
+    math = merge(CUDNN_FMA_MATH, CUDNN_DEFAULT_MATH, strict_fp32)
+    c%fwd_desc = convolution(math)
+    c%bwd_data_desc = convolution(math)
+    c%bwd_filter_desc = convolution(math)
+  end subroutine conv_descriptors
+
+  ! pad 1, stride 1, dilation 1, cross-correlation (as PyTorch), FLOAT compute, the given math type.
+  function convolution(math) result(desc)
+    integer(c_int), intent(in) :: math
+    type(c_ptr) :: desc
+    call check_cudnn(cudnnCreateConvolutionDescriptor(desc), "cudnnCreateConvolutionDescriptor")
+    call check_cudnn(cudnnSetConvolution2dDescriptor(desc, 1, 1, 1, 1, 1, 1, &
+        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT), "cudnnSetConvolution2dDescriptor")
+    call check_cudnn(cudnnSetConvolutionMathType(desc, math), "cudnnSetConvolutionMathType")
+  end function convolution
+
+  ! model.default_workspace_limit: four hidden activations' worth, plus 64 MiB.
+  integer(c_size_t) function workspace_limit(m)
+    type(model_t), intent(in) :: m
+    workspace_limit = 4_c_size_t * m%n * HIDDEN * m%h * m%w * 4 + 64_c_size_t * 2**20
+  end function workspace_limit
+
+  ! The heuristics' ranking for the three directions of layer l (conv1: no backward data) under
+  ! Python's rule, into the table.
+  subroutine choose_algorithms(m, l, options, table)
+    type(model_t), intent(in) :: m
+    integer, intent(in) :: l
+    type(model_options_t), intent(in) :: options
+    type(algorithm_table_t), intent(inout) :: table
+    type(cudnnConvolutionFwdAlgoPerf_t), allocatable :: fwd(:)
+    type(cudnnConvolutionBwdFilterAlgoPerf_t), allocatable :: bwd_filter(:)
+    type(cudnnConvolutionBwdDataAlgoPerf_t), allocatable :: bwd_data(:)
+    integer(c_int) :: count, returned
+    integer :: i
+
+    associate (c => m%conv(l))
+      call check_cudnn(cudnnGetConvolutionForwardAlgorithmMaxCount(m%cudnn, count), &
+          "cudnnGetConvolutionForwardAlgorithmMaxCount")
+      allocate(fwd(count))
+      call check_cudnn(cudnnGetConvolutionForwardAlgorithm_v7(m%cudnn, c%x_desc, c%w_desc, &
+          c%fwd_desc, c%y_desc, count, returned, fwd), &
+          "cudnnGetConvolutionForwardAlgorithm_v7 (" // c%name // ")")
+      associate (r => fwd(1:returned))
+        i = first_usable(r%status, r%memory, r%determinism, r%mathType, m, options, &
+            c%name // " forward")
+      end associate
+      call put(FORWARD, fwd(i)%algo, fwd(i)%memory, fwd(i)%mathType)
+
+      call check_cudnn(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(m%cudnn, count), &
+          "cudnnGetConvolutionBackwardFilterAlgorithmMaxCount")
+      allocate(bwd_filter(count))
+      call check_cudnn(cudnnGetConvolutionBackwardFilterAlgorithm_v7(m%cudnn, c%x_desc, c%y_desc, &
+          c%bwd_filter_desc, c%w_desc, count, returned, bwd_filter), &
+          "cudnnGetConvolutionBackwardFilterAlgorithm_v7 (" // c%name // ")")
+      associate (r => bwd_filter(1:returned))
+        i = first_usable(r%status, r%memory, r%determinism, r%mathType, m, options, &
+            c%name // " backward_filter")
+      end associate
+      call put(BACKWARD_FILTER, bwd_filter(i)%algo, bwd_filter(i)%memory, bwd_filter(i)%mathType)
+
+      if (l == 1) return  ! conv1: the input needs no gradient
+      call check_cudnn(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(m%cudnn, count), &
+          "cudnnGetConvolutionBackwardDataAlgorithmMaxCount")
+      allocate(bwd_data(count))
+      call check_cudnn(cudnnGetConvolutionBackwardDataAlgorithm_v7(m%cudnn, c%w_desc, c%y_desc, &
+          c%bwd_data_desc, c%x_desc, count, returned, bwd_data), &
+          "cudnnGetConvolutionBackwardDataAlgorithm_v7 (" // c%name // ")")
+      associate (r => bwd_data(1:returned))
+        i = first_usable(r%status, r%memory, r%determinism, r%mathType, m, options, &
+            c%name // " backward_data")
+      end associate
+      call put(BACKWARD_DATA, bwd_data(i)%algo, bwd_data(i)%memory, bwd_data(i)%mathType)
+    end associate
+
+  contains
+
+    subroutine put(direction, algo, memory, math)
+      integer, intent(in) :: direction
+      integer(c_int), intent(in) :: algo, math
+      integer(c_size_t), intent(in) :: memory
+      table%algo(direction, l) = algo
+      table%bytes(direction, l) = memory
+      table%math(direction, l) = math
+    end subroutine put
+
+  end subroutine choose_algorithms
+
+  ! The position of the first result that passes layers/algorithms.py's rule; none ends the program.
+  integer function first_usable(status, memory, determinism, math, m, options, what) result(i)
+    integer(c_int), intent(in) :: status(:), determinism(:), math(:)
+    integer(c_size_t), intent(in) :: memory(:)
+    type(model_t), intent(in) :: m
+    type(model_options_t), intent(in) :: options
+    character(len=*), intent(in) :: what
+    do i = 1, size(status)
+      if (status(i) /= CUDNN_STATUS_SUCCESS) cycle
+      if (memory(i) > workspace_limit(m)) cycle
+      if (options%deterministic .and. determinism(i) /= CUDNN_DETERMINISTIC) cycle
+      if (options%strict_fp32 .and. math(i) /= CUDNN_FMA_MATH) cycle
+      return
+    end do
+    call fail("no usable " // what // " convolution algorithm among cuDNN's " // &
+        int_text(int(size(status), c_int64_t)) // " heuristic results", 1)
+  end function first_usable
+
+  ! Use the table's algorithms: each one's math type on its direction's convolution descriptor,
+  ! its workspace size for every call in that direction.
+  subroutine use_table(m, table)
+    type(model_t), intent(inout) :: m
+    type(algorithm_table_t), intent(in) :: table
+    integer :: l
+    do l = 1, 3
+      associate (c => m%conv(l))
+        c%fwd_algo = table%algo(FORWARD, l)
+        c%fwd_bytes = table%bytes(FORWARD, l)
+        call set_math(c%fwd_desc, table%math(FORWARD, l))
+        c%bwd_filter_algo = table%algo(BACKWARD_FILTER, l)
+        c%bwd_filter_bytes = table%bytes(BACKWARD_FILTER, l)
+        call set_math(c%bwd_filter_desc, table%math(BACKWARD_FILTER, l))
+        if (l == 1) cycle
+        c%bwd_data_algo = table%algo(BACKWARD_DATA, l)
+        c%bwd_data_bytes = table%bytes(BACKWARD_DATA, l)
+        call set_math(c%bwd_data_desc, table%math(BACKWARD_DATA, l))
+      end associate
+    end do
+  end subroutine use_table
+
+  subroutine set_math(desc, math)
+    type(c_ptr), intent(in) :: desc
+    integer(c_int), intent(in) :: math
+    call check_cudnn(cudnnSetConvolutionMathType(desc, math), "cudnnSetConvolutionMathType")
+  end subroutine set_math
+
+  ! Release everything model_create made.
+  subroutine model_destroy(m)
+    type(model_t), intent(inout) :: m
+    integer :: i
+    do i = 1, 3
+      associate (c => m%conv(i))
+        call check_cudnn(cudnnDestroyTensorDescriptor(c%x_desc), "cudnnDestroyTensorDescriptor")
+        call check_cudnn(cudnnDestroyTensorDescriptor(c%y_desc), "cudnnDestroyTensorDescriptor")
+        call check_cudnn(cudnnDestroyTensorDescriptor(c%b_desc), "cudnnDestroyTensorDescriptor")
+        call check_cudnn(cudnnDestroyFilterDescriptor(c%w_desc), "cudnnDestroyFilterDescriptor")
+        call check_cudnn(cudnnDestroyConvolutionDescriptor(c%fwd_desc), &
+            "cudnnDestroyConvolutionDescriptor")
+        call check_cudnn(cudnnDestroyConvolutionDescriptor(c%bwd_data_desc), &
+            "cudnnDestroyConvolutionDescriptor")
+        call check_cudnn(cudnnDestroyConvolutionDescriptor(c%bwd_filter_desc), &
+            "cudnnDestroyConvolutionDescriptor")
+        call check_cuda(cudaFree(c%db_per_sample), "cudaFree")
+      end associate
+    end do
+    call check_cudnn(cudnnDestroyActivationDescriptor(m%act_desc), "cudnnDestroyActivationDescriptor")
+    call check_cudnn(cudnnDestroyTensorDescriptor(m%relu_desc), "cudnnDestroyTensorDescriptor")
+    call check_cuda(cudaFree(m%params), "cudaFree")
+    call check_cuda(cudaFree(m%grads), "cudaFree")
+    call check_cuda(cudaFree(m%loss_sums), "cudaFree")
+    call check_cuda(cudaFree(m%a1), "cudaFree")
+    call check_cuda(cudaFree(m%a2), "cudaFree")
+    call check_cuda(cudaFree(m%dh1), "cudaFree")
+    call check_cuda(cudaFree(m%dh2), "cudaFree")
+    call check_cuda(cudaFree(m%y), "cudaFree")
+    call check_cuda(cudaFree(m%dy), "cudaFree")
+    call check_cuda(cudaFree(m%ones), "cudaFree")
+    if (c_associated(m%workspace)) call check_cuda(cudaFree(m%workspace), "cudaFree")
+    call check_cublas(cublasDestroy_v2(m%cublas), "cublasDestroy_v2")
+    call check_cudnn(cudnnDestroy(m%cudnn), "cudnnDestroy")
+  end subroutine model_destroy
+
+end module denoise_setup

@@ -1,0 +1,197 @@
+! One SGD step of the seed's CNN as cuDNN and cuBLAS calls: the legacy step of the cudnn backend
+! (cudnn_denoise/model.py, layers/), call for call, in the order `python -m cudnn_denoise.plan`
+! prints (tests/fortran/test_port.py checks it; docs/fortran.md shows this file). Setup, which
+! fills model_t, is denoise_setup; the program around it is denoise_train.
+module denoise_step
+  use, intrinsic :: iso_c_binding
+  use cudnn_interfaces
+  use cudnn_denoise_checkpoint, only: NUM_PARAMS
+  use denoise_check, only: check_cudnn, check_cublas
+  implicit none
+  private
+  public :: conv_t, model_t, LOSS_SLOTS, train_step, at
+
+  integer, parameter :: LOSS_SLOTS = 1024  ! sums of squares kept on the device between reads
+
+  ! alpha and beta are host floats, read when the call is made (CUDNN_DATA_FLOAT data)
+  real(c_float), target, save :: one = 1, zero = 0, minus_one = -1
+
+  ! One convolution layer, C -> K channels, 3x3, pad 1: descriptors and algorithms made once.
+  type :: conv_t
+    character(len=5) :: name = ""                     ! conv1, conv2, conv3
+    integer(c_int) :: c = 0, k = 0
+    type(c_ptr) :: x_desc = c_null_ptr, y_desc = c_null_ptr, b_desc = c_null_ptr  ! tensors
+    type(c_ptr) :: w_desc = c_null_ptr                ! filter (K, C, 3, 3)
+    type(c_ptr) :: fwd_desc = c_null_ptr, bwd_data_desc = c_null_ptr, bwd_filter_desc = c_null_ptr
+    integer(c_int) :: fwd_algo = 0, bwd_data_algo = 0, bwd_filter_algo = 0
+    integer(c_size_t) :: fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0
+    type(c_ptr) :: w = c_null_ptr, b = c_null_ptr     ! views into params
+    type(c_ptr) :: dw = c_null_ptr, db = c_null_ptr   ! views into grads
+    type(c_ptr) :: db_per_sample = c_null_ptr         ! (N*K) floats: the first bias gemv's result
+  end type conv_t
+
+  ! The model for one (N, H, W); device buffers are named as in the trace (docs/fortran.md).
+  type :: model_t
+    integer(c_int) :: n = 0, h = 0, w = 0
+    logical :: fused = .false.                        ! conv + bias + ReLU in one cuDNN call
+    type(c_ptr) :: stream = c_null_ptr, cudnn = c_null_ptr, cublas = c_null_ptr
+    type(c_ptr) :: act_desc = c_null_ptr, relu_desc = c_null_ptr  ! ReLU; (N, 16, H, W)
+    type(conv_t) :: conv(3)
+    type(c_ptr) :: x = c_null_ptr, target = c_null_ptr  ! (N, 1, H, W): the batch of this step
+    type(c_ptr) :: a1 = c_null_ptr, a2 = c_null_ptr   ! (N, 16, H, W): conv output, ReLU in place
+    type(c_ptr) :: y = c_null_ptr, dy = c_null_ptr    ! (N, 1, H, W)
+    type(c_ptr) :: dh2 = c_null_ptr, dh1 = c_null_ptr ! (N, 16, H, W): dL/dh, then dL/da in place
+    type(c_ptr) :: params = c_null_ptr, grads = c_null_ptr  ! (NUM_PARAMS)
+    type(c_ptr) :: loss_sums = c_null_ptr             ! (LOSS_SLOTS + 1)
+    type(c_ptr) :: workspace = c_null_ptr             ! the largest workspace any algorithm needs
+    type(c_ptr) :: ones = c_null_ptr                  ! max(H*W, N) ones
+  end type model_t
+
+contains
+
+  ! The device address `bytes` past p: a view into a buffer (conv1.weight = at(params, 0)).
+  function at(p, bytes) result(q)
+    type(c_ptr), intent(in) :: p
+    integer(c_intptr_t), intent(in) :: bytes
+    type(c_ptr) :: q
+    q = transfer(transfer(p, 0_c_intptr_t) + bytes, q)
+  end function at
+
+  ! One SGD step on the batch in m%x, m%target; its sum of squared errors goes to loss_sums(slot).
+  subroutine train_step(m, lr, slot)
+    type(model_t), intent(in) :: m
+    real(c_float), intent(in) :: lr
+    integer, intent(in) :: slot                       ! 0-based, as Python's loss_sums[slot]
+
+    ! forward: conv1 + bias + relu1, conv2 + bias + relu2, conv3 + bias
+    if (m%fused) then
+      call conv_forward_bias_relu(m, m%conv(1), m%x, m%a1)
+      call conv_forward_bias_relu(m, m%conv(2), m%a1, m%a2)
+    else
+      call conv_forward(m, m%conv(1), m%x, m%a1)
+      call relu_forward(m, m%a1)
+      call conv_forward(m, m%conv(2), m%a1, m%a2)
+      call relu_forward(m, m%a2)
+    end if
+    call conv_forward(m, m%conv(3), m%a2, m%y)
+    call mse_loss(m, slot)
+    ! backward: each layer's filter, bias and (but conv1) data gradient; ReLUs in place
+    call conv_backward_filter(m, m%conv(3), m%a2, m%dy)
+    call conv_backward_bias(m, m%conv(3), m%dy)
+    call conv_backward_data(m, m%conv(3), m%dy, m%dh2)
+    call relu_backward(m, m%a2, m%dh2)
+    call conv_backward_filter(m, m%conv(2), m%a1, m%dh2)
+    call conv_backward_bias(m, m%conv(2), m%dh2)
+    call conv_backward_data(m, m%conv(2), m%dh2, m%dh1)
+    call relu_backward(m, m%a1, m%dh1)
+    call conv_backward_filter(m, m%conv(1), m%x, m%dh1)
+    call conv_backward_bias(m, m%conv(1), m%dh1)
+    call sgd(m, lr)
+  end subroutine train_step
+
+  ! y = conv(x, w) + b: cudnnConvolutionForward (beta 0), then cudnnAddTensor (beta 1)
+  subroutine conv_forward(m, c, x, y)
+    type(model_t), intent(in) :: m
+    type(conv_t), intent(in) :: c
+    type(c_ptr), intent(in) :: x, y
+    call check_cudnn(cudnnConvolutionForward(m%cudnn, c_loc(one), c%x_desc, x, c%w_desc, c%w, &
+        c%fwd_desc, c%fwd_algo, m%workspace, c%fwd_bytes, c_loc(zero), c%y_desc, y), &
+        "cudnnConvolutionForward (" // c%name // ")")
+    call check_cudnn(cudnnAddTensor(m%cudnn, c_loc(one), c%b_desc, c%b, c_loc(one), c%y_desc, y), &
+        "cudnnAddTensor (" // c%name // ")")
+  end subroutine conv_forward
+
+  ! y = relu(conv(x, w) + 0 * y + b) in one call: alpha2 = 0 makes z (given as y) drop out
+  subroutine conv_forward_bias_relu(m, c, x, y)
+    type(model_t), intent(in) :: m
+    type(conv_t), intent(in) :: c
+    type(c_ptr), intent(in) :: x, y
+    call check_cudnn(cudnnConvolutionBiasActivationForward(m%cudnn, c_loc(one), c%x_desc, x, &
+        c%w_desc, c%w, c%fwd_desc, c%fwd_algo, m%workspace, c%fwd_bytes, c_loc(zero), c%y_desc, y, &
+        c%b_desc, c%b, m%act_desc, c%y_desc, y), &
+        "cudnnConvolutionBiasActivationForward (" // c%name // ")")
+  end subroutine conv_forward_bias_relu
+
+  ! a = max(a, 0) in place
+  subroutine relu_forward(m, a)
+    type(model_t), intent(in) :: m
+    type(c_ptr), intent(in) :: a
+    call check_cudnn(cudnnActivationForward(m%cudnn, m%act_desc, c_loc(one), m%relu_desc, a, &
+        c_loc(zero), m%relu_desc, a), "cudnnActivationForward")
+  end subroutine relu_forward
+
+  ! d = d * (h > 0) in place; cuDNN's x argument gets the ReLU output h too (the same mask)
+  subroutine relu_backward(m, h, d)
+    type(model_t), intent(in) :: m
+    type(c_ptr), intent(in) :: h, d
+    call check_cudnn(cudnnActivationBackward(m%cudnn, m%act_desc, c_loc(one), m%relu_desc, h, &
+        m%relu_desc, d, m%relu_desc, h, c_loc(zero), m%relu_desc, d), "cudnnActivationBackward")
+  end subroutine relu_backward
+
+  ! dy = y - target; loss_sums(slot) = dy . dy, left on the device; dy = 2 dy / numel
+  subroutine mse_loss(m, slot)
+    type(model_t), intent(in) :: m
+    integer, intent(in) :: slot
+    real(c_float), target :: two_over_numel
+    integer(c_int) :: numel
+    numel = m%n * m%h * m%w
+    ! as Python: 2 / numel in double, then rounded to float
+    two_over_numel = real(2.0_c_double / real(numel, c_double), c_float)
+    call check_cublas(cublasScopy_v2(m%cublas, numel, m%y, 1, m%dy, 1), "cublasScopy_v2")
+    call check_cublas(cublasSaxpy_v2(m%cublas, numel, c_loc(minus_one), m%target, 1, m%dy, 1), &
+        "cublasSaxpy_v2 (y - target)")
+    call check_cublas(cublasSetPointerMode_v2(m%cublas, CUBLAS_POINTER_MODE_DEVICE), &
+        "cublasSetPointerMode_v2")
+    call check_cublas(cublasSdot_v2(m%cublas, numel, m%dy, 1, m%dy, 1, &
+        at(m%loss_sums, 4_c_intptr_t * slot)), "cublasSdot_v2")
+    call check_cublas(cublasSetPointerMode_v2(m%cublas, CUBLAS_POINTER_MODE_HOST), &
+        "cublasSetPointerMode_v2")
+    call check_cublas(cublasSscal_v2(m%cublas, numel, c_loc(two_over_numel), m%dy, 1), &
+        "cublasSscal_v2")
+  end subroutine mse_loss
+
+  ! dw = sum over n, h, w of x (shifted) * dy
+  subroutine conv_backward_filter(m, c, x, dy)
+    type(model_t), intent(in) :: m
+    type(conv_t), intent(in) :: c
+    type(c_ptr), intent(in) :: x, dy
+    call check_cudnn(cudnnConvolutionBackwardFilter(m%cudnn, c_loc(one), c%x_desc, x, c%y_desc, dy, &
+        c%bwd_filter_desc, c%bwd_filter_algo, m%workspace, c%bwd_filter_bytes, c_loc(zero), &
+        c%w_desc, c%dw), "cudnnConvolutionBackwardFilter (" // c%name // ")")
+  end subroutine conv_backward_filter
+
+  ! db(K) = sum over n, h, w of dy: dy seen column-major as an (H*W) x (N*K) matrix times ones
+  ! gives db_per_sample (N*K), which as a K x N matrix times ones(N) gives db
+  subroutine conv_backward_bias(m, c, dy)
+    type(model_t), intent(in) :: m
+    type(conv_t), intent(in) :: c
+    type(c_ptr), intent(in) :: dy
+    integer(c_int) :: hw
+    hw = m%h * m%w
+    call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_T, hw, m%n * c%k, c_loc(one), dy, hw, &
+        m%ones, 1, c_loc(zero), c%db_per_sample, 1), "cublasSgemv_v2 (" // c%name // " bias, per sample)")
+    call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, c%k, m%n, c_loc(one), c%db_per_sample, &
+        c%k, m%ones, 1, c_loc(zero), c%db, 1), "cublasSgemv_v2 (" // c%name // " bias)")
+  end subroutine conv_backward_bias
+
+  ! dx = conv_transpose(dy, w)
+  subroutine conv_backward_data(m, c, dy, dx)
+    type(model_t), intent(in) :: m
+    type(conv_t), intent(in) :: c
+    type(c_ptr), intent(in) :: dy, dx
+    call check_cudnn(cudnnConvolutionBackwardData(m%cudnn, c_loc(one), c%w_desc, c%w, c%y_desc, dy, &
+        c%bwd_data_desc, c%bwd_data_algo, m%workspace, c%bwd_data_bytes, c_loc(zero), c%x_desc, dx), &
+        "cudnnConvolutionBackwardData (" // c%name // ")")
+  end subroutine conv_backward_data
+
+  ! params = params - lr * grads over all NUM_PARAMS parameters at once
+  subroutine sgd(m, lr)
+    type(model_t), intent(in) :: m
+    real(c_float), intent(in) :: lr
+    real(c_float), target :: minus_lr
+    minus_lr = -lr
+    call check_cublas(cublasSaxpy_v2(m%cublas, NUM_PARAMS, c_loc(minus_lr), m%grads, 1, m%params, 1), &
+        "cublasSaxpy_v2 (sgd)")
+  end subroutine sgd
+
+end module denoise_step

@@ -1,0 +1,158 @@
+"""The Fortran program on a CPU machine: it builds and links against the wheels' cuDNN, cuBLAS and
+CUDA runtime, says in one line that there is no GPU, refuses bad input naming it, and reads the
+algorithm table that train writes (the GPU comparison with Python is benchmarks/fortran_parity.py).
+"""
+
+import sys
+
+import numpy as np
+import pytest
+
+from cudnn_denoise import algorithm_table, checkpoint, fortran, params
+from cudnn_denoise.data.synthetic import write_dataset
+from cudnn_denoise.device import gpu_status
+from test_fortran import compile_program, run  # noqa: F401 (build: a fixture of test_fortran.py)
+from test_fortran import build  # noqa: F401
+
+HERE = __import__("pathlib").Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A dataset of 8 pairs of 16 x 16 and an initial checkpoint."""
+    root = tmp_path_factory.mktemp("denoise_train")
+    write_dataset(root / "data", 8, 16, seed=1)
+    checkpoint.save(root / "init", params.init_params(0), step=0)
+    return root
+
+
+def train(build, *args):
+    return run([build / "denoise_train", *args])
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_path):
+    result = train(build, "--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("denoise_train: no NVIDIA GPU or driver found (cudaGetDeviceCount: cuda")
+    assert not (tmp_path / "out").exists()  # nothing is made before the GPU is known
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--data, --init and --out are required"),
+    (["--math", "fp16"], "--math must be tf32 or fp32, not fp16"),
+    (["--lr", "nan"], "--lr must be a finite number, not 'nan'"),
+    (["--batch-size", "0"], "--batch-size must be an integer of at least 1, not '0'"),
+    (["--batch-size", "3"], "8 samples leave a partial last batch of 2"),
+    (["--frobnicate"], "unknown argument '--frobnicate'"),
+])
+def test_bad_arguments_are_named_with_exit_2(build, inputs, tmp_path, args, message):
+    required = ["--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "o"] if args else []
+    result = train(build, *required, *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_bad_inputs_name_their_file(build, inputs, tmp_path):
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "params.bin").write_bytes(b"\0" * 40)
+    result = train(build, "--data", inputs / "data", "--init", short, "--out", tmp_path / "o")
+    assert result.returncode == 2 and f"{short}/params.bin has 40 bytes" in result.stderr
+    result = train(build, "--data", tmp_path, "--init", inputs / "init", "--out", tmp_path / "o")
+    assert result.returncode == 2 and f"{tmp_path}/dataset.json: missing" in result.stderr
+    data = tmp_path / "data"
+    write_dataset(data, 8, 16, seed=1)
+    (data / "clean.bin").write_bytes((data / "clean.bin").read_bytes()[:-4])
+    result = train(build, "--data", data, "--init", inputs / "init", "--out", tmp_path / "o")
+    assert result.returncode == 2 and f"{data}/clean.bin has {8 * 16 * 16 * 4 - 4} bytes" in result.stderr
+
+
+def test_it_is_linked_to_the_libraries_python_loads(build):
+    from cudnn_denoise.bindings import load, load_cudart
+
+    result = run(["ldd", build / "denoise_train"])
+    for library in (*load(), load_cudart()):
+        assert f"=> {library.path} " in result.stdout, result.stdout
+    flags = fortran.link_flags()
+    assert [f for f in flags if f.startswith("-l:")] == ["-l:libcudnn.so.9", "-l:libcublas.so.13",
+                                                         "-l:libcudart.so.13"]
+
+
+# ---- the algorithm table: Python writes, Fortran reads (and writes the same numbers back) ----
+
+ROWS = [algorithm_table.Row(layer, direction, algo, f"ALGO_{algo}", workspace, math, f"MATH_{math}")
+        for layer, direction, algo, workspace, math in [
+            ("conv1", "forward", 1, 0, 2), ("conv1", "backward_filter", 3, 123456789012, 2),
+            ("conv2", "forward", 7, 4096, 1), ("conv2", "backward_filter", 0, 0, 2),
+            ("conv2", "backward_data", 5, 17, 3), ("conv3", "forward", 2, 1, 2),
+            ("conv3", "backward_filter", 6, 0, 2), ("conv3", "backward_data", 4, 99, 2)]]
+
+
+@pytest.fixture(scope="module")
+def roundtrip(build):
+    libs = fortran.link_flags()
+    return compile_program(HERE / "table_roundtrip.f90", build,
+                           ["denoise_algorithms.o", "denoise_check.o", "cudnn_interfaces.o"], libs)
+
+
+def test_fortran_reads_the_table_python_writes(roundtrip, tmp_path):
+    written = algorithm_table.write(tmp_path / "algorithms.txt", ROWS, 4, 24, 32, "fp32", comment="a test")
+    result = run([roundtrip, written, tmp_path / "back.txt", 4, 24, 32, "fp32"])
+    assert result.returncode == 0, result.stderr
+    header, rows = algorithm_table.read(tmp_path / "back.txt")
+    assert header == {"batch": 4, "height": 24, "width": 32, "math": "fp32"}
+    numbers = lambda table: [(r.layer, r.direction, r.algo, r.workspace, r.math_type) for r in table]  # noqa: E731
+    assert numbers(rows) == numbers(ROWS)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda text: text.replace("height 24", "height 25"), "made for height 25, this run has 24"),
+    (lambda text: text.replace("math fp32", "math tf32"), "made for --math tf32, not this run's fp32"),
+    (lambda text: text.replace("conv2 backward_data", "conv2 sideways"), "cannot read the line 'conv2 sideways"),
+    (lambda text: "\n".join(line for line in text.splitlines() if "conv3 forward" not in line),
+     "names 7 of the 8 convolution directions"),
+    (lambda text: text.replace("conv3 forward", "conv2 forward"), "names conv2 forward twice"),
+    (lambda text: text + "conv1 backward_data 1 X 0 2 Y\n", "cannot read the line 'conv1 backward_data"),
+])
+def test_a_table_that_does_not_fit_is_refused_naming_the_file(roundtrip, tmp_path, change, message):
+    path = tmp_path / "algorithms.txt"
+    path.write_text(change(algorithm_table.format_table(ROWS, 4, 24, 32, "fp32")))
+    result = run([roundtrip, path, tmp_path / "back.txt", 4, 24, 32, "fp32"])
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"denoise_train: {path}: ") and message in result.stderr, result.stderr
+
+
+def test_python_reads_back_what_it_writes_and_refuses_other_lines(tmp_path):
+    path = algorithm_table.write(tmp_path / "t.txt", ROWS, 2, 8, 8, "tf32")
+    assert algorithm_table.read(path) == ({"batch": 2, "height": 8, "width": 8, "math": "tf32"}, ROWS)
+    path.write_text(path.read_text() + "conv1 upward 1\n")
+    with pytest.raises(ValueError, match=r"t.txt:\d+: not a line of an algorithm table"):
+        algorithm_table.read(path)
+
+
+def test_rows_come_from_the_models_choices_in_search_order():
+    from cudnn_denoise.layers.algorithms import Choice
+
+    class Model:  # what rows() reads of a DenoiseCNN
+        def algorithms(self):
+            choice = lambda algo: Choice(algo, f"A{algo}", 10 * algo, 1, True, -1.0)  # noqa: E731
+            return {"conv1": {"forward": choice(1), "backward_filter": choice(2)},
+                    "conv2": {"backward_data": choice(5), "forward": choice(3), "backward_filter": choice(4)}}
+
+    table = algorithm_table.rows(Model())
+    assert [(r.layer, r.direction, r.algo, r.workspace, r.math_name) for r in table] == [
+        ("conv1", "forward", 1, 10, "CUDNN_TENSOR_OP_MATH"), ("conv1", "backward_filter", 2, 20, "CUDNN_TENSOR_OP_MATH"),
+        ("conv2", "forward", 3, 30, "CUDNN_TENSOR_OP_MATH"), ("conv2", "backward_filter", 4, 40, "CUDNN_TENSOR_OP_MATH"),
+        ("conv2", "backward_data", 5, 50, "CUDNN_TENSOR_OP_MATH")]
+
+
+def test_the_reference_trainer_writes_no_table(tmp_path):
+    # the table is the cudnn backend's (its chosen algorithms); a NumPy run has none to write
+    data = write_dataset(tmp_path / "data", 4, 16, seed=0)
+    cli = [sys.executable, "-m", "cudnn_denoise.train", "--backend", "reference", "--data", data.noisy.parent,
+           "--out", tmp_path / "run", "--max-steps", 1, "--batch-size", 2]
+    assert run(cli).returncode == 0
+    assert not (tmp_path / "run" / "algorithms.txt").exists()
+    assert np.fromfile(tmp_path / "run" / "checkpoint" / "params.bin", "<f4").size == params.NUM_PARAMS
