@@ -1,0 +1,104 @@
+"""compare: ULP and relative distances between two runs, the report, and its exit status."""
+
+import numpy as np
+import pytest
+
+from cudnn_denoise import compare, params
+
+
+def step_up(value, times: int) -> np.float32:
+    """The float32 `times` representable values above value (np.nextafter, one at a time)."""
+    x = np.float32(value)
+    for _ in range(times):
+        x = np.nextafter(x, np.float32(np.inf))
+    return x
+
+
+@pytest.mark.parametrize("a, b, ulps", [
+    (1.0, 1.0, 0),
+    (1.0, step_up(1.0, 1), 1),
+    (1.0, step_up(1.0, 7), 7),
+    (0.0, -0.0, 0),  # the same number
+    (-np.float32(1e-45), np.float32(1e-45), 2),  # across zero: -tiny, 0, +tiny
+    (-1.0, step_up(-1.0, 3), 3),
+    (np.finfo(np.float32).max, np.inf, 1),
+])
+def test_ulp_distance_counts_the_float32_values_between(a, b, ulps):
+    got = compare.ulp_distance(np.array([a], np.float32), np.array([b], np.float32))
+    assert got.tolist() == [ulps]
+    assert compare.ulp_distance(np.array([b], np.float32), np.array([a], np.float32)).tolist() == [ulps]
+
+
+def test_nan_has_no_ulp_distance_and_no_relative_one():
+    a, b = np.array([np.nan, 1.0], np.float32), np.array([np.nan, 1.0], np.float32)
+    assert compare.ulp_distance(a, b).tolist() == [-1, 0]
+    assert np.isnan(compare.relative_difference(a, b)[0])
+
+
+def write_run(folder, losses, values, in_checkpoint: bool):
+    folder.mkdir()
+    (folder / "losses.tsv").write_text("".join(f"{s}\t{v:.9g}\n" for s, v in losses.items()))
+    target = folder / "checkpoint" if in_checkpoint else folder
+    target.mkdir(exist_ok=True)
+    values.astype("<f4").tofile(target / "params.bin")
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path):
+    values = params.init_params(3)
+    losses = {1: 0.25, 2: 0.125, 3: float(np.float32(0.1))}
+    return tmp_path, losses, values
+
+
+def test_identical_runs_pass_with_every_tensor_reported(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "python", losses, values, in_checkpoint=True)  # train's layout
+    b = write_run(tmp_path / "fortran", losses, values, in_checkpoint=False)  # denoise_train's
+    assert compare.main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "losses: 3 steps in A, 3 in B, 3 compared" in out
+    assert all(name in out for name in params.views(values))
+    assert out.strip().endswith("verdict: identical (0 ULP in every loss and parameter)")
+
+
+def test_a_difference_is_found_counted_and_placed(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "a", losses, values, in_checkpoint=True)
+    changed = values.copy()
+    index = params.views(np.arange(params.NUM_PARAMS))["conv2.weight"][3, 5, 2, 1]
+    changed[index] = step_up(changed[index], 4)
+    later = dict(losses)
+    later[2] = float(step_up(losses[2], 1))
+    b = write_run(tmp_path / "b", later, changed, in_checkpoint=False)
+    assert compare.main([str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "worst 4 ULP at conv2.weight[3,5,2,1]" in out
+    assert f"worst 4 ULP at conv2.weight (flat {index})" in out
+    assert "worst 1 ULP at step 2" in out
+    assert "verdict: DIFFERENT (worst 4 ULP" in out
+    relative = (float(changed[index]) - float(values[index])) / abs(float(changed[index]))
+    assert compare.main([str(a), str(b), "--rtol", str(abs(relative) * 1.01)]) == 0
+    assert "verdict: within --rtol" in capsys.readouterr().out
+    assert compare.main([str(a), str(b), "--rtol", str(abs(relative) * 0.99)]) == 1
+
+
+def test_runs_that_logged_other_steps_differ(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "a", losses, values, in_checkpoint=True)
+    b = write_run(tmp_path / "b", {1: losses[1], 2: losses[2]}, values, in_checkpoint=True)
+    assert compare.main([str(a), str(b), "--rtol", "1"]) == 1
+    assert "the runs logged different steps" in capsys.readouterr().out
+
+
+def test_an_unreadable_run_is_named_with_exit_2(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "a", losses, values, in_checkpoint=True)
+    assert compare.main([str(a), str(tmp_path / "missing")]) == 2
+    assert "missing: no params.bin" in capsys.readouterr().err
+    bad = write_run(tmp_path / "bad", losses, values[:-1], in_checkpoint=False)
+    assert compare.main([str(a), str(bad)]) == 2
+    assert f"{bad}/params.bin: {4 * (params.NUM_PARAMS - 1)} bytes" in capsys.readouterr().err
+    (a / "losses.tsv").write_text("1\t0.5\nstep two\n")
+    assert compare.main([str(a), str(a)]) == 2
+    assert "losses.tsv:2: not `step<TAB>loss`" in capsys.readouterr().err
