@@ -6,9 +6,8 @@
 !
 ! It reads the dataset (DIR/dataset.json, noisy.bin, clean.bin: stream access) in the order that
 ! `train --no-shuffle` uses, the initial parameters from a checkpoint (CKPT/params.bin, or a
-! params.bin), and runs the steps of module denoise_step on the first GPU. Batches stream through
-! two pinned host buffers and two device buffers, copied on a stream of their own, as the Python
-! reader does, so that reading batch k+1 overlaps step k. It writes, into the --out folder:
+! params.bin), and runs the steps of module denoise_step on the first GPU; batches stream to the
+! GPU ahead of the steps (module denoise_reader). It writes, into the --out folder:
 !   losses.tsv      every step's loss, "step<TAB>loss" (train's format)
 !   metrics.jsonl   one JSON object per log line (step, epoch, loss, average, batches_per_s, elapsed)
 !   algorithms.txt  the algorithm table it used (the format --algorithms reads)
@@ -28,6 +27,8 @@ program denoise_train
   use denoise_step, only: model_t, LOSS_SLOTS, train_step
   use denoise_setup, only: model_options_t, model_create, model_destroy
   use denoise_algorithms, only: algorithm_table_t, write_table
+  use denoise_reader, only: reader_open, reader_start, reader_copy, reader_batch, reader_release, &
+      reader_close, reader_wait_seconds
   implicit none
 
   interface
@@ -58,9 +59,8 @@ program denoise_train
   real(c_float), target :: params(NUM_PARAMS)
   type(model_t) :: m
   type(algorithm_table_t) :: table
-  type(c_ptr) :: stream, copy_stream
-  type(c_ptr) :: host_x(2), host_y(2), dev_x(2), dev_y(2), copied(2), released(2)
-  integer :: noisy_unit, clean_unit
+  type(c_ptr) :: stream
+  character(len=:), allocatable :: noisy_path, clean_path
 
   ! the loop's bookkeeping: losses still on the device, the running sum, the clock, the logs
   integer :: pending = 0, losses_unit, metrics_unit
@@ -76,11 +76,10 @@ program denoise_train
   call prepare_out_dir()
   call report_libraries()
   call check_cuda(cudaStreamCreate(stream), "cudaStreamCreate")
-  call check_cuda(cudaStreamCreate(copy_stream), "cudaStreamCreate")
   call model_create(m, int(batch, c_int), int(height, c_int), int(width, c_int), options, stream, &
       params, table)
   call write_table(out_dir // "/algorithms.txt", table)
-  call create_batch_buffers()
+  call reader_open(noisy_path, clean_path, height, width, batch, batches_per_epoch)
   call train()
   call save_parameters()
   call release()
@@ -222,27 +221,24 @@ contains
     total_steps = int(epochs, int64) * batches_per_epoch
     if (max_steps >= 0) total_steps = min(total_steps, max_steps)
     need = 4_int64 * height * width * count
-    call open_samples(data_dir // "/" // json_string(meta, "noisy", path), need, noisy_unit)
-    call open_samples(data_dir // "/" // json_string(meta, "clean", path), need, clean_unit)
+    noisy_path = data_dir // "/" // json_string(meta, "noisy", path)
+    clean_path = data_dir // "/" // json_string(meta, "clean", path)
+    call check_size(noisy_path, need)
+    call check_size(clean_path, need)
     print '(A)', "data: " // int_text(int(count, c_int64_t)) // " pairs of " // &
         int_text(int(height, c_int64_t)) // "x" // int_text(int(width, c_int64_t)) // " (" // &
         data_dir // ")"
   end subroutine open_dataset
 
-  subroutine open_samples(path, need, unit)
+  subroutine check_size(path, need)
     character(len=*), intent(in) :: path
     integer(int64), intent(in) :: need
-    integer, intent(out) :: unit
     integer(int64) :: bytes
-    integer :: iostat
     inquire(file=path, size=bytes)
     if (bytes < 0) call fail(path // ": missing or unreadable", 2)
     if (bytes < need) call fail(path // " has " // int_text(bytes) // " bytes, fewer than the " // &
         int_text(need) // " that dataset.json's count, height and width need", 2)
-    open(newunit=unit, file=path, access="stream", form="unformatted", action="read", &
-        status="old", iostat=iostat)
-    if (iostat /= 0) call fail(path // ": cannot be opened", 2)
-  end subroutine open_samples
+  end subroutine check_size
 
   function file_text(path) result(text)
     character(len=*), intent(in) :: path
@@ -376,60 +372,10 @@ contains
     close(unit)
   end subroutine report_libraries
 
-  ! Two slots of pinned host and device buffers for noisy and clean batches, and their events.
-  subroutine create_batch_buffers()
-    integer(c_size_t) :: bytes
-    integer :: s
-    bytes = 4_c_size_t * batch * height * width
-    do s = 1, 2
-      call check_cuda(cudaMallocHost(host_x(s), bytes), "cudaMallocHost (noisy batch)")
-      call check_cuda(cudaMallocHost(host_y(s), bytes), "cudaMallocHost (clean batch)")
-      call check_cuda(cudaMalloc(dev_x(s), bytes), "cudaMalloc (noisy batch)")
-      call check_cuda(cudaMalloc(dev_y(s), bytes), "cudaMalloc (clean batch)")
-      call check_cuda(cudaEventCreate(copied(s)), "cudaEventCreate")
-      call check_cuda(cudaEventCreate(released(s)), "cudaEventCreate")
-    end do
-  end subroutine create_batch_buffers
-
-  ! Batch `k` (0-based, of the whole run) into slot s: read into the pinned buffers once their last
-  ! copy is done, then copy on copy_stream once the step that last read the device buffers is done.
-  subroutine load_batch(k, s)
-    integer(int64), intent(in) :: k
-    integer, intent(in) :: s
-    integer(c_size_t) :: bytes
-    bytes = 4_c_size_t * batch * height * width
-    call check_cuda(cudaEventSynchronize(copied(s)), "cudaEventSynchronize (copied)")
-    call read_rows(noisy_unit, host_x(s), k, data_dir // "/noisy")
-    call read_rows(clean_unit, host_y(s), k, data_dir // "/clean")
-    call check_cuda(cudaStreamWaitEvent(copy_stream, released(s), 0), "cudaStreamWaitEvent (released)")
-    call check_cuda(cudaMemcpyAsync(dev_x(s), host_x(s), bytes, cudaMemcpyHostToDevice, copy_stream), &
-        "cudaMemcpyAsync (noisy batch)")
-    call check_cuda(cudaMemcpyAsync(dev_y(s), host_y(s), bytes, cudaMemcpyHostToDevice, copy_stream), &
-        "cudaMemcpyAsync (clean batch)")
-    call check_cuda(cudaEventRecord(copied(s), copy_stream), "cudaEventRecord (copied)")
-  end subroutine load_batch
-
-  ! The samples of batch k of the sequential order: batch k mod (batches per epoch) of an epoch,
-  ! samples b*B .. b*B+B-1, contiguous in the file (sample i at byte i*H*W*4).
-  subroutine read_rows(unit, host, k, what)
-    integer, intent(in) :: unit
-    type(c_ptr), intent(in) :: host
-    integer(int64), intent(in) :: k
-    character(len=*), intent(in) :: what
-    real(c_float), pointer :: rows(:)
-    integer(int64) :: first
-    integer :: iostat
-    call c_f_pointer(host, rows, [batch * height * width])
-    first = mod(k, int(batches_per_epoch, int64)) * batch
-    read(unit, pos=first * height * width * 4 + 1, iostat=iostat) rows
-    if (iostat /= 0) call fail(what // ": cannot read samples from " // int_text(first), 2)
-  end subroutine read_rows
-
   ! ---- training ----
 
   subroutine train()
     integer(int64) :: step, now
-    integer :: s
     real(c_float) :: lr
 
     lr = real(lr_arg, c_float)  ! as Python: the float32 nearest the double
@@ -439,25 +385,27 @@ contains
         lr_arg, ", math " // merge("fp32", "tf32", options%strict_fp32) // &
         merge(", fused forward", "               ", options%fused)
     call system_clock(started, clock_rate)
-    if (total_steps > 0) call load_batch(0_int64, 1)
+    ! batch b = step - 1: its copy is queued a step ahead and its read started two ahead
+    if (total_steps > 0) call reader_start(0_int64)
+    if (total_steps > 0) call reader_copy(0_int64)
+    if (total_steps > 1) call reader_start(1_int64)
     do step = 1, total_steps
-      s = int(mod(step - 1, 2_int64)) + 1
-      call check_cuda(cudaStreamWaitEvent(stream, copied(s), 0), "cudaStreamWaitEvent (copied)")
-      m%x = dev_x(s)
-      m%target = dev_y(s)
+      call reader_batch(step - 1, stream, m%x, m%target)
       call train_step(m, lr, pending)
-      call check_cuda(cudaEventRecord(released(s), stream), "cudaEventRecord (released)")
+      call reader_release(step - 1, stream)
       pending = pending + 1
-      if (step < total_steps) call load_batch(step, 3 - s)  ! overlaps this step on the GPU
+      if (step < total_steps) call reader_copy(step)
+      if (step + 1 < total_steps) call reader_start(step + 1)
       if (mod(step, int(log_every, int64)) == 0 .or. step == total_steps .or. pending == LOSS_SLOTS) &
           call flush_losses(step)
     end do
     close(losses_unit)
     close(metrics_unit)
     call system_clock(now)
-    print '(A, I0, A, F0.3, A, F0.1, A)', "done: ", total_steps, " steps in ", &
+    print '(A, I0, A, F0.3, A, F0.1, A, F0.3, A)', "done: ", total_steps, " steps in ", &
         real(now - started, c_double) / clock_rate, " s (", &
-        total_steps / max(real(now - started, c_double) / clock_rate, 1d-9), " batches/s)"
+        total_steps / max(real(now - started, c_double) / clock_rate, 1d-9), &
+        " batches/s); the host waited ", reader_wait_seconds(), " s for reads"
   end subroutine train
 
   ! Read the pending sums (waits for the stream), write their losses, and at a log step a line.
@@ -531,20 +479,9 @@ contains
   end subroutine save_parameters
 
   subroutine release()
-    integer :: s
-    do s = 1, 2
-      call check_cuda(cudaFreeHost(host_x(s)), "cudaFreeHost")
-      call check_cuda(cudaFreeHost(host_y(s)), "cudaFreeHost")
-      call check_cuda(cudaFree(dev_x(s)), "cudaFree")
-      call check_cuda(cudaFree(dev_y(s)), "cudaFree")
-      call check_cuda(cudaEventDestroy(copied(s)), "cudaEventDestroy")
-      call check_cuda(cudaEventDestroy(released(s)), "cudaEventDestroy")
-    end do
+    call reader_close()
     call model_destroy(m)
-    call check_cuda(cudaStreamDestroy(copy_stream), "cudaStreamDestroy")
     call check_cuda(cudaStreamDestroy(stream), "cudaStreamDestroy")
-    close(noisy_unit)
-    close(clean_unit)
   end subroutine release
 
 end program denoise_train

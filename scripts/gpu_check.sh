@@ -7,11 +7,15 @@
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
 #             ($SEED_ARGS: e.g. "--graph-api --graph")
 #     probe   benchmarks/probe: every cuDNN algorithm and graph-API engine per op, timed (~2.5 min)
-# The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call.
+#     fortran benchmarks/fortran_parity.py: the Fortran program against Python, same init, data and
+#             algorithms, 256^2 and 1024^2, fp32/tf32, fused or not (~3 min; $PARITY_ARGS: --quick)
+# The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call. The
+# image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
+# scripts/device_fortran.sh builds here; carry .device too.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
-stages=${*:-tests train bench reader seed probe}
+stages=${*:-tests train bench reader seed probe fortran}
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -44,7 +48,11 @@ for stage in $stages; do
     probe)
         bash benchmarks/probe/run.sh > "$OUT/cudnn_probe.log" 2>&1 || status=1
         grep "^BEST\|^legacy" "$OUT/cudnn_probe.log" ;;
-    *) echo "unknown stage $stage (tests train bench reader seed probe)"; status=2 ;;
+    fortran)
+        eval "parity_args=(${PARITY_ARGS:-})"
+        python3 benchmarks/fortran_parity.py --bin .device/fortran/denoise_train --out "$OUT" \
+            "${parity_args[@]}" 2>&1 | tee "$OUT/fortran_parity.log" || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe fortran)"; status=2 ;;
     esac
 done
 grep -hE "passed|failed|error" "$OUT/gpu_tests.log" 2>/dev/null | tail -1

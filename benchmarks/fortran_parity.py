@@ -1,0 +1,177 @@
+"""The Fortran program against Python on the GPU: same init, data and algorithms; losses, parameters
+and steps/s of each, in one run (issue 16; docs/fortran.md, "Running the Fortran program").
+
+    python benchmarks/fortran_parity.py --bin fortran/build/denoise_train --out DIR [--quick]
+
+For each of 4 x 1 x 256 x 256 and 4 x 1 x 1024 x 1024, strict FP32 and TF32, unfused and fused
+forward: `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
+checkpoint, then `denoise_train` on the same data and checkpoint with the algorithm table that
+train wrote (its --out/algorithms.txt), then cudnn_denoise.compare on the two runs. Every step's
+loss is compared (the first 50, resp. 20, are the issue's parity runs; the rest make the speed
+window) and every final parameter. steps/s is each program's own clock between its first and last
+log line, where both have read every loss so far (the first steps, which load kernels, lie before
+the window). A last run per shape lets denoise_train choose its algorithms with cuDNN's heuristics
+(--max-steps 0) and checks that it picks what Python picked. The Fortran program loads the
+libraries Python loads (LD_LIBRARY_PATH at their folders; its "library:" lines say which it got).
+Writes fortran_parity_<GPU>.md and .json into --out and prints the table last; exits 1 when a
+comparison is over 1e-6 relative (the floor the issue allows), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cudnn_denoise import algorithm_table, checkpoint, compare, params
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},
+          1024: {"samples": 80, "parity": 20, "steps": 200, "log_every": 40}}
+QUICK = {256: {"samples": 40, "parity": 10, "steps": 40, "log_every": 10},
+         1024: {"samples": 8, "parity": 4, "steps": 8, "log_every": 4}}
+BATCH = 4
+FLOOR = 1e-6  # the issue's floor for a relative difference
+
+
+def run(command: list, log: Path, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run command, its output into log (and returned); a failure ends the benchmark naming it."""
+    started = time.monotonic()
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, timeout=timeout)
+    log.write_text(f"$ {' '.join(map(str, command))}\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}) after {time.monotonic() - started:.0f} s: "
+                         f"{' '.join(map(str, command))}\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return result
+
+
+def library_env(binary: Path) -> dict:
+    """The environment for denoise_train: the folders of the libraries this Python loads first."""
+    from cudnn_denoise.bindings import load, load_cudart
+
+    folders = dict.fromkeys(str(Path(lib.path).parent) for lib in (*load(), load_cudart()))
+    folders[str(binary.resolve().parent)] = None  # libgfortran carried beside the binary
+    old = os.environ.get("LD_LIBRARY_PATH")
+    return {**os.environ, "LD_LIBRARY_PATH": ":".join([*folders, *([old] if old else [])])}
+
+
+def window_rate(entries: list[dict], clock: str) -> float:
+    """Steps per second between the first and the last log line (clock: "time" or "elapsed")."""
+    first, last = entries[0], entries[-1]
+    return (last["step"] - first["step"]) / (last[clock] - first[clock])
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
+               math_mode: str, fused: bool) -> dict:
+    name = f"{size}_{math_mode}{'_fused' if fused else ''}"
+    epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
+    common = ["--data", data, "--init", init, "--math", math_mode, "--deterministic", "--max-steps",
+              spec["steps"], "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
+    common += ["--fused"] if fused else []
+    python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
+    run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
+         *common], work / f"python_{name}.log")
+    printed = run([binary, "--out", fortran_out, "--algorithms", python_out / "algorithms.txt", *common],
+                  work / f"fortran_{name}.log", env=env).stdout
+    result = compare.compare_runs(python_out, fortran_out)
+    parity_steps = set(range(1, spec["parity"] + 1))
+    losses_py, losses_f = compare.read_losses(python_out), compare.read_losses(fortran_out)
+    parity_same = all(losses_py[s] == losses_f[s] for s in parity_steps)
+    overall = result.params[-1]
+    return {
+        "config": name, "size": size, "math": math_mode, "fused": fused, "steps": spec["steps"],
+        "parity_steps": spec["parity"], "parity_losses_identical": parity_same,
+        "losses": vars(result.losses), "params": vars(overall),
+        "per_tensor": [vars(d) for d in result.params[:-1]],
+        "identical": result.identical(), "worst_relative": result.worst_relative(),
+        "python_steps_per_s": window_rate(metrics(python_out), "time"),
+        "fortran_steps_per_s": window_rate(metrics(fortran_out), "elapsed"),
+        "fortran_libraries": [line[len("library: "):] for line in printed.splitlines()
+                              if line.startswith("library: ")],
+    }
+
+
+def own_choice(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, math_mode: str) -> bool:
+    """denoise_train's heuristics (--deterministic) choose the algorithms Python chose."""
+    out = work / f"fortran_choice_{size}_{math_mode}"
+    run([binary, "--data", data, "--init", init, "--out", out, "--math", math_mode, "--deterministic",
+         "--max-steps", 0, "--batch-size", BATCH], work / f"fortran_choice_{size}_{math_mode}.log", env=env)
+    numbers = lambda table: [(r.layer, r.direction, r.algo, r.workspace, r.math_type) for r in table]  # noqa: E731
+    ours = algorithm_table.read(work / f"python_{size}_{math_mode}" / "algorithms.txt")[1]
+    return numbers(algorithm_table.read(out / "algorithms.txt")[1]) == numbers(ours)
+
+
+def table(rows: list[dict], choices: dict) -> list[str]:
+    lines = ["| shape | math | forward | steps | losses: identical, worst ULP, relative | "
+             "params: identical, worst ULP, relative | Python steps/s | Fortran steps/s | Fortran / Python |",
+             "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        lo, pa = r["losses"], r["params"]
+        lines.append(
+            f"| {BATCH}x1x{r['size']}x{r['size']} | {r['math']} | {'fused' if r['fused'] else 'unfused'} | "
+            f"{r['steps']} | {lo['identical']}/{lo['count']}, {lo['worst_ulp']}, {lo['worst_relative']:.2g} | "
+            f"{pa['identical']}/{pa['count']}, {pa['worst_ulp']}, {pa['worst_relative']:.2g} | "
+            f"{r['python_steps_per_s']:.1f} | {r['fortran_steps_per_s']:.1f} | "
+            f"{r['fortran_steps_per_s'] / r['python_steps_per_s']:.3f} |")
+    lines.append("")
+    lines += [f"- denoise_train's own heuristic choice (--deterministic) at {k}: "
+              f"{'the algorithms Python chose' if v else 'OTHER algorithms than Python'}" for k, v in choices.items()]
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bin", type=Path, required=True, help="the denoise_train binary (make -C fortran)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the table, JSON and logs")
+    p.add_argument("--work", type=Path, default=Path("/dev/shm/fortran_parity"),
+                   help="data and runs (default in memory: both programs read their batches from RAM)")
+    p.add_argument("--quick", action="store_true", help="a few steps of small sets: a smoke test")
+    args = p.parse_args(argv)
+    import cupy
+
+    from cudnn_denoise.data.synthetic import write_dataset
+
+    gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    env = library_env(args.bin)
+    init = checkpoint.save(args.work / "init", params.init_params(0), step=0)
+    shapes = QUICK if args.quick else SHAPES
+    rows, choices = [], {}
+    started = time.monotonic()
+    for size, spec in shapes.items():
+        data = args.work / f"data_{size}"
+        if not (data / "dataset.json").exists():
+            write_dataset(data, spec["samples"], size, seed=1, workers=os.cpu_count() or 1)
+        for math_mode in ("fp32", "tf32"):
+            for fused in (False, True):
+                row = one_config(args.work, args.bin, env, data, init, size, spec, math_mode, fused)
+                rows.append(row)
+                print(f"{row['config']}: identical {row['identical']}, worst relative {row['worst_relative']:.3g}, "
+                      f"python {row['python_steps_per_s']:.1f} fortran {row['fortran_steps_per_s']:.1f} steps/s "
+                      f"({time.monotonic() - started:.0f} s)", flush=True)
+            choices[f"{size} {math_mode}"] = own_choice(args.work, args.bin, env, data, init, size, math_mode)
+    from cudnn_denoise.bindings import versions
+
+    lines = [f"# denoise_train (Fortran) against train (Python), {gpu}, {time.strftime('%Y-%m-%d')}", "",
+             f"cuDNN {versions()['cudnn']}, cuBLAS {versions()['cublas']}; Fortran loaded: "
+             + ", ".join(sorted({lib for r in rows for lib in r["fortran_libraries"]})), ""] + table(rows, choices)
+    stem = "fortran_parity_" + gpu.replace(" ", "_")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps({"gpu": gpu, "rows": rows, "choices": choices}, indent=1))
+    print("\n".join(lines))
+    worst = max(r["worst_relative"] for r in rows)
+    return 0 if worst <= FLOOR else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build denoise_train on this (CPU) machine for the GPU machine, whose glibc is newer, into
+# .device/fortran/ with the gfortran runtime beside it (the binary's run path has $ORIGIN).
+# Carry .device with the device call; gpu_check.sh's fortran stage runs it from there.
+#   bash scripts/device_fortran.sh            (PYTHON: an environment with cudnn_denoise[cuda13])
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+build=$PWD/.device/fortran-build
+make -s -C fortran BUILD="$build" PYTHON="${PYTHON:-python}"
+mkdir -p .device/fortran
+cp "$build/denoise_train" .device/fortran/
+for lib in libgfortran.so.5 libquadmath.so.0; do
+    cp -L "$(gfortran -print-file-name=$lib)" .device/fortran/
+done
+rm -rf "$build"
+ls -l .device/fortran
