@@ -2,17 +2,17 @@
 ! does (cudnn_denoise/data/reader.py): pinned host buffers, a copy stream of its own, events.
 !
 ! Batch b (0-based, of the whole run) holds samples k*B .. k*B+B-1, k = b mod batches_per_epoch:
-! the order of `train --no-shuffle` (with --drop-last when the count does not divide by B). Three
-! slots rotate: while the GPU trains on batch b, the copy of b+1 is queued and batch b+2 is being
-! read. Reads are Fortran asynchronous READs of noisy.bin and clean.bin, one unit each, so both
-! files are read at once and the host stays free to queue steps (gfortran does each unit's
-! transfers on a thread of its own; a compiler that does not still gives the right batches).
-!   reader_open(...)            open the files, make the buffers
-!   reader_start(b)             start reading batch b into its slot's pinned buffers
-!   reader_copy(b)              wait for those reads, queue the copy to the slot's device buffers
+! the order of `train --no-shuffle` (with --drop-last when the count does not divide by B). Two
+! slots alternate: once step b is queued, the host reads batch b+1 into the other slot's pinned
+! buffers while the GPU computes, and queues its copy. The reads are plain (synchronous) stream
+! READs, one file after the other: gfortran 12's asynchronous READ returned from WAIT before the
+! data had arrived. A wrong sample would change every loss after it: benchmarks/fortran_parity.py,
+! bit for bit with Python, is the check that these reads are right.
+!   reader_open(...)               open the files, make the buffers
+!   reader_load(b)                 read batch b into its slot's pinned buffers, queue the copy
 !   reader_batch(b, stream, x, y)  make `stream` wait for that copy; x, y: the device buffers
-!   reader_release(b, stream)   the step on `stream` that read batch b is queued: its slot is free
-!                                 once it has run
+!   reader_release(b, stream)      the step on `stream` that reads batch b is queued: the slot is
+!                                    free again once it has run
 module denoise_reader
   use, intrinsic :: iso_c_binding
   use, intrinsic :: iso_fortran_env, only: int64
@@ -20,20 +20,19 @@ module denoise_reader
   use denoise_check, only: check_cuda, fail, int_text
   implicit none
   private
-  public :: reader_open, reader_start, reader_copy, reader_batch, reader_release, reader_close, &
-      reader_wait_seconds
+  public :: reader_open, reader_load, reader_batch, reader_release, reader_close, &
+      reader_read_seconds
 
-  integer, parameter :: SLOTS = 3
+  integer, parameter :: SLOTS = 2
   integer :: noisy_unit = -1, clean_unit = -1, batch = 0, batches_per_epoch = 0
   integer(int64) :: sample_floats = 0                ! H*W
   integer(c_size_t) :: batch_bytes = 0
   character(len=:), allocatable :: noisy_path, clean_path
-  ! (B*H*W, SLOTS) floats each, in pinned memory: the targets of the asynchronous reads
-  real(c_float), pointer, asynchronous :: host_x(:, :) => null(), host_y(:, :) => null()
+  ! (B*H*W, SLOTS) floats each, in pinned memory
+  real(c_float), pointer :: host_x(:, :) => null(), host_y(:, :) => null()
   type(c_ptr) :: host_x_ptr = c_null_ptr, host_y_ptr = c_null_ptr
   type(c_ptr) :: dev_x(SLOTS), dev_y(SLOTS), copied(SLOTS), released(SLOTS), copy_stream
-  integer :: read_id_x(SLOTS), read_id_y(SLOTS)
-  integer(int64) :: wait_ticks = 0                   ! host time spent waiting for reads
+  integer(int64) :: read_ticks = 0                   ! host time spent reading
 
 contains
 
@@ -66,7 +65,7 @@ contains
     character(len=*), intent(in) :: path
     integer :: iostat
     open(newunit=unit, file=path, access="stream", form="unformatted", action="read", &
-        status="old", asynchronous="yes", iostat=iostat)
+        status="old", iostat=iostat)
     if (iostat /= 0) call fail(path // ": cannot be opened", 2)
   end function open_samples
 
@@ -75,40 +74,29 @@ contains
     slot = int(mod(b, int(SLOTS, int64))) + 1
   end function slot
 
-  ! Start reading batch b, once the last copy out of its slot's pinned buffers has run.
-  subroutine reader_start(b)
+  ! Read batch b into its slot once the last copy out of it has run; queue the copy to the device
+  ! once the step that last read the slot's device buffers has run.
+  subroutine reader_load(b)
     integer(int64), intent(in) :: b
-    integer(int64) :: byte
+    integer(int64) :: byte, before, after
     integer :: s, iostat
     s = slot(b)
     call check_cuda(cudaEventSynchronize(copied(s)), "cudaEventSynchronize (copied)")
-    byte = mod(b, int(batches_per_epoch, int64)) * batch * sample_floats * 4 + 1
-    read(noisy_unit, pos=byte, asynchronous="yes", id=read_id_x(s), iostat=iostat) host_x(:, s)
-    if (iostat /= 0) call fail(noisy_path // ": cannot read at byte " // int_text(byte - 1), 2)
-    read(clean_unit, pos=byte, asynchronous="yes", id=read_id_y(s), iostat=iostat) host_y(:, s)
-    if (iostat /= 0) call fail(clean_path // ": cannot read at byte " // int_text(byte - 1), 2)
-  end subroutine reader_start
-
-  ! Wait for batch b's reads, then queue its copy once the step that last read the slot has run.
-  subroutine reader_copy(b)
-    integer(int64), intent(in) :: b
-    integer(int64) :: before, after
-    integer :: s, iostat
-    s = slot(b)
     call system_clock(before)
-    wait(noisy_unit, id=read_id_x(s), iostat=iostat)
-    if (iostat /= 0) call fail(noisy_path // ": a read failed (batch " // int_text(b) // ")", 2)
-    wait(clean_unit, id=read_id_y(s), iostat=iostat)
-    if (iostat /= 0) call fail(clean_path // ": a read failed (batch " // int_text(b) // ")", 2)
+    byte = mod(b, int(batches_per_epoch, int64)) * batch * sample_floats * 4 + 1
+    read(noisy_unit, pos=byte, iostat=iostat) host_x(:, s)
+    if (iostat /= 0) call fail(noisy_path // ": cannot read at byte " // int_text(byte - 1), 2)
+    read(clean_unit, pos=byte, iostat=iostat) host_y(:, s)
+    if (iostat /= 0) call fail(clean_path // ": cannot read at byte " // int_text(byte - 1), 2)
     call system_clock(after)
-    wait_ticks = wait_ticks + (after - before)
+    read_ticks = read_ticks + (after - before)
     call check_cuda(cudaStreamWaitEvent(copy_stream, released(s), 0), "cudaStreamWaitEvent (released)")
     call check_cuda(cudaMemcpyAsync(dev_x(s), c_loc(host_x(1, s)), batch_bytes, &
         cudaMemcpyHostToDevice, copy_stream), "cudaMemcpyAsync (noisy batch)")
     call check_cuda(cudaMemcpyAsync(dev_y(s), c_loc(host_y(1, s)), batch_bytes, &
         cudaMemcpyHostToDevice, copy_stream), "cudaMemcpyAsync (clean batch)")
     call check_cuda(cudaEventRecord(copied(s), copy_stream), "cudaEventRecord (copied)")
-  end subroutine reader_copy
+  end subroutine reader_load
 
   ! Make `stream` wait for batch b's copy; x and y are its device buffers.
   subroutine reader_batch(b, stream, x, y)
@@ -128,12 +116,13 @@ contains
     call check_cuda(cudaEventRecord(released(slot(b)), stream), "cudaEventRecord (released)")
   end subroutine reader_release
 
-  ! Seconds the host waited for reads to finish (a step waits for data only if this grows).
-  real(c_double) function reader_wait_seconds()
+  ! Seconds the host spent reading: while the GPU runs a step, so the steps wait for data only
+  ! when one batch's read takes longer than one step.
+  real(c_double) function reader_read_seconds()
     integer(int64) :: rate
     call system_clock(count_rate=rate)
-    reader_wait_seconds = real(wait_ticks, c_double) / rate
-  end function reader_wait_seconds
+    reader_read_seconds = real(read_ticks, c_double) / rate
+  end function reader_read_seconds
 
   subroutine reader_close()
     integer :: s

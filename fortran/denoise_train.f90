@@ -27,8 +27,8 @@ program denoise_train
   use denoise_step, only: model_t, LOSS_SLOTS, train_step
   use denoise_setup, only: model_options_t, model_create, model_destroy
   use denoise_algorithms, only: algorithm_table_t, write_table
-  use denoise_reader, only: reader_open, reader_start, reader_copy, reader_batch, reader_release, &
-      reader_close, reader_wait_seconds
+  use denoise_reader, only: reader_open, reader_load, reader_batch, reader_release, reader_close, &
+      reader_read_seconds
   implicit none
 
   interface
@@ -385,17 +385,14 @@ contains
         lr_arg, ", math " // merge("fp32", "tf32", options%strict_fp32) // &
         merge(", fused forward", "               ", options%fused)
     call system_clock(started, clock_rate)
-    ! batch b = step - 1: its copy is queued a step ahead and its read started two ahead
-    if (total_steps > 0) call reader_start(0_int64)
-    if (total_steps > 0) call reader_copy(0_int64)
-    if (total_steps > 1) call reader_start(1_int64)
+    ! batch b = step - 1; the next one is read while the GPU runs this step
+    if (total_steps > 0) call reader_load(0_int64)
     do step = 1, total_steps
       call reader_batch(step - 1, stream, m%x, m%target)
       call train_step(m, lr, pending)
       call reader_release(step - 1, stream)
       pending = pending + 1
-      if (step < total_steps) call reader_copy(step)
-      if (step + 1 < total_steps) call reader_start(step + 1)
+      if (step < total_steps) call reader_load(step)
       if (mod(step, int(log_every, int64)) == 0 .or. step == total_steps .or. pending == LOSS_SLOTS) &
           call flush_losses(step)
     end do
@@ -405,7 +402,7 @@ contains
     print '(A, I0, A, F0.3, A, F0.1, A, F0.3, A)', "done: ", total_steps, " steps in ", &
         real(now - started, c_double) / clock_rate, " s (", &
         total_steps / max(real(now - started, c_double) / clock_rate, 1d-9), &
-        " batches/s); the host waited ", reader_wait_seconds(), " s for reads"
+        " batches/s); reading took ", reader_read_seconds(), " s of it"
   end subroutine train
 
   ! Read the pending sums (waits for the stream), write their losses, and at a log step a line.
