@@ -156,3 +156,35 @@ def test_the_reference_trainer_writes_no_table(tmp_path):
     assert run(cli).returncode == 0
     assert not (tmp_path / "run" / "algorithms.txt").exists()
     assert np.fromfile(tmp_path / "run" / "checkpoint" / "params.bin", "<f4").size == params.NUM_PARAMS
+
+
+# ---- failures name the call and give the library's words ----
+
+@pytest.fixture(scope="module")
+def check_errors(build):
+    return compile_program(HERE / "check_errors.f90", build, ["denoise_check.o", "cudnn_interfaces.o"],
+                           fortran.link_flags())
+
+
+def test_a_failed_cudnn_call_ends_the_program_naming_it_with_cudnns_message(check_errors):
+    result = run([check_errors, "cudnn"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("denoise_train: cudnnSetTensor4dDescriptor (test) failed: "
+                                    "CUDNN_STATUS_BAD_PARAM (2000): ")
+    assert "<= 0" in result.stderr  # cudnnGetLastErrorString's explanation, as Python's CudnnError has it
+    assert len(result.stderr.splitlines()) == 1 and "Backtrace" not in result.stderr
+
+
+def test_a_failed_cublas_status_is_named_with_cublas_words(check_errors):
+    result = run([check_errors, "cublas"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("denoise_train: cublasSaxpy_v2 (test) failed: CUBLAS_STATUS_INVALID_VALUE (7): ")
+    assert result.stderr.strip().endswith(": an unsupported value or parameter was passed to the function")
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: cudaGetDeviceCount succeeds")
+def test_a_failed_cuda_call_names_the_runtimes_error(check_errors):
+    result = run([check_errors, "cuda"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("denoise_train: cudaGetDeviceCount (test) failed: cudaError")
+    assert "(35): " in result.stderr or "(100): " in result.stderr
