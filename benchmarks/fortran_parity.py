@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise import algorithm_table, checkpoint, compare, params
+from cudnn_denoise import algorithm_table, checkpoint, checksum, compare, params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},
@@ -87,6 +87,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     losses_py, losses_f = compare.read_losses(python_out), compare.read_losses(fortran_out)
     parity_same = all(losses_py[s] == losses_f[s] for s in parity_steps)
     overall = result.params[-1]
+    ours = [checksum.format_checksum(n, v) for n, v in params.views(compare.read_params(python_out)).items()]
     return {
         "config": name, "size": size, "math": math_mode, "fused": fused, "steps": spec["steps"],
         "parity_steps": spec["parity"], "parity_losses_identical": parity_same,
@@ -97,6 +98,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
         "fortran_steps_per_s": window_rate(metrics(fortran_out), "elapsed"),
         "fortran_libraries": [line[len("library: "):] for line in printed.splitlines()
                               if line.startswith("library: ")],
+        "checksum_lines_match": printed.splitlines()[-len(ours):] == ours,
     }
 
 
@@ -123,6 +125,8 @@ def table(rows: list[dict], choices: dict) -> list[str]:
             f"{r['python_steps_per_s']:.1f} | {r['fortran_steps_per_s']:.1f} | "
             f"{r['fortran_steps_per_s'] / r['python_steps_per_s']:.3f} |")
     lines.append("")
+    lines.append(f"- the checksum lines denoise_train printed are Python's for its own final parameters: "
+                 f"{'in every run' if all(r['checksum_lines_match'] for r in rows) else 'NOT in every run'}")
     lines += [f"- denoise_train's own heuristic choice (--deterministic) at {k}: "
               f"{'the algorithms Python chose' if v else 'OTHER algorithms than Python'}" for k, v in choices.items()]
     return lines
