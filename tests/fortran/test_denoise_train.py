@@ -4,6 +4,7 @@ algorithm table that train writes (the GPU comparison with Python is benchmarks/
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +12,9 @@ import pytest
 from cudnn_denoise import algorithm_table, checkpoint, fortran, params
 from cudnn_denoise.data.synthetic import write_dataset
 from cudnn_denoise.device import gpu_status
-from test_fortran import compile_program, run  # noqa: F401 (build: a fixture of test_fortran.py)
-from test_fortran import build  # noqa: F401
+from test_fortran import build, compile_program, run  # noqa: F401 (build: the Makefile's build, a fixture)
 
-HERE = __import__("pathlib").Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
