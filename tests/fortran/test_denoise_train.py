@@ -3,6 +3,7 @@ CUDA runtime, says in one line that there is no GPU, refuses bad input naming it
 algorithm table that train writes (the GPU comparison with Python is benchmarks/fortran_parity.py).
 """
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -90,11 +91,16 @@ ROWS = [algorithm_table.Row(layer, direction, algo, f"ALGO_{algo}", workspace, m
             ("conv3", "backward_filter", 6, 0, 2), ("conv3", "backward_data", 4, 99, 2)]]
 
 
+def built_program(name: str, build: Path, objects: list[str]) -> Path:
+    """tests/fortran/NAME.f90 built in the build folder (not beside its source) with the port's libraries."""
+    source = build / f"{name}.f90"
+    shutil.copy(HERE / f"{name}.f90", source)
+    return compile_program(source, build, objects, fortran.link_flags())
+
+
 @pytest.fixture(scope="module")
 def roundtrip(build):
-    libs = fortran.link_flags()
-    return compile_program(HERE / "table_roundtrip.f90", build,
-                           ["denoise_algorithms.o", "denoise_check.o", "cudnn_interfaces.o"], libs)
+    return built_program("table_roundtrip", build, ["denoise_algorithms.o", "denoise_check.o", "cudnn_interfaces.o"])
 
 
 def test_fortran_reads_the_table_python_writes(roundtrip, tmp_path):
@@ -162,8 +168,7 @@ def test_the_reference_trainer_writes_no_table(tmp_path):
 
 @pytest.fixture(scope="module")
 def check_errors(build):
-    return compile_program(HERE / "check_errors.f90", build, ["denoise_check.o", "cudnn_interfaces.o"],
-                           fortran.link_flags())
+    return built_program("check_errors", build, ["denoise_check.o", "cudnn_interfaces.o"])
 
 
 def test_a_failed_cudnn_call_ends_the_program_naming_it_with_cudnns_message(check_errors):
