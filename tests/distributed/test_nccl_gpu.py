@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cudnn_denoise import checkpoint, nccl, watchdog
+from cudnn_denoise.data.synthetic import write_dataset
 from cudnn_denoise.distributed import World
 from cudnn_denoise.params import NUM_PARAMS, init_params
 from mpi_support import needs_mpi
@@ -29,6 +30,12 @@ VARIANTS = {  # DenoiseCNN options; math fp32 but for bf16, which cannot be stri
     "bf16": {"graph_api": True, "precision": "bf16", "math": "tf32"},
 }
 SHAPE = (2, 1, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory):
+    """40 pairs of 64 x 64: 10 steps of 4."""
+    return write_dataset(tmp_path_factory.mktemp("data64"), 40, 64, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +167,7 @@ def test_the_watchdog_ends_a_rank_whose_all_reduce_never_completes(launch):
     ids=["fp32-fused-graph", "bf16-graph"],
 )
 def test_train_under_mpirun_on_one_gpu_is_a_plain_run_bit_for_bit(
-    launch, data32, tmp_path, options
+    launch, data64, tmp_path, options
 ):
     args = (
         "-m",
@@ -168,7 +175,7 @@ def test_train_under_mpirun_on_one_gpu_is_a_plain_run_bit_for_bit(
         "--backend",
         "cudnn",
         "--data",
-        data32.noisy.parent,
+        data64.noisy.parent,
         "--deterministic",
         "--lr",
         "0.01",
