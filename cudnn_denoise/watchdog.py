@@ -7,8 +7,10 @@ exits without MPI_Finalize or calls MPI_Abort (run_or_abort does), wherever the 
 (docs/distributed.md). The watchdog covers what a launcher does not see, from a daemon thread that
 looks every POLL_S seconds at:
   - NCCL's own errors (ncclCommGetAsyncError);
-  - the peers on this host: a process gone or a zombie (its pid and start time were gathered when
-    the watchdog was made; peers whose pid this process cannot see are left to the launcher);
+  - the peers on this host, while steps are queued here: a process gone or a zombie (its pid and
+    start time were gathered when the watchdog was made; peers whose pid this process cannot see
+    are left to the launcher; with nothing queued, no all-reduce waits on them: the ranks end one
+    by one at the end of a run);
   - progress: a CUDA event is recorded after each step (queued); when the oldest one not yet
     complete has waited `timeout` seconds and none completed meanwhile, the GPU is stuck in a
     collective that a peer never joins (a peer alive but hung, or stopped).
@@ -139,10 +141,15 @@ class Watchdog:
         error = self.comm.async_error()
         if error is not None:
             return f"NCCL reported {error}"
-        dead = self.peers.dead()
+        stalled = self.progress.stalled_for()  # drops the steps that completed
+        # A peer's end matters while this GPU has steps to finish: their all-reduces need it. At the
+        # end of a run the ranks finish one by one, with nothing queued.
+        dead = self.peers.dead() if len(self.progress) else []
         if dead:
-            return f"the process of rank {dead[0]} on this host has ended"
-        stalled = self.progress.stalled_for()
+            return (
+                f"the process of rank {dead[0]} on this host has ended ({len(self.progress)} "
+                "step(s) queued)"
+            )
         if stalled >= self.timeout:
             return (
                 f"no progress on the GPU for {stalled:.0f} s ({len(self.progress)} step(s) "

@@ -119,3 +119,31 @@ def test_the_watchdog_aborts_the_communicator_then_ends_the_process(mode, reason
     assert re.search(
         f"^rank 0 of 1: watchdog: {reason}.*; aborting every rank$", result.stderr, re.MULTILINE
     ), result.stderr
+
+
+class Communicator:
+    """The two calls the watchdog makes of a communicator (a real one needs a GPU)."""
+
+    def async_error(self):
+        return None
+
+    def abort(self):
+        raise AssertionError("check() only reports; ending is _end's job")
+
+
+def test_a_dead_peer_ends_the_run_only_while_steps_wait_for_it():
+    from cudnn_denoise.distributed import World
+
+    child = subprocess.Popen(["sleep", "60"])
+    me = os.getpid()
+    identities = [("host", me, process_start(me)), ("host", child.pid, process_start(child.pid))]
+    dog = watchdog.Watchdog(World(), Communicator(), device=None, timeout=60.0)
+    dog.peers = LocalPeers(identities, rank=0, host="host")
+    step = Marker()
+    dog.progress.queued(step)
+    assert dog.check() is None  # the peer lives
+    child.kill()
+    child.wait()
+    assert dog.check() == "the process of rank 1 on this host has ended (1 step(s) queued)"
+    step.done = True
+    assert dog.check() is None  # nothing left to wait for: the end of a run, ranks leaving
