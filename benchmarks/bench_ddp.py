@@ -455,8 +455,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--scratch",
         type=Path,
-        default=Path("/tmp/cudnn_denoise_bench_ddp"),
-        help="folder for the runs' checkpoints and logs",
+        default=Path("/dev/shm/cudnn_denoise_bench_ddp_runs"),
+        help="folder for our runs' checkpoints and metrics (memory: the timed run ends with a "
+        "checkpoint, whose fsync on a disk would count)",
     )
     parser.add_argument("--quick", action="store_true", help="DDP eager only (no channels_last)")
     parser.add_argument(
