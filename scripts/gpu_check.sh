@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
-#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [multi]
+#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [fortran] [multi]
 #     (no argument: all but multi)
 #     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
