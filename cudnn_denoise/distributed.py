@@ -18,12 +18,13 @@ What a step does on R ranks with --batch-size B (per rank), global batch G = B x
   digest of them at every log line; a mismatch raises ParametersDiverged on every rank.
 Rank 0 alone prints, writes metrics.jsonl and checkpoints. A rank that raises or exits non-zero
 prints why (naming its rank) and calls MPI_Abort, which ends every rank: none waits forever in a
-collective (run_or_abort).
+collective (run_or_abort). The collectives a training step makes on the host (agree_max, mean,
+check_same) pass buffers: mpi4py releases the GIL while they wait (its pickle-based lowercase
+collectives were measured holding it), so the GPU watchdog's thread keeps running.
 
-The cudnn backend: the same flow maps to ncclAllReduce(grads, grads, n, ncclFloat32, ncclSum,
-comm, stream) on the model's stream, cublasSscal_v2(1/R) and the usual cublasSaxpy_v2; bindings.nccl
-declares those calls. No multi-GPU machine was available to run it, so the trainer refuses the
-cudnn backend on more than one rank (MultiGpuNotRun) instead of shipping an unrun path.
+The cudnn backend (nccl.py): each rank drives one GPU, and the gradient average is an
+ncclAllReduce of the flat gradient on the model's stream, cublasSscal_v2(1/R) and the usual
+cublasSaxpy_v2; watchdog.py ends every rank when one's GPU stops making progress.
 """
 
 from __future__ import annotations
@@ -57,18 +58,20 @@ class ParametersDiverged(RuntimeError):
     """The ranks' parameters differ: their gradient averages or updates did not agree."""
 
 
-class MultiGpuNotRun(RuntimeError):
-    """The cudnn backend on several ranks: its NCCL gradient path has not been run on GPUs."""
-
-
 @dataclass
 class World:
     """This process's place among the ranks; comm is mpi4py's COMM_WORLD, None for one process."""
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0  # among the ranks on this machine: the GPU it would use
+    local_rank: int = 0  # among the ranks on this machine: the GPU it uses (nccl.choose_device)
+    local_size: int = 1  # ranks on this machine
     comm: Any = None
+
+    @property
+    def distributed(self) -> bool:
+        """Started by an MPI launcher (even as one rank): the cudnn backend then uses NCCL."""
+        return self.comm is not None
 
     @property
     def lead(self) -> bool:
@@ -107,21 +110,35 @@ class World:
             return value
         from mpi4py import MPI
 
-        return int(self.comm.allreduce(int(value), op=MPI.MAX))
+        biggest = np.empty(1, dtype=np.int64)
+        self.comm.Allreduce(np.array([value], dtype=np.int64), biggest, op=MPI.MAX)
+        return int(biggest[0])
 
     def barrier(self) -> None:
         if self.size > 1:
             self.comm.Barrier()
+
+    def broadcast(self, buffer: np.ndarray) -> None:
+        """Rank 0's `buffer` (a NumPy array) into every rank's, in place."""
+        if self.comm is not None:
+            self.comm.Bcast(buffer, root=0)
+
+    def allgather(self, value) -> list:
+        """Every rank's `value`, by rank (small Python objects, at start-up: not in the loop)."""
+        return self.comm.allgather(value) if self.comm is not None else [value]
 
     def check_same(self, params: np.ndarray, step: int) -> None:
         """Raise ParametersDiverged on every rank unless all ranks hold bit-identical parameters."""
         if self.size == 1:
             return
         params = np.ascontiguousarray(params, dtype=np.float32)
-        mine = (hashlib.blake2b(params.tobytes(), digest_size=16).hexdigest(), format_checksum("params", params))
-        every = self.comm.allgather(mine)
-        if len({digest for digest, _ in every}) > 1:
-            lines = "\n".join(f"  rank {r}: {line}" for r, (_, line) in enumerate(every))
+        digest = hashlib.blake2b(params.tobytes(), digest_size=16).digest()
+        mine = np.frombuffer(digest, dtype=np.uint8)
+        every = np.empty((self.size, mine.size), dtype=np.uint8)
+        self.comm.Allgather(mine, every)
+        if (every != mine).any():  # every rank sees the same table, so all of them raise
+            lines = "\n".join(f"  rank {r}: {line}" for r, line in
+                              enumerate(self.comm.allgather(format_checksum("params", params))))
             raise ParametersDiverged(f"step {step}: the parameters differ between ranks:\n{lines}")
 
     # -- failure -----------------------------------------------------------------------------------
@@ -139,18 +156,23 @@ class World:
             sys.stdout.flush()
             print(f"rank {self.rank} of {self.size}: unhandled error; aborting every rank", file=sys.stderr)
             traceback.print_exc()
-            self._abort(1)
-            raise  # not reached: Abort does not return
+            self.abort(1)
+            raise  # not reached: abort does not return
         if code:
             sys.stdout.flush()
             print(f"rank {self.rank} of {self.size}: exit code {code}; aborting every rank", file=sys.stderr)
-            self._abort(code)
+            self.abort(code)
         return 0
 
-    def _abort(self, code: int) -> None:
+    def abort(self, code: int) -> None:
+        """End every rank with exit code `code` (MPI_Abort); without MPI, this process. Never
+        returns; callable from any thread (MPI runs with MPI_THREAD_MULTIPLE, mpi4py's default)."""
+        sys.stdout.flush()
         sys.stderr.flush()
-        time.sleep(ABORT_GRACE_S)
-        self.comm.Abort(code)
+        if self.comm is not None:
+            time.sleep(ABORT_GRACE_S)
+            self.comm.Abort(code)
+        os._exit(code)
 
 
 SINGLE = World()
@@ -172,6 +194,7 @@ def detect(environ=os.environ) -> World:
         raise ImportError(f"started by an MPI launcher ({found}) but mpi4py is missing: {MPI_FIX}") from exc
     comm = MPI.COMM_WORLD
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    world = World(rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local.Get_rank(), comm=comm)
+    world = World(rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local.Get_rank(),
+                  local_size=local.Get_size(), comm=comm)
     local.Free()
     return world

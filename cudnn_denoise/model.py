@@ -8,7 +8,8 @@ One training step, in call order (the Fortran port makes the same calls; docs/fo
   backward  conv3: cudnnConvolutionBackwardFilter, bias gradient (two cublasSgemv), BackwardData;
             relu2: cudnnActivationBackward; conv2: the same three; relu1: ActivationBackward;
             conv1: BackwardFilter and bias gradient (the input needs no gradient)
-  update    one cublasSaxpy over the flat parameter vector
+  update    one cublasSaxpy over the flat parameter vector (on several GPUs, first the gradient
+            average: ncclAllReduce and cublasSscal; nccl.py)
 With graph_api=True (the NHWC fast path, layers/fusion.py) the hidden activations are NHWC, the
 filters KRSC, and each convolution direction is one cudnnBackendExecute of a fused graph:
   forward   conv1 + bias + ReLU, conv2 + bias + ReLU, conv3 + bias
@@ -48,9 +49,15 @@ LOSS_SLOTS = 1024  # device loss sums kept between reads (train reads them at ea
 
 
 class DenoiseCNN:
-    """The cuDNN backend: same surface as reference.ReferenceModel."""
+    """The cuDNN backend: same surface as reference.ReferenceModel.
+
+    reduce_gradients: None, or a callable queued on self.stream between the backward pass and SGD
+    with the flat gradient buffer (data-parallel training: nccl.GradientAverage's ncclAllReduce and
+    cublasSscal_v2); with graph=True it is captured in the step's CUDA graph with the other calls.
+    """
 
     name = "cudnn"
+    reduce_gradients = None
 
     def __init__(self, params: np.ndarray, *, batch: int, height: int, width: int, math: str = "tf32",
                  deterministic: bool = False, fused: bool = False, search: str = "find",
@@ -263,6 +270,8 @@ class DenoiseCNN:
         self._forward(x)
         self.mse.forward_backward(self.y, target, self.dy, loss_sum)
         self._backward(x)
+        if self.reduce_gradients is not None:
+            self.reduce_gradients(self.grads)
         sgd_step(self.ctx, self.params, self.grads, lr)
 
     def train_step_async(self, x, target, lr: float, slot: int = 0) -> None:
@@ -376,6 +385,7 @@ class DenoiseCNN:
         self.stream.synchronize()
 
     def close(self) -> None:
+        self._graph = None  # the captured step goes first: it may hold NCCL calls on a communicator
         if self.graph_api:
             for conv in (self.conv1, self.conv2, self.conv3):
                 conv.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, distributed, plan, trace
+from . import backends, checkpoint, distributed, nccl, plan, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
 from .params import init_params
@@ -28,6 +28,8 @@ EXIT_CODES = """exit codes:
   2    bad arguments, data or checkpoint (one line says what and where)
   3    the loss became NaN or infinite (the last good checkpoint stays)
   4    under MPI: the ranks' parameters differ (compared at every log line)
+  5    under MPI on GPUs: the watchdog ended the run (a GPU made no progress for
+       $CUDNN_DENOISE_NCCL_TIMEOUT seconds, default 300; NCCL reported an error; a peer died)
   130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
@@ -117,7 +119,7 @@ def _main(args, world) -> int:
     except (DataError, checkpoint.CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (backends.NoGpuError, distributed.MultiGpuNotRun) as exc:
+    except (backends.NoGpuError, nccl.GpuRanksError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except distributed.ParametersDiverged as exc:
@@ -132,8 +134,9 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     for name in ("batch_size", "epochs", "log_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    if world.size > 1 and args.trace is not None:
-        raise ValueError(f"--trace writes one process's calls: run it without mpirun, not on {world.size} ranks")
+    if world.distributed and args.trace is not None:
+        raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
+                         f"{world.size} rank(s)")
     if args.precision == "bf16":
         if args.math == "fp32":
             raise ValueError("--precision bf16 rounds activations to BF16 on tensor cores: it cannot be combined "

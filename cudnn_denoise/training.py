@@ -7,7 +7,9 @@ read in one go: between those points the host never waits for the GPU.
 On several MPI ranks (distributed.World), batch_size is per rank: each rank reads its share of a
 global batch of batch_size x ranks, the model averages gradients over the ranks before SGD, the
 losses are averaged when read, a stop signal is agreed on every step, and the parameters are
-compared at every log line. Rank 0 alone writes metrics.jsonl and the checkpoint.
+compared at every log line. Rank 0 alone writes metrics.jsonl and the checkpoint. On GPUs each
+rank first takes its own GPU and joins the NCCL communicator (nccl.DataParallel), which then
+averages the gradients on the GPU; its watchdog is told of every step queued.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from . import algorithm_table, checkpoint, trace
 from .backends import build
 from .data.format import DataError, Dataset
 from .data.reader import PairReader
-from .distributed import SINGLE, MultiGpuNotRun, World
+from .distributed import SINGLE, World
 from .progress import Progress, format_duration
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
@@ -119,11 +121,18 @@ class Trainer:
         self.position = position or Position()
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
         self.gpu = config.backend == "cudnn"
+        self.gpus = None  # nccl.DataParallel: this rank's GPU, communicator and watchdog
+        if self.gpu and world.distributed:  # before any CUDA work: it picks the GPU
+            from .nccl import DataParallel
+
+            self.gpus = DataParallel(world, report=report)
         self._free_before = _gpu_free() if self.gpu else None
         self.model = self._build(params, config.batch_size)
         if self.gpu and world.lead and not config.graph_api:
             self._write_algorithm_table()
-        if world.size > 1:
+        if self.gpus is not None:
+            self.model.reduce_gradients = self.gpus.gradient_average(self.model)
+        elif world.size > 1:
             self.model.reduce_gradients = world.average_gradients
         self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
         self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle, seed=config.seed,
@@ -135,15 +144,10 @@ class Trainer:
         self.history: list[dict] = []
 
     def _check_world(self) -> None:
-        """Refuse what several ranks cannot do: the unrun NCCL path, and unequal shares of a batch."""
+        """Refuse what several ranks cannot do: unequal shares of a batch."""
         c, ranks = self.config, self.world.size
         if ranks == 1:
             return
-        if c.backend == "cudnn":
-            raise MultiGpuNotRun(
-                f"{ranks} ranks with --backend cudnn: multi-GPU training needs the NCCL gradient average "
-                "(ncclAllReduce + cublasSscal before the SGD saxpy), which has not been run on GPUs yet; "
-                "use --backend reference under MPI (docs/distributed.md)")
         rest = self.dataset.count % (c.batch_size * ranks)
         if rest and not c.drop_last:
             raise DataError(
@@ -239,6 +243,8 @@ class Trainer:
             self._profiler = CallProfiler(self.model.stream).__enter__()
         with self.tracer.step(step, batch.x, batch.y, c.lr, slot=slot):
             self.model.train_step_async(batch.x, batch.y, c.lr, slot=slot)
+        if self.gpus is not None:
+            self.gpus.step_queued(self.model.stream)
         if profiling:
             self._profiled += 1
             if self._profiled == c.profile:
@@ -340,6 +346,8 @@ class Trainer:
         for model in (self._partial, self.model):
             if model is not None:
                 model.close()
+        if self.gpus is not None:  # after the models: their CUDA graphs may hold NCCL calls
+            self.gpus.close()
 
 
 def position_from(saved) -> Position:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
-#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe]   (no argument: all)
+#   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [fortran] [multi]
+#     (no argument: all but multi)
 #     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
@@ -9,24 +10,40 @@
 #     probe   benchmarks/probe: every cuDNN algorithm and graph-API engine per op, timed (~2.5 min)
 #     fortran benchmarks/fortran_parity.py: the Fortran program against Python, same init, data and
 #             algorithms, 256^2 and 1024^2, fp32/tf32, fused or not (~3 min; $PARITY_ARGS: --quick)
+#     multi   several GPUs: tests/distributed/test_multi_gpu.py (parity, failures; skipped on one
+#             GPU), then benchmarks/bench_ddp.py, ours against PyTorch DDP ($BENCH_DDP_ARGS)
 # The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
-# scripts/device_fortran.sh builds here; carry .device too.
+# scripts/device_fortran.sh builds here; carry .device too. For the MPI tests and multi, add the
+# mpich and mpi4py wheels to .whl (device-wheels.sh mpich==5.0.2 mpi4py==4.1.2): the image has no
+# MPI launcher or library of its own.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
 stages=${*:-tests train bench reader seed probe fortran}
 export PYTHONUNBUFFERED=1
+# Never NVLink multicast (NVLS): on shared hosts it can take the GPUs out of service.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 else
     export PYTHONPATH=$PWD
 fi
+if compgen -G ".whl/mpich-*.whl" >/dev/null; then
+    # --prefix, not --target: --target keeps the wheel's bin/ (mpirun) but drops its lib/ (libmpi)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --ignore-installed \
+        --prefix /tmp/mpich .whl/mpich-*.whl || exit 1
+    export CUDNN_DENOISE_MPIRUN=/tmp/mpich/bin/mpirun MPI4PY_LIBMPI=/tmp/mpich/lib/libmpi.so.12
+fi
 status=0
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python3 -c "import cudnn_denoise.bindings as b, cupy, torch, sys; print(sys.version.split()[0], 'cupy', cupy.__version__, 'torch', torch.__version__); print(b.versions())"
+    if [ -n "${CUDNN_DENOISE_MPIRUN:-}" ]; then
+        "$CUDNN_DENOISE_MPIRUN" -n 1 python3 -c \
+            "from mpi4py import MPI; print('mpi4py', MPI.Get_library_version().splitlines()[0])"
+    fi
 } 2>&1 | tee "$OUT/env.txt"
 
 for stage in $stages; do
@@ -52,8 +69,17 @@ for stage in $stages; do
         eval "parity_args=(${PARITY_ARGS:-})"
         python3 benchmarks/fortran_parity.py --bin .device/fortran/denoise_train --out "$OUT" \
             "${parity_args[@]}" 2>&1 | tee "$OUT/fortran_parity.log" || status=1 ;;
-    *) echo "unknown stage $stage (tests train bench reader seed probe fortran)"; status=2 ;;
+    multi)
+        python3 -m pytest -q -rA -p no:cacheprovider -m gpu tests/distributed/test_multi_gpu.py 2>&1 \
+            | tee "$OUT/multi_tests.log" || status=1
+        eval "ddp_args=(${BENCH_DDP_ARGS:-})"  # e.g. "--quick", "--gpus 1,2", "--rehearse --samples 64"
+        python3 benchmarks/bench_ddp.py --out "$OUT" "${ddp_args[@]}" 2>&1 | tee "$OUT/bench_ddp.log" \
+            || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi)"; status=2 ;;
     esac
 done
 grep -hE "passed|failed|error" "$OUT/gpu_tests.log" 2>/dev/null | tail -1
+grep -hE "^(\S+ ranks x|raise|kill|stop): " "$OUT/multi_tests.log" 2>/dev/null
+grep -hE "passed|failed|error" "$OUT/multi_tests.log" 2>/dev/null | tail -1
+sed -n '/^summary:/,$p' "$OUT/bench_ddp.log" 2>/dev/null
 exit $status

@@ -3,13 +3,12 @@ timeout (mpi_support.py holds the plain helpers; data32 comes from tests/conftes
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from cudnn_denoise.data.synthetic import write_dataset
-from mpi_support import MPIRUN, TIMEOUT
+from mpi_support import MPIRUN, TIMEOUT, run_launch
 
 
 @pytest.fixture(scope="session")
@@ -20,13 +19,14 @@ def data42(tmp_path_factory):
 
 @pytest.fixture
 def launch(tmp_path):
-    """launch(ranks, *args) -> CompletedProcess: mpirun -n ranks python *args in tmp_path; ranks 0
-    runs python without mpirun. Timed out after TIMEOUT seconds."""
+    """launch(ranks, *args, timeout=TIMEOUT, env=None) -> CompletedProcess: mpirun -n ranks python
+    *args in tmp_path; ranks 0 runs python without mpirun. On timeout every process it started is
+    killed and subprocess.TimeoutExpired raised."""
 
-    def run(ranks: int, *args) -> subprocess.CompletedProcess:
+    def run(ranks: int, *args, timeout: float = TIMEOUT, env=None):
         command = [sys.executable, *map(str, args)]
         if ranks:
             command = [str(MPIRUN), "-n", str(ranks), *command]
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+        return run_launch(command, tmp_path, timeout, env)
 
     return run

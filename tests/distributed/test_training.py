@@ -1,6 +1,7 @@
 """Data-parallel training on the CPU: mpirun -n 2 with the reference backend against one process
 with the doubled batch, the gradient identity it rests on, each rank's share of a batch, resume on
-another number of ranks, and what several ranks refuse."""
+another number of ranks, and what several ranks refuse. The GPU side: test_nccl_host.py (its
+host part), test_nccl_gpu.py and test_multi_gpu.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import pytest
 from mpi_support import needs_mpi
 from cudnn_denoise import checkpoint
 from cudnn_denoise.data.reader import PairReader
-from cudnn_denoise.distributed import MultiGpuNotRun, World, launched_by_mpi
+from cudnn_denoise.distributed import World, launched_by_mpi
 from cudnn_denoise.params import init_params
 from cudnn_denoise.reference import OUTPUT, backward, forward, mse_loss
-from cudnn_denoise.training import Config, Trainer
 
 TRAIN = ("-m", "cudnn_denoise.train", "--backend", "reference", "--lr", "0.01", "--log-every", "5")
 RTOL = 1e-6  # float32: the two runs sum the same gradients in another order
@@ -71,12 +71,6 @@ def test_part_outside_the_batch_is_refused(data32):
 def test_without_a_launcher_there_is_one_process():
     assert not launched_by_mpi({})
     assert launched_by_mpi({"PMI_SIZE": "2"}) and launched_by_mpi({"OMPI_COMM_WORLD_SIZE": "2"})
-
-
-def test_the_cudnn_backend_on_several_ranks_is_refused_before_any_gpu_work(data32, tmp_path):
-    with pytest.raises(MultiGpuNotRun, match="multi-GPU training needs the NCCL gradient average"):
-        Trainer(data32, Config(backend="cudnn"), tmp_path, init_params(0), world=World(rank=0, size=2))
-    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 @needs_mpi
