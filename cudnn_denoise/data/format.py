@@ -110,8 +110,11 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
-def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict) -> Path:
-    """Write dataset.json (atomically: a reader never sees half of it) and return its path."""
+def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
+               extra: dict | None = None) -> Path:
+    """Write dataset.json (atomically: a reader never sees half of it) and return its path.
+
+    extra: more top-level keys (a micrograph dataset's pixel_size and sources)."""
     meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
@@ -125,6 +128,7 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
         "layout": "sample-major (N, H, W)",
         "value_range": [0.0, 1.0],
         "made_by": made_by,
+        **(extra or {}),
     }
     path = out_dir / META_NAME
     tmp = path.with_name(path.name + ".tmp")
