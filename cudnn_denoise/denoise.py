@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, backends, checkpoint
+from . import __version__, backends, checkpoint, cli, runlog
 from .data.format import DataError
 from .inference import files
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
@@ -44,12 +44,13 @@ class _Stopped(Exception):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.denoise", description=__doc__.split("\n\n")[0],
+        prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by frame), raw "
                         ".bin files in the dataset format, folders holding them, or quoted glob patterns")
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="the trained checkpoint folder")
+    cli.add_version(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", type=Path, default=Path("denoised"), metavar="DIR",
                    help="folder for the outputs, made if needed (default ./denoised)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, distributed, nccl, plan, trace
+from . import backends, checkpoint, cli, distributed, nccl, plan, runlog, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
 from .params import init_params
@@ -39,8 +39,9 @@ DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.train", description=__doc__.split("\n\n")[0],
+        prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version(p)
     add_data_arguments(p)
     add_data_arguments(p, prefix="val-")
     t = p.add_argument_group("training (defaults: the seed's run)")
