@@ -137,6 +137,25 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
     return path
 
 
+def value_range(dataset: Dataset) -> tuple[float, float, str]:
+    """(low, high, where from): the values' range as dataset.json's value_range gives it, else the
+    format's [0, 1]. DataError when dataset.json's value_range is not two finite numbers low < high.
+    """
+    where = dataset.noisy.parent / META_NAME
+    if "value_range" not in dataset.meta:
+        return 0.0, 1.0, f"the format's, {where} does not say"
+    given = dataset.meta["value_range"]
+    try:
+        low, high = (float(v) for v in given)
+        ok = all(not isinstance(v, bool) for v in given) and np.isfinite([low, high]).all()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not low < high:
+        raise DataError(f"{where}: value_range must be two finite numbers [low, high] with low < "
+                        f"high, not {given!r}")
+    return low, high, str(where)
+
+
 def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[int, int]:
     """(height, width) from dataset.json, else the --patch-size, else the seed's default."""
     if patch_size is not None and patch_size <= 0:
