@@ -17,7 +17,7 @@ SCRIPT = "cudnn-denoise"
 COMMANDS = {
     "train": ("train", "train the denoising CNN on a dataset (the seed's defaults)"),
     "denoise": ("denoise", "denoise MRC / TIFF micrographs with a trained checkpoint"),
-    "make-dataset": ("make_dataset", "make a dataset: from micrographs, even/odd sums, or synthetic"),
+    "make-dataset": ("make_dataset", "make a dataset of micrographs, even/odd sums or synthetic"),
     "dump": ("dump", "write one training step's every intermediate, for the Fortran port"),
     "plan": ("plan", "print one training step's cuDNN and cuBLAS calls"),
     "fortran": ("fortran", "generate the Fortran interfaces and the checkpoint reader"),

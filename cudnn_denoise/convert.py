@@ -53,7 +53,8 @@ class Micrograph:
 
     @property
     def name(self) -> str:
-        return " + ".join(map(str, self.paths)) + (f" frame {self.frame}" if self.frames > 1 else "")
+        frame = f" frame {self.frame}" if self.frames > 1 else ""
+        return " + ".join(map(str, self.paths)) + frame
 
     def entry(self) -> dict:
         """This micrograph's item in dataset.json's sources (the patch counts are added later)."""
@@ -87,7 +88,8 @@ class Report:
 
 
 def convert(out_dir: Path, p: Preprocessing, *, inputs: tuple[str, ...] = (),
-            evens: tuple[str, ...] = (), odds: tuple[str, ...] = (), overwrite: bool = False, workers: int = 1,
+            evens: tuple[str, ...] = (), odds: tuple[str, ...] = (), overwrite: bool = False,
+            workers: int = 1,
             on_cut: Callable[[Cut], None] = lambda cut: None,
             on_skip: Callable[[str], None] = lambda line: None,
             on_start: Callable[[int], None] = lambda total: None) -> Report:
@@ -248,9 +250,10 @@ def add_arguments(parser) -> None:
         "micrographs (real data: each micrograph scaled to [0, 1] by percentiles and cut into "
         "--size patches; docs/formats.md, \"Micrograph datasets\")")
     g.add_argument("--from-mrc", nargs="+", metavar="INPUT",
-                   help="micrographs: .mrc files, .mrcs stacks (frame by frame), .tif / .tiff (page "
-                        "by page), folders holding them, or quoted glob patterns. The scaled patch is "
-                        "the clean target, the noisy input adds --dose / --sigma noise (seeded)")
+                   help="micrographs: .mrc files, .mrcs stacks (frame by frame), .tif / .tiff "
+                        "(page by page), folders holding them, or quoted glob patterns. The "
+                        "scaled patch is the clean target; the noisy input adds --dose / --sigma "
+                        "noise (seeded by --seed)")
     g.add_argument("--even", nargs="+", metavar="INPUT",
                    help="Noise2Noise pairs: the even-frame sums of the movies (files, folders, "
                         "patterns); with --odd. No noise is added: each half is the other's target")
@@ -266,14 +269,15 @@ def add_arguments(parser) -> None:
                    help="these percentiles of each micrograph's pixels become 0 and 1, values "
                         f"beyond are clipped (default {PERCENTILES[0]} {PERCENTILES[1]})")
     g.add_argument("--stride", type=int, metavar="PX",
-                   help="pixels between patch corners (default --size: side by side; less overlaps)")
+                   help="pixels between patch corners (default --size: side by side; less "
+                        "overlaps)")
     g.add_argument("--border", type=int, default=0, metavar="PX",
                    help="pixels left out along every edge, e.g. motion-correction edge artefacts "
                         "(default 0)")
     g.add_argument("--edges", choices=EDGES, default="drop",
-                   help="what is left at the right and bottom, narrower than a patch: drop (default) "
-                        "it, or cover it with one more patch flush with the edge, which overlaps its "
-                        "neighbour")
+                   help="what is left at the right and bottom, narrower than a patch: drop "
+                        "(default) it, or cover it with one more patch flush with the edge, which "
+                        "overlaps its neighbour")
 
 
 def preprocessing_from(args) -> Preprocessing | None:

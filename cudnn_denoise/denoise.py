@@ -1,4 +1,4 @@
-"""python -m cudnn_denoise.denoise: denoise micrographs (MRC, TIFF or raw float32) with a trained checkpoint.
+"""python -m cudnn_denoise.denoise: denoise micrographs (MRC, TIFF, raw float32) with a checkpoint.
 
 Checks the output folder, the checkpoint and the inputs before any work, then hands the files to
 inference.pipeline and reports: a line per file, a progress bar with micrographs/s, a summary.
@@ -48,9 +48,9 @@ def parser() -> argparse.ArgumentParser:
         prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by frame), .tif / "
-                        ".tiff (page by page), raw .bin files in the dataset format, folders holding them, "
-                        "or quoted glob patterns")
+                   help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "
+                        "frame), .tif / .tiff (page by page), raw .bin files in the dataset "
+                        "format, folders holding them, or quoted glob patterns")
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="the trained checkpoint folder")
     cli.add_version(p)
     o = p.add_argument_group("output")
@@ -65,10 +65,12 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--normalize", action="store_true",
                    help="write the model's intensity scale (that of the training data) instead of the input's")
     o.add_argument("--preview", action="store_true",
-                   help="also write DIR/<name><suffix>.png per micrograph denoised: input left, denoised right, "
-                        "binned, each from its own 1st (black) to 99th (white) percentile")
+                   help="also write DIR/<name><suffix>.png per micrograph denoised: input left, "
+                        "denoised right, binned, each from its own 1st (black) to 99th (white) "
+                        "percentile")
     o.add_argument("--preview-size", type=int, default=preview.DEFAULT_SIZE, metavar="PX",
-                   help=f"the longest side of each preview panel, at most (default {preview.DEFAULT_SIZE})")
+                   help="the longest side of each preview panel, at most (default "
+                        f"{preview.DEFAULT_SIZE})")
     r = p.add_argument_group("raw inputs")
     r.add_argument("--height", type=int, metavar="PX", help="rows of a raw file's frames (default: its dataset.json)")
     r.add_argument("--width", type=int, metavar="PX", help="columns of a raw file's frames (default: its dataset.json)")
@@ -87,8 +89,8 @@ def main(argv=None) -> int:
     with runlog.capture(p.prog, argv):
         try:
             return run(args)
-        except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing, TifffileMissing,
-                OutOfGpuMemory, backends.NoGpuError, ValueError, OSError) as exc:
+        except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing,
+                TifffileMissing, OutOfGpuMemory, backends.NoGpuError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
 

@@ -207,8 +207,9 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
                           data_stats=stats, tracer=tracer, world=world)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
-            print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; PSNR = "
-                  f"10 log10(R^2 / MSE), R = {high - low:g}: the data range [{low:g}, {high:g}] ({where})")
+            print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; "
+                  f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
+                  f"[{low:g}, {high:g}] ({where})")
         try:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
@@ -260,8 +261,9 @@ def _report(summary, out: Path) -> None:
           f"{pos.loss_sum / max(pos.step, 1):.4f}; {summary.steps_run} steps in {summary.seconds:.1f} s "
           f"({rate:.1f} batches/s)")
     if summary.val:
-        print(f"validation: loss {summary.val['val_loss']:.4f}, PSNR {summary.val['val_psnr']:.2f} dB "
-              f"(data range {summary.val['val_data_range']:g})")
+        val = summary.val
+        print(f"validation: loss {val['val_loss']:.4f}, PSNR {val['val_psnr']:.2f} dB "
+              f"(data range {val['val_data_range']:g})")
     if summary.gpu_memory_mib is not None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
     if summary.profile:

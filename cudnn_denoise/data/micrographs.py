@@ -1,4 +1,4 @@
-"""Micrographs into training patches: robust scaling to [0, 1], the patch grid, noise, even/odd names.
+"""Micrographs into training patches: robust scaling to [0, 1], patch grid, noise, even/odd names.
 
 The seed's preprocessing of real data (EMPIAR-10025): each micrograph scaled to [0, 1], cut into
 patches, the scaled patch the clean target and Poisson + Gaussian noise added for the input. Here

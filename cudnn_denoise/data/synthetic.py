@@ -162,7 +162,8 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
                 progress(index + 1, samples)
 
     with ordered_map(maker.pair, range(samples), workers, chunksize=2) as pairs:
-        return write_pairs(out_dir, reported(pairs), size, size, maker.settings, overwrite=overwrite)
+        return write_pairs(out_dir, reported(pairs), size, size, maker.settings,
+                           overwrite=overwrite)
 
 
 def _proteasome_blobs(rng: np.random.Generator) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Writing a dataset: (noisy, clean) samples streamed into noisy.bin and clean.bin, dataset.json last.
+"""Writing a dataset: (noisy, clean) samples streamed to noisy.bin and clean.bin, dataset.json last.
 
 Every maker of datasets (synthetic.py, the micrograph conversion) hands its samples to write_pairs,
 which streams them to `.partial` files in constant memory and renames them into place only when

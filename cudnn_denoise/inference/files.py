@@ -55,7 +55,8 @@ def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in suffixes and p.is_file())
             if not found:
                 problems.append(f"{spec}: a folder without {' / '.join(suffixes)} files")
         elif path.exists():

@@ -1,4 +1,4 @@
-"""Previews: a micrograph and its denoised output side by side in one 8-bit grey PNG, for a quick look.
+"""Previews: a micrograph and its denoised output side by side in one 8-bit grey PNG, a quick look.
 
 Each panel is binned by one integer factor, the smallest that brings the micrograph's longer side
 to at most `size` pixels (the mean of each factor x factor block; rows and columns left over at the
@@ -83,7 +83,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def preview_path(output: Path, index: int, frames: int) -> Path:
-    """OUT/x.denoised.png for a micrograph's output, OUT/x.denoised.<index>.png for a stack's frame."""
+    """OUT/x.denoised.png for a micrograph's output; OUT/x.denoised.<index>.png for stack frames."""
     stem = output.name[: -len(output.suffix)] if output.suffix else output.name
     name = f"{stem}.png" if frames == 1 else f"{stem}.{index:04d}.png"
     return output.with_name(name)

@@ -4,8 +4,10 @@ Each page of a TIFF file is one micrograph: a single-page file is one, a multi-p
 (denoised, or cut into patches, page by page, as an .mrcs stack). Pages must be 2-D grey images
 of one shape (no colour samples, no complex values); any integer or float type comes out as
 float32. TIFF has no standard field for the pixel size in angstrom, so `header` is None and an
-MRC written from a TIFF has a voxel size of 0 (unknown). tifffile reports damaged files through
-the `tifffile` logger rather than by raising; those messages become the DataError's text.
+MRC written from a TIFF has a voxel size of 0 (unknown). tifffile reports much damage through the
+`tifffile` logger rather than by raising (a broken chain of pages reads as a shorter file), so an
+error it logs while the pages are listed or read makes the file a DataError with its words;
+its warnings (odd but readable tags) are let pass.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ def require_tifffile():
         import tifffile
     except ImportError as exc:
         raise TifffileMissing(f"TIFF files need the tifffile package ({exc}); "
-                              "pip install 'cudnn_denoise[tiff]' (or pip install tifffile)") from None
+                              "pip install 'cudnn_denoise[tiff]' (or pip install tifffile)"
+                              ) from None
     return tifffile
 
 
 class _Collect(logging.Handler):
-    """Keeps the messages tifffile logs while a file is opened or read."""
+    """Keeps the messages tifffile logs while a file is opened or read: errors and warnings."""
 
     def __init__(self):
         super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        kept = self.errors if record.levelno >= logging.ERROR else self.warnings
+        kept.append(record.getMessage())
 
 
 @contextlib.contextmanager
@@ -52,7 +57,7 @@ def _tifffile_log():
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        yield handler.messages
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
@@ -67,22 +72,23 @@ class TiffSource:
     def __init__(self, path: Path):
         tifffile = require_tifffile()
         self.path = path
-        with _tifffile_log() as messages:
+        with _tifffile_log() as log:
             try:
                 self._tif = tifffile.TiffFile(path)
-            except (OSError, ValueError, EOFError) as exc:  # TiffFileError is a ValueError
-                raise DataError(f"{path}: not a readable TIFF file ({exc})") from None
+            # Only tifffile runs here: whatever it raises, the file is bad.
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"{path}: not a readable TIFF file ({_named(exc)})") from None
             try:
-                self._check(messages)
+                self._check(log)
             except Exception:
                 self._tif.close()
                 raise
 
-    def _check(self, messages: list[str]) -> None:
+    def _check(self, log: _Collect) -> None:
         pages = self._tif.pages
-        self.frames = len(pages)
-        if self.frames == 0:
-            why = "; ".join(messages) or "no image in it"
+        self.frames = len(pages)  # lists every page: a broken chain is logged here
+        if self.frames == 0 or log.errors:
+            why = _first(log.errors + log.warnings) or "no image in it"
             raise DataError(f"{self.path}: not a readable TIFF file ({why})")
         shapes = {tuple(page.shape) for page in pages}
         if len(shapes) > 1:
@@ -101,12 +107,27 @@ class TiffSource:
 
     def read(self, index: int) -> np.ndarray:
         """Page `index` as a new float32 array (H, W)."""
-        with _tifffile_log() as messages:
+        with _tifffile_log() as log:
             try:
-                return np.asarray(self._tif.pages[index].asarray(), dtype=np.float32)
-            except (OSError, ValueError, EOFError) as exc:  # a truncated or damaged page
-                detail = "; ".join([str(exc), *messages])
-                raise DataError(f"{self.path}: page {index} cannot be read ({detail})") from None
+                page = np.asarray(self._tif.pages[index].asarray(), dtype=np.float32)
+            # A damaged page: its decoder raises its own error (zlib.error, ...).
+            except Exception as exc:  # noqa: BLE001
+                log.errors.insert(0, _named(exc))
+            if log.errors:
+                raise DataError(f"{self.path}: page {index} cannot be read ({_first(log.errors)})")
+        return page
 
     def close(self) -> None:
         self._tif.close()
+
+
+def _first(messages: list[str], count: int = 2) -> str:
+    """The first `count` messages, and how many more there were."""
+    more = f"; and {len(messages) - count} more" if len(messages) > count else ""
+    return "; ".join(messages[:count]) + more
+
+
+def _named(exc: Exception) -> str:
+    """An exception as `Type: message`, unless it is tifffile's own (its message says enough)."""
+    kind = type(exc).__name__
+    return str(exc) if kind == "TiffFileError" else f"{kind}: {exc}"

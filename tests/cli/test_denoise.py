@@ -149,7 +149,8 @@ def test_mrc_round_trip_keeps_the_header_and_validates(cli, ckpt, tmp_path):
         assert after.header.dmax == pytest.approx(data.max(), rel=1e-6)
         assert after.header.dmean == pytest.approx(data.mean(), rel=1e-5)
         assert after.header.rms == pytest.approx(data.std(), rel=1e-4)
-    assert sorted(p.name for p in out.iterdir()) == ["mic.denoised.mrc", "run.log"]  # no temporary left
+    # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == ["mic.denoised.mrc", "run.log"]
 
 
 def test_mrcs_stack_is_denoised_frame_by_frame(cli, ckpt, tmp_path):
@@ -235,7 +236,9 @@ def test_bad_inputs_are_named_and_skipped_and_the_run_goes_on(cli, ckpt, tmp_pat
     assert any("nan.mrcs frame 1" in line and "NaN" in line for line in err), result.err
     assert any("missing.mrc: no such file" in line for line in err), result.err
     assert err[-1] == "error: 4 of 6 input(s) could not be denoised (named above)"
-    assert sorted(p.name for p in out.iterdir()) == ["good1.denoised.mrc", "good2.denoised.mrc", "run.log"]  # no partial
+    # no partial
+    assert sorted(p.name for p in out.iterdir()) == ["good1.denoised.mrc", "good2.denoised.mrc",
+                                                    "run.log"]
 
 
 def test_raw_file_without_a_shape_is_a_bad_input(cli, ckpt, tmp_path):
