@@ -1,6 +1,6 @@
-"""Micrograph files for the tests, written with the real mrcfile and tifffile: MRC micrographs and
-stacks with a voxel size, TIFF pages, and cryo-EM-like micrographs (and even/odd halves) made from
-the synthetic particles.
+"""Micrograph files for the tests, written with the real mrcfile and tifffile (imported when used):
+MRC micrographs and stacks with a header, TIFF pages, and cryo-EM-like micrographs (and even/odd
+halves) made from the synthetic particles.
 
 Also a small command for the README-sized run on large micrographs:
     python tests/micrograph_files.py OUT_DIR --count 4 --size 4096 [--even-odd]
@@ -11,26 +11,41 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import mrcfile
 import numpy as np
-import tifffile
 
 from cudnn_denoise.data.synthetic import SyntheticPatches
 
 
-def write_mrc(path: Path, data: np.ndarray, *, voxel_size=None, stack: bool = False) -> Path:
+def write_mrc(path: Path, data: np.ndarray, *, voxel_size=None, origin=None, labels=(),
+              stack: bool = False) -> Path:
     """data as a new MRC file (its dtype decides the mode); voxel_size: one number or (x, y, z)."""
+    import mrcfile
+
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(data)
         if stack:
             mrc.set_image_stack()
         if voxel_size is not None:
             mrc.voxel_size = voxel_size
+        if origin is not None:
+            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+        for label in labels:
+            mrc.add_label(label)
     return path
+
+
+def read_mrc(path: Path) -> np.ndarray:
+    """An MRC file's data, as stored."""
+    import mrcfile
+
+    with mrcfile.open(path) as mrc:
+        return mrc.data.copy()
 
 
 def write_tiff(path: Path, data: np.ndarray) -> Path:
     """data (H, W) as a one-page TIFF, (N, H, W) as N grey pages."""
+    import tifffile
+
     tifffile.imwrite(path, data, photometric="minisblack")
     return path
 

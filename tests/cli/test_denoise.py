@@ -15,6 +15,7 @@ from cudnn_denoise.params import init_params
 from cudnn_denoise.reference import forward_fixed_order
 
 mrcfile = pytest.importorskip("mrcfile", reason="the MRC tests need the mrc extra: pip install mrcfile")
+from micrograph_files import read_mrc, write_mrc  # after the skip: they need mrcfile
 
 CPU = ("--backend", "reference")
 TRAIN_MEAN, TRAIN_STD = 0.45, 0.12  # the checkpoint's data_stats
@@ -50,25 +51,6 @@ def expected(x: np.ndarray, normalize: bool = False) -> np.ndarray:
     mean, std = x64.mean(), x64.std()
     y = forward(((x64 - mean) * (TRAIN_STD / std) + TRAIN_MEAN).astype(np.float32)).astype(np.float64)
     return y if normalize else (y - TRAIN_MEAN) * (std / TRAIN_STD) + mean
-
-
-def write_mrc(path, data, *, voxel_size=None, origin=None, labels=(), stack=False):
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(data)
-        if stack:
-            mrc.set_image_stack()
-        if voxel_size is not None:
-            mrc.voxel_size = voxel_size
-        if origin is not None:
-            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
-        for label in labels:
-            mrc.add_label(label)
-    return path
-
-
-def read_mrc(path) -> np.ndarray:
-    with mrcfile.open(path) as mrc:
-        return mrc.data.copy()
 
 
 def close(ours, ref, rtol=1e-5):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mrcfile
 import numpy as np
 import pytest
-from micrograph_files import write_mrc, write_tiff
+from micrograph_files import read_mrc, write_mrc, write_tiff
 
 from cudnn_denoise import checkpoint, denoise
 from cudnn_denoise.params import init_params
@@ -29,11 +29,6 @@ def counts(shape, seed):
     rows, cols = np.indices(shape[-2:])
     disc = ((rows - shape[-2] / 2) ** 2 + (cols - shape[-1] / 3) ** 2 < (shape[-2] / 4) ** 2) * 40.0
     return rng.poisson(100.0 + disc, shape).astype(np.uint16)
-
-
-def read_mrc(path):
-    with mrcfile.open(path) as mrc:
-        return mrc.data.copy()
 
 
 def test_a_tiff_denoises_as_the_same_pixels_in_an_mrc(cli, ckpt, tmp_path):
