@@ -115,7 +115,8 @@ def _from_micrographs(args, settings) -> int:
         done += 1
         m = result.micrograph
         both = f" -> {len(result.noisy)} pairs" if len(result.noisy) != result.patches else ""
-        bar.line(f"{m.name}: {m.height}x{m.width}, {result.patches} patches{both}; "
+        patches = f"{result.patches} patch" + ("" if result.patches == 1 else "es")
+        bar.line(f"{m.name}: {m.height}x{m.width}, {patches}{both}; "
                  f"[{result.low:.5g}, {result.high:.5g}] -> [0, 1]")
         bar.update(done)
 
