@@ -21,6 +21,7 @@ COMMANDS = {
     "dump": ("dump", "write one training step's every intermediate, for the Fortran port"),
     "plan": ("plan", "print one training step's cuDNN and cuBLAS calls"),
     "fortran": ("fortran", "generate the Fortran interfaces and the checkpoint reader"),
+    "compare": ("compare", "how far apart two runs' losses and parameters are (Python, Fortran)"),
 }
 VERSION = f"cudnn_denoise {__version__}"
 

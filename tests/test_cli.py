@@ -14,10 +14,10 @@ from cudnn_denoise import __version__, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = {"train": "train", "denoise": "denoise", "make-dataset": "make_dataset",
-               "dump": "dump", "plan": "plan", "fortran": "fortran"}
+               "dump": "dump", "plan": "plan", "fortran": "fortran", "compare": "compare"}
 
 
-def test_pyproject_installs_one_command_with_the_six_subcommands():
+def test_pyproject_installs_one_command_with_a_subcommand_per_program():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"cudnn-denoise": "cudnn_denoise.cli:main"}
     assert set(cli.COMMANDS) == set(SUBCOMMANDS)
@@ -48,7 +48,8 @@ def test_the_command_itself(capsys):
     assert capsys.readouterr().err.startswith("usage: cudnn-denoise COMMAND")
     assert cli.main(["trian"]) == 2
     assert capsys.readouterr().err == ("cudnn-denoise: error: unknown command 'trian'; choose "
-                                       "from train, denoise, make-dataset, dump, plan, fortran\n")
+                                       "from train, denoise, make-dataset, dump, plan, fortran, "
+                                       "compare\n")
 
 
 def test_subcommand_help_names_the_installed_command(capsys):
