@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cli
 from .checkpoint import PARAMS_FILE
 from .params import NUM_PARAMS, views
 
@@ -184,9 +185,10 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cudnn_denoise.compare",
+    p = argparse.ArgumentParser(prog=cli.prog("compare"),
                                 description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                 epilog="Exit: 0 identical (or within --rtol), 1 different, 2 unreadable run.")
+    cli.add_version(p)
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="a run folder (losses.tsv, params.bin or checkpoint/)")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the other run folder")
     p.add_argument("--rtol", type=float, metavar="R",

@@ -1,4 +1,4 @@
-"""python -m cudnn_denoise.denoise: denoise micrographs (MRC or raw float32) with a trained checkpoint.
+"""python -m cudnn_denoise.denoise: denoise micrographs (MRC, TIFF, raw float32) with a checkpoint.
 
 Checks the output folder, the checkpoint and the inputs before any work, then hands the files to
 inference.pipeline and reports: a line per file, a progress bar with micrographs/s, a summary.
@@ -15,16 +15,17 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, backends, checkpoint
+from . import __version__, backends, checkpoint, cli, runlog
 from .data.format import DataError
-from .inference import files
+from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
+from .inference.files import EXIT_BAD_INPUTS
 from .inference.intensity import TrainingStats
 from .inference.mrc_io import MrcfileMissing, label, require_mrcfile
 from .inference.pipeline import denoise_files
+from .inference.tiff_io import TifffileMissing, require_tifffile
 from .progress import Progress
 
-EXIT_BAD_INPUTS = 4
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists
   1    unexpected internal error (a traceback follows: please report it)
@@ -44,12 +45,14 @@ class _Stopped(Exception):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.denoise", description=__doc__.split("\n\n")[0],
+        prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by frame), raw "
-                        ".bin files in the dataset format, folders holding them, or quoted glob patterns")
+                   help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "
+                        "frame), .tif / .tiff (page by page), raw .bin files in the dataset "
+                        "format, folders holding them, or quoted glob patterns")
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="the trained checkpoint folder")
+    cli.add_version(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", type=Path, default=Path("denoised"), metavar="DIR",
                    help="folder for the outputs, made if needed (default ./denoised)")
@@ -61,6 +64,13 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="denoise again inputs whose output exists (default: skip them)")
     o.add_argument("--normalize", action="store_true",
                    help="write the model's intensity scale (that of the training data) instead of the input's")
+    o.add_argument("--preview", action="store_true",
+                   help="also write DIR/<name><suffix>.png per micrograph denoised: input left, "
+                        "denoised right, binned, each from its own 1st (black) to 99th (white) "
+                        "percentile")
+    o.add_argument("--preview-size", type=int, default=preview.DEFAULT_SIZE, metavar="PX",
+                   help="the longest side of each preview panel, at most (default "
+                        f"{preview.DEFAULT_SIZE})")
     r = p.add_argument_group("raw inputs")
     r.add_argument("--height", type=int, metavar="PX", help="rows of a raw file's frames (default: its dataset.json)")
     r.add_argument("--width", type=int, metavar="PX", help="columns of a raw file's frames (default: its dataset.json)")
@@ -74,17 +84,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing, OutOfGpuMemory,
-            backends.NoGpuError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    p = parser()
+    args = p.parse_args(argv)
+    with runlog.capture(p.prog, argv):
+        try:
+            return run(args)
+        except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing,
+                TifffileMissing, OutOfGpuMemory, backends.NoGpuError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
 
 def run(args) -> int:
-    for name in ("tile_size", "height", "width"):
+    for name in ("tile_size", "height", "width", "preview_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
@@ -104,7 +116,10 @@ def run(args) -> int:
     jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format)
     if args.format == "mrc" or any(job.is_mrc for job in jobs):
         require_mrcfile()
+    if any(job.is_tiff for job in jobs):
+        require_tifffile()
     todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
+    runlog.attach(args.out / runlog.LOG_NAME)  # the work starts: the log goes beside the outputs
 
     backend, why = backends.resolve(args.backend)
     if backend == "cudnn" and args.device is not None:
@@ -135,7 +150,8 @@ def run(args) -> int:
 
     rate = frames / seconds if seconds > 0 else 0.0
     print(f"done: {done} file(s), {frames} micrograph(s) in {seconds:.1f} s ({rate:.2f} micrographs/s); "
-          f"outputs in {args.out}")
+          f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
+                                      if args.preview and frames else ""))
     bad += len(problems)
     if bad:
         print(f"error: {bad} of {len(todo) + len(problems)} input(s) could not be denoised (named above)",
@@ -159,10 +175,15 @@ def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
         counts["frames"] += 1
         draw()
 
+    def write_preview(job, index, frames, x, y):
+        image = preview.side_by_side(x, y, args.preview_size)
+        preview.write_png(preview.preview_path(job.output, index, frames), image)
+
     results = denoise_files(
         jobs, denoiser, stats=stats, normalize=args.normalize, on_frame=on_frame,
         open_source=lambda path: files.open_source(path, args.height, args.width),
-        open_writer=lambda job, source: files.open_writer(job, source, args.format, text))
+        open_writer=lambda job, source: files.open_writer(job, source, args.format, text),
+        on_output=write_preview if args.preview else None)
     with contextlib.closing(results):
         for result in results:
             if result.error is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backends, checkpoint, plan, trace
+from . import __version__, backends, checkpoint, cli, plan, trace
 from .checksum import checksum, format_checksum
 from .data.format import DTYPE, DataError, Dataset, add_data_arguments, dataset_from_args, open_readonly, read_exact
 from .params import PARAMS
@@ -46,10 +46,11 @@ EXIT_CODES = """exit codes:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.dump", description=__doc__.split("\n\n")[0],
+        prog=cli.prog("dump"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
                    help="checkpoint folder whose parameters take the step")
+    cli.add_version(p)
     add_data_arguments(p)
     s = p.add_argument_group("the step")
     s.add_argument("--index", required=True, type=int, metavar="I", help="first sample of the batch")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pycparser import c_ast, c_generator, c_parser
 
-from cudnn_denoise import params
+from cudnn_denoise import cli, params
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERFACES_FILE = "cudnn_interfaces.f90"
@@ -623,7 +623,7 @@ def generate(out: Path) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.fortran",
+        prog=cli.prog("fortran"),
         description=f"Write {INTERFACES_FILE} (cuDNN/cuBLAS interfaces from cffi_build/) and "
                     f"{CHECKPOINT_FILE} (the parameter layout, params.bin I/O) into a folder.")
     what = parser.add_mutually_exclusive_group(required=True)
@@ -636,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--link-flags", action="store_true",
                       help="print the gfortran flags that link the cuDNN, cuBLAS and CUDA runtime "
                            "libraries this Python loads (fortran/Makefile uses them)")
+    cli.add_version(parser)
     return parser
 
 

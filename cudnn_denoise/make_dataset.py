@@ -1,39 +1,56 @@
-"""CLI: write a synthetic cryo-EM-like dataset (noisy.bin, clean.bin, dataset.json) to a directory.
+"""CLI: write a dataset (noisy.bin, clean.bin, dataset.json) from micrographs, or a synthetic one.
 
+    python -m cudnn_denoise.make_dataset --out DIR --from-mrc INPUT... [--size 1024] [--seed S]
+    python -m cudnn_denoise.make_dataset --out DIR --even INPUT... --odd INPUT... [--size 1024]
     python -m cudnn_denoise.make_dataset --out DIR --samples N [--size 1024] [--seed S]
 
-The images come from cudnn_denoise.data.synthetic; the format is docs/formats.md's "Dataset".
+Micrographs go through cudnn_denoise.convert; synthetic images come from
+cudnn_denoise.data.synthetic; the format is docs/formats.md's "Dataset".
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 
+from cudnn_denoise import cli
+from cudnn_denoise.convert import NothingUsable, add_arguments, convert, preprocessing_from
 from cudnn_denoise.data.format import DEFAULT_PATCH_SIZE, DataError, check_values
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
+from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
 from cudnn_denoise.progress import Progress
+
+EXIT_CODES = f"""exit codes:
+  0    written
+  1    unexpected internal error (a traceback follows: please report it)
+  2    bad arguments, no input found, or an output that cannot be written (one line says what)
+  {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
+       were written (none at all: no dataset); the last line gives the count"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.make_dataset",
-        description="Write synthetic cryo-EM-like (noisy, clean) patch pairs as a dataset.")
+        prog=cli.prog("make_dataset"),
+        description="Write (noisy, clean) patch pairs as a dataset: from micrographs (--from-mrc), "
+                    "from even/odd frame sums (--even, --odd), or synthetic (--samples).",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version(parser)
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="directory to write noisy.bin, clean.bin and dataset.json into")
-    parser.add_argument("--samples", required=True, type=int, metavar="N", help="number of pairs")
+    parser.add_argument("--samples", type=int, metavar="N", help="synthetic: number of pairs")
     parser.add_argument("--size", type=int, default=DEFAULT_PATCH_SIZE, metavar="PX",
                         help=f"patch height = width in pixels (default {DEFAULT_PATCH_SIZE})")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="the same seed and settings give the same bytes (default 0)")
-    parser.add_argument("--dose", type=float, default=DEFAULT_DOSE,
+    parser.add_argument("--seed", type=int,
+                        help="the same seed, inputs and settings give the same bytes (default 0)")
+    parser.add_argument("--dose", type=float,
                         help="Poisson dose, electrons per pixel of clean value 1 "
                              f"(default {DEFAULT_DOSE})")
-    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA,
+    parser.add_argument("--sigma", type=float,
                         help=f"Gaussian noise sigma (default {DEFAULT_SIGMA})")
     parser.add_argument("--no-ctf", dest="ctf", action="store_false",
-                        help="leave out the CTF-like oscillation (keep only the low-pass)")
+                        help="synthetic: leave out the CTF-like oscillation (keep the low-pass)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in --out")
     parser.add_argument("--check-data", action="store_true",
@@ -44,16 +61,30 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 1)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
+    add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings = preprocessing_from(args)
+        if settings is None and args.samples is None:
+            raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... --odd "
+                             "INPUT..., or --samples N (synthetic)")
+    except ValueError as exc:
+        print(f"make_dataset: error: {exc}", file=sys.stderr)
+        return 2
+    if settings is not None:
+        return _from_micrographs(args, settings)
     bar = None if args.quiet else Progress(args.samples, "pairs")
     start = time.perf_counter()
     try:
-        dataset = write_dataset(args.out, args.samples, args.size, args.seed, dose=args.dose,
-                                sigma=args.sigma, ctf=args.ctf, overwrite=args.overwrite,
+        dataset = write_dataset(args.out, args.samples, args.size,
+                                0 if args.seed is None else args.seed,
+                                dose=DEFAULT_DOSE if args.dose is None else args.dose,
+                                sigma=DEFAULT_SIGMA if args.sigma is None else args.sigma,
+                                ctf=args.ctf, overwrite=args.overwrite,
                                 workers=args.workers, progress=None if bar is None else lambda done, _: bar.update(done))
         seconds = time.perf_counter() - start
         if args.check_data:
@@ -68,6 +99,60 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
           + ("; values checked" if args.check_data else ""))
     return 0
+
+
+def _from_micrographs(args, settings) -> int:
+    """make_dataset --from-mrc / --even --odd: convert, with a line per micrograph and a summary."""
+    quiet = io.StringIO() if args.quiet else None  # not a terminal: no bar
+    bar = Progress(0, "micrographs", stream=quiet)
+    done = 0
+
+    def start(total: int) -> None:
+        bar.total = total
+
+    def cut(result) -> None:
+        nonlocal done
+        done += 1
+        m = result.micrograph
+        both = f" -> {len(result.noisy)} pairs" if len(result.noisy) != result.patches else ""
+        patches = f"{result.patches} patch" + ("" if result.patches == 1 else "es")
+        bar.line(f"{m.name}: {m.height}x{m.width}, {patches}{both}; "
+                 f"[{result.low:.5g}, {result.high:.5g}] -> [0, 1]")
+        bar.update(done)
+
+    started = time.perf_counter()
+    try:
+        report = convert(args.out, settings, inputs=args.from_mrc or (), evens=args.even or (),
+                         odds=args.odd or (), overwrite=args.overwrite, workers=args.workers,
+                         on_cut=cut, on_start=start,
+                         on_skip=lambda line: bar.line(f"skipped: {line}", out=sys.stderr))
+        seconds = time.perf_counter() - started
+        if args.check_data:
+            check_values(report.dataset)
+    except NothingUsable as exc:
+        print(f"make_dataset: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUTS
+    except (DataError, ValueError, OSError) as exc:
+        print(f"make_dataset: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    dataset = report.dataset
+    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} float32 from "
+          f"{report.micrographs} micrograph(s) to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) "
+          f"in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
+          + _pixel_sizes(report.pixel_sizes) + ("; values checked" if args.check_data else ""))
+    if report.skipped:
+        print(f"make_dataset: error: {len(report.skipped)} input(s) or micrograph(s) could not be "
+              "used (named above)", file=sys.stderr)
+        return EXIT_BAD_INPUTS
+    return 0
+
+
+def _pixel_sizes(sizes: set) -> str:
+    """The micrographs' pixel size(s) in words (a set of (x, y) in angstrom, None: unknown)."""
+    words = sorted("unknown" if s is None else f"{s[0]:g} x {s[1]:g} A" for s in sizes)
+    return words[0] if len(words) == 1 else "differs among the micrographs: " + ", ".join(words)
 
 
 if __name__ == "__main__":

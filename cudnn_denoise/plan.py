@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import cli
 from .model import LOSS_SLOTS
 from .params import LAYERS, NUM_PARAMS
 
@@ -284,9 +285,10 @@ def evaluate(settings: Settings, batch: int, height: int, width: int) -> list[Ca
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cudnn_denoise.plan",
+    p = argparse.ArgumentParser(prog=cli.prog("plan"),
                                 description="Print one training step's cuDNN and cuBLAS calls as trace lines "
                                             "(docs/fortran.md).")
+    cli.add_version(p)
     p.add_argument("--batch", type=int, default=4, help="samples per step (default 4)")
     p.add_argument("--height", type=int, default=1024, help="image height (default 1024)")
     p.add_argument("--width", type=int, default=1024, help="image width (default 1024)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, checkpoint, distributed, nccl, plan, trace
+from . import backends, checkpoint, cli, distributed, nccl, plan, runlog, trace
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
 from .params import init_params
@@ -39,8 +39,9 @@ DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cudnn_denoise.train", description=__doc__.split("\n\n")[0],
+        prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version(p)
     add_data_arguments(p)
     add_data_arguments(p, prefix="val-")
     t = p.add_argument_group("training (defaults: the seed's run)")
@@ -106,9 +107,11 @@ def default_dataset(backend: str, seed: int):
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     world = distributed.detect()
-    return world.run_or_abort(_main, args, world)
+    with runlog.capture(p.prog, argv):
+        return world.run_or_abort(_main, args, world)
 
 
 def _main(args, world) -> int:
@@ -173,6 +176,8 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
     config.backend = backend
     args.out.mkdir(parents=True, exist_ok=True)
+    if world.lead:
+        runlog.attach(args.out / runlog.LOG_NAME)
 
     position, params = None, None
     if args.resume:
@@ -200,6 +205,11 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     with tracer:
         trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
                           data_stats=stats, tracer=tracer, world=world)
+        if trainer.val_range is not None:
+            low, high, where = trainer.val_range
+            print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; "
+                  f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
+                  f"[{low:g}, {high:g}] ({where})")
         try:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
@@ -251,7 +261,9 @@ def _report(summary, out: Path) -> None:
           f"{pos.loss_sum / max(pos.step, 1):.4f}; {summary.steps_run} steps in {summary.seconds:.1f} s "
           f"({rate:.1f} batches/s)")
     if summary.val:
-        print(f"validation: loss {summary.val['val_loss']:.4f}, PSNR {summary.val['val_psnr']:.2f} dB")
+        val = summary.val
+        print(f"validation: loss {val['val_loss']:.4f}, PSNR {val['val_psnr']:.2f} dB "
+              f"(data range {val['val_data_range']:g})")
     if summary.gpu_memory_mib is not None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
     if summary.profile:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import algorithm_table, checkpoint, trace
 from .backends import build
-from .data.format import DataError, Dataset
+from .data.format import DataError, Dataset, value_range
 from .data.reader import PairReader
 from .distributed import SINGLE, World
 from .progress import Progress, format_duration
@@ -120,6 +120,8 @@ class Trainer:
         self.tracer = tracer  # --trace: the calls of each setup, step and evaluation
         self.position = position or Position()
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
+        # (low, high, where from): the PSNR's peak is high - low
+        self.val_range = value_range(val_dataset) if val_dataset is not None else None
         self.gpu = config.backend == "cudnn"
         self.gpus = None  # nccl.DataParallel: this rank's GPU, communicator and watchdog
         if self.gpu and world.distributed:  # before any CUDA work: it picks the GPU
@@ -304,7 +306,8 @@ class Trainer:
         progress.line(line)
 
     def _validate(self) -> dict:
-        """Mean loss over the held-out set's full batches, and PSNR for data in [0, 1]."""
+        """Mean loss over the held-out set's full batches, and the PSNR for the set's value range R
+        (dataset.json's value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
         with PairReader(self.val_dataset, self.config.batch_size, shuffle=False, drop_last=True,
                         device=self.gpu, drop_cache=False) as reader:
             total, count = 0.0, 0
@@ -314,7 +317,10 @@ class Trainer:
                     total += self.model.evaluate(batch.x, batch.y)
                 count += 1
         loss = total / count
-        return {"val_loss": loss, "val_psnr": 10.0 * math.log10(1.0 / loss) if loss > 0 else float("inf")}
+        low, high, _ = self.val_range
+        peak = high - low
+        psnr = 10.0 * math.log10(peak * peak / loss) if loss > 0 else float("inf")
+        return {"val_loss": loss, "val_psnr": psnr, "val_data_range": peak}
 
     # -- checkpoints -----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
 #   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [fortran] [multi]
-#     (no argument: all but multi)
+#     [micrographs]
+#     (no argument: all but multi and micrographs)
 #     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
@@ -12,6 +13,9 @@
 #             algorithms, 256^2 and 1024^2, fp32/tf32, fused or not (~3 min; $PARITY_ARGS: --quick)
 #     multi   several GPUs: tests/distributed/test_multi_gpu.py (parity, failures; skipped on one
 #             GPU), then benchmarks/bench_ddp.py, ours against PyTorch DDP ($BENCH_DDP_ARGS)
+#     micrographs  (only when named) the README's path from micrographs: 2 generated 4096 x 4096
+#             MRC micrographs -> make-dataset (1024 x 1024 patches) -> 200 steps -> denoise
+#             --preview (~1 min, mostly making the micrographs; needs the mrcfile wheel in .whl)
 # The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
 # scripts/device_fortran.sh builds here; carry .device too. For the MPI tests and multi, add the
@@ -75,7 +79,18 @@ for stage in $stages; do
         eval "ddp_args=(${BENCH_DDP_ARGS:-})"  # e.g. "--quick", "--gpus 1,2", "--rehearse --samples 64"
         python3 benchmarks/bench_ddp.py --out "$OUT" "${ddp_args[@]}" 2>&1 | tee "$OUT/bench_ddp.log" \
             || status=1 ;;
-    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi)"; status=2 ;;
+    micrographs)
+        rm -rf /tmp/mics /tmp/mics-data /tmp/mics-run /tmp/mics-denoised
+        python3 tests/micrograph_files.py /tmp/mics --count 2 --size 4096 > /dev/null &&
+        python3 -m cudnn_denoise make-dataset --from-mrc /tmp/mics --out /tmp/mics-data 2>&1 \
+            | tee "$OUT/micrographs.log" &&
+        python3 -m cudnn_denoise train --data /tmp/mics-data --out /tmp/mics-run --max-steps 200 \
+            --log-every 50 2>&1 | tee -a "$OUT/micrographs.log" &&
+        python3 -m cudnn_denoise denoise --checkpoint /tmp/mics-run/checkpoint \
+            -o /tmp/mics-denoised --preview /tmp/mics 2>&1 | tee -a "$OUT/micrographs.log" &&
+        cp /tmp/mics-denoised/*.png /tmp/mics-denoised/run.log "$OUT/" || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi micrographs)"
+       status=2 ;;
     esac
 done
 grep -hE "passed|failed|error" "$OUT/gpu_tests.log" 2>/dev/null | tail -1

@@ -110,8 +110,11 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
-def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict) -> Path:
-    """Write dataset.json (atomically: a reader never sees half of it) and return its path."""
+def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
+               extra: dict | None = None) -> Path:
+    """Write dataset.json (atomically: a reader never sees half of it) and return its path.
+
+    extra: more top-level keys (a micrograph dataset's pixel_size and sources)."""
     meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
@@ -125,12 +128,32 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
         "layout": "sample-major (N, H, W)",
         "value_range": [0.0, 1.0],
         "made_by": made_by,
+        **(extra or {}),
     }
     path = out_dir / META_NAME
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def value_range(dataset: Dataset) -> tuple[float, float, str]:
+    """(low, high, where from): the values' range as dataset.json's value_range gives it, else the
+    format's [0, 1]. DataError when dataset.json's value_range is not two finite numbers low < high.
+    """
+    where = dataset.noisy.parent / META_NAME
+    if "value_range" not in dataset.meta:
+        return 0.0, 1.0, f"the format's, {where} does not say"
+    given = dataset.meta["value_range"]
+    try:
+        low, high = (float(v) for v in given)
+        ok = all(not isinstance(v, bool) for v in given) and np.isfinite([low, high]).all()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not low < high:
+        raise DataError(f"{where}: value_range must be two finite numbers [low, high] with low < "
+                        f"high, not {given!r}")
+    return low, high, str(where)
 
 
 def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[int, int]:

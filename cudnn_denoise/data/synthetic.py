@@ -15,24 +15,13 @@ constant memory. Filtering templates instead of whole patches keeps each patch F
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from cudnn_denoise.data.format import (
-    CLEAN_NAME,
-    DTYPE,
-    META_NAME,
-    NOISY_NAME,
-    DataError,
-    Dataset,
-    open_dir,
-    write_meta,
-)
+from cudnn_denoise.data.format import DTYPE, Dataset
+from cudnn_denoise.data.writer import check_target, ordered_map, write_pairs
 
 DEFAULT_DOSE = 5.0  # electrons per pixel where the clean image is 1
 DEFAULT_SIGMA = 0.05  # the seed's Gaussian read noise
@@ -51,6 +40,27 @@ CTF_FIRST_ZERO = 4.0  # first CTF zero at 4 cycles per D
 AMPLITUDE_CONTRAST = 0.1
 
 
+def check_noise(dose: float, sigma: float) -> None:
+    """ValueError unless dose > 0 and sigma >= 0 are finite (the flags --dose and --sigma)."""
+    if not (np.isfinite(dose) and dose > 0):
+        raise ValueError(f"--dose must be a finite number above 0, not {dose}")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"--sigma must be a finite number of 0 or more, not {sigma}")
+
+
+def add_noise(clean: np.ndarray, rng: np.random.Generator, dose: float, sigma: float) -> np.ndarray:
+    """The seed's noise model: clip(Poisson(dose * clean) / dose + Normal(0, sigma), 0, 1).
+
+    clean: float32 in [0, 1], any shape; the Poisson counts are drawn first, then the Gaussian, so
+    a generator in the same state gives the same bytes. Returns a new float32 array.
+    """
+    counts = rng.poisson(clean * np.float32(dose))
+    noisy = counts.astype(np.float32) * np.float32(1.0 / dose)
+    noisy += rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma)
+    np.clip(noisy, 0.0, 1.0, out=noisy)
+    return noisy
+
+
 class SyntheticPatches:
     """The samples of one synthetic dataset: pair(index) -> (noisy, clean), each (size, size)."""
 
@@ -58,9 +68,9 @@ class SyntheticPatches:
                  sigma: float = DEFAULT_SIGMA, ctf: bool = True, templates: int = 16):
         if size < 16:
             raise ValueError(f"size must be at least 16 pixels, not {size}")
-        if dose <= 0 or sigma < 0 or templates < 1:
-            raise ValueError(f"need dose > 0, sigma >= 0 and templates >= 1 "
-                             f"(got {dose}, {sigma}, {templates})")
+        check_noise(dose, sigma)
+        if templates < 1:
+            raise ValueError(f"templates must be at least 1, not {templates}")
         self.size, self.seed, self.dose, self.sigma, self.ctf = size, seed, dose, sigma, ctf
         self.particle_px = max(8.0, PARTICLE_FRACTION * size)  # D in pixels
         rng = np.random.default_rng((seed, 0))  # stream 0: the particle and its templates
@@ -88,11 +98,7 @@ class SyntheticPatches:
         """(noisy, clean) of sample `index`: float32 (size, size), values in [0, 1]."""
         rng = np.random.default_rng((self.seed, 1, index))  # stream 1: one generator per sample
         clean = self._clean(rng)
-        counts = rng.poisson(clean * np.float32(self.dose))
-        noisy = counts.astype(np.float32) * np.float32(1.0 / self.dose)
-        noisy += rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(self.sigma)
-        np.clip(noisy, 0.0, 1.0, out=noisy)
-        return noisy, clean
+        return add_noise(clean, rng, self.dose, self.sigma), clean
 
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
         size, box = self.size, self.templates[0].shape[0]
@@ -139,45 +145,25 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
                   progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Write `samples` synthetic pairs of size x size to out_dir/{noisy,clean}.bin + dataset.json.
 
-    Streams samples in order (constant memory; with workers > 1, that many processes make the
-    next samples while earlier ones are written: each sample depends only on (seed, index), so the
-    bytes are the same for any number of workers). Files appear under their names only when
-    complete, dataset.json last, so a dataset.json means a whole dataset. `progress(done, total)`
-    is called after each sample. Returns the opened Dataset.
+    Streams samples in order through writer.write_pairs (constant memory; complete files or none).
+    With workers > 1, that many processes make the next samples while earlier ones are written:
+    each sample depends only on (seed, index), so the bytes are the same for any number of
+    workers. `progress(done, total)` is called after each sample. Returns the opened Dataset.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, not {samples}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    finals = [out_dir / NOISY_NAME, out_dir / CLEAN_NAME, out_dir / META_NAME]
-    existing = [path for path in finals if path.exists()]
-    if existing and not overwrite:
-        raise DataError(f"{existing[0]}: already exists (overwrite it with --overwrite)")
-    for path in existing:
-        path.unlink()  # dataset.json first in spirit: no stale description of new files
-    maker = SyntheticPatches(size, seed, dose=dose, sigma=sigma, ctf=ctf)
-    partial = [path.with_name(path.name + ".partial") for path in finals[:2]]
-    with open(partial[0], "wb") as noisy_file, open(partial[1], "wb") as clean_file, \
-            _pairs(maker, samples, workers) as pairs:
-        for index, (noisy, clean) in enumerate(pairs):
-            noisy_file.write(noisy.data)  # DTYPE is little-endian float32: the bytes as stored
-            clean_file.write(clean.data)
+    maker = SyntheticPatches(size, seed, dose=dose, sigma=sigma, ctf=ctf)  # checks the settings
+    check_target(out_dir, overwrite)
+
+    def reported(pairs):
+        for index, pair in enumerate(pairs):
+            yield pair
             if progress is not None:
                 progress(index + 1, samples)
-    for path, final in zip(partial, finals):
-        os.replace(path, final)
-    write_meta(out_dir, size, size, samples, maker.settings)
-    return open_dir(out_dir)
 
-
-@contextlib.contextmanager
-def _pairs(maker: SyntheticPatches, samples: int, workers: int):
-    """Yields an iterator over maker.pair(0..samples-1), in order, from `workers` processes."""
-    if workers <= 1:
-        yield map(maker.pair, range(samples))
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield pool.imap(maker.pair, range(samples), chunksize=2)
+    with ordered_map(maker.pair, range(samples), workers, chunksize=2) as pairs:
+        return write_pairs(out_dir, reported(pairs), size, size, maker.settings,
+                           overwrite=overwrite)
 
 
 def _proteasome_blobs(rng: np.random.Generator) -> np.ndarray:

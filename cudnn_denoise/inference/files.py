@@ -1,10 +1,11 @@
 """Which files: inputs expanded from files, folders and glob patterns; outputs named and checked.
 
-Inputs are .mrc / .mrcs (MRC, through mrcfile) and .bin (raw float32 in the dataset format).
-A folder stands for its files with those suffixes (not recursive); a pattern is expanded by
-glob. Output i is OUT/<stem><suffix><ext>: ext is .mrc or .mrcs after the input's for MRC
-inputs, .mrcs for raw ones (the dataset format is a stack) with --format mrc, .bin with
---format raw. Everything here runs before the first micrograph is read.
+Inputs are .mrc / .mrcs (MRC, through mrcfile), .tif / .tiff (TIFF, through tifffile) and .bin
+(raw float32 in the dataset format; denoise only). A folder stands for its files with those
+suffixes (not recursive); a pattern is expanded by glob. Output i is OUT/<stem><suffix><ext>: ext
+is .mrc or .mrcs after the input's for MRC inputs, .mrc for TIFF ones, .mrcs for raw ones (the
+dataset format is a stack) with --format mrc, .bin with --format raw. Everything here runs before
+the first micrograph is read. make_dataset reads its micrographs through the same functions.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MRC_SUFFIXES = (".mrc", ".mrcs")
+TIFF_SUFFIXES = (".tif", ".tiff")
 RAW_SUFFIXES = (".bin",)
-SUFFIXES = MRC_SUFFIXES + RAW_SUFFIXES
+MICROGRAPH_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES  # files with a shape of their own
+SUFFIXES = MICROGRAPH_SUFFIXES + RAW_SUFFIXES
 FORMATS = ("mrc", "raw")
+EXIT_BAD_INPUTS = 4  # denoise and make_dataset: some inputs were named and skipped, the rest done
 
 
 class OutputError(ValueError):
@@ -36,29 +40,35 @@ class Job:
     def is_mrc(self) -> bool:
         return self.source.suffix.lower() in MRC_SUFFIXES
 
+    @property
+    def is_tiff(self) -> bool:
+        return self.source.suffix.lower() in TIFF_SUFFIXES
 
-def expand(specs: list[str]) -> tuple[list[Path], list[str]]:
+
+def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list[Path], list[str]]:
     """(files, problems): the input files named by files, folders and patterns, each once, in the
-    order given (folders and patterns sorted); a problem line for each name that gives none."""
+    order given (folders and patterns sorted); a problem line for each name that gives none.
+    Only files whose suffix is in `suffixes` count (all readable kinds by default)."""
     files: list[Path] = []
     seen: set[Path] = set()
     problems = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in suffixes and p.is_file())
             if not found:
-                problems.append(f"{spec}: a folder without {' / '.join(SUFFIXES)} files")
+                problems.append(f"{spec}: a folder without {' / '.join(suffixes)} files")
         elif path.exists():
-            if path.suffix.lower() not in SUFFIXES:
-                problems.append(f"{spec}: not a {' / '.join(SUFFIXES)} file")
+            if path.suffix.lower() not in suffixes:
+                problems.append(f"{spec}: not a {' / '.join(suffixes)} file")
                 continue
             found = [path]
         elif glob.has_magic(spec):
             found = sorted(Path(p) for p in glob.glob(spec)
-                           if Path(p).suffix.lower() in SUFFIXES and Path(p).is_file())
+                           if Path(p).suffix.lower() in suffixes and Path(p).is_file())
             if not found:
-                problems.append(f"{spec}: matches no {' / '.join(SUFFIXES)} file")
+                problems.append(f"{spec}: matches no {' / '.join(suffixes)} file")
         else:
             problems.append(f"{spec}: no such file or folder")
             continue
@@ -86,6 +96,8 @@ def output_path(source: Path, out_dir: Path, suffix: str, fmt: str) -> Path:
         ext = ".bin"
     elif source.suffix.lower() in MRC_SUFFIXES:
         ext = source.suffix.lower()
+    elif source.suffix.lower() in TIFF_SUFFIXES:
+        ext = ".mrc"  # a multi-page TIFF becomes a stack in it (ISPG 0), read back as one
     else:
         ext = ".mrcs"
     return out_dir / f"{source.stem}{suffix}{ext}"
@@ -123,11 +135,15 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str) -> list[J
 
 
 def open_source(path: Path, height: int | None, width: int | None):
-    """An MrcSource or RawSource for the file (DataError naming it if it cannot be used)."""
+    """An MrcSource, TiffSource or RawSource (DataError naming the file if it cannot be used)."""
     if path.suffix.lower() in MRC_SUFFIXES:
         from .mrc_io import MrcSource
 
         return MrcSource(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        from .tiff_io import TiffSource
+
+        return TiffSource(path)
     from .raw_io import RawSource
 
     return RawSource(path, height, width)

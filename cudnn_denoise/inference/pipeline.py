@@ -135,12 +135,15 @@ def _message(job: Job, exc: BaseException) -> str:
 
 def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writer: Callable,
                   stats: TrainingStats | None, normalize: bool,
-                  on_frame: Callable[[], None] = lambda: None) -> Iterator[FileResult]:
+                  on_frame: Callable[[], None] = lambda: None,
+                  on_output: Callable | None = None) -> Iterator[FileResult]:
     """Denoise each job's input into its output; a FileResult per job, in order.
 
     open_source(path) and open_writer(job, source) come from files.py; normalize keeps the
-    model's scale instead of restoring the input's. Call close() on the iterator (or exhaust it)
-    so that the reader thread stops and a partial output is removed.
+    model's scale instead of restoring the input's. on_output(job, index, frames, x, y), if
+    given, sees each frame's input (on the model's scale) and output (as written): the previews.
+    Call close() on the iterator (or exhaust it) so that the reader thread stops and a partial
+    output is removed.
     """
     prefetch = Prefetcher(jobs, open_source, stats).start()
     writer, started = None, 0.0
@@ -158,6 +161,8 @@ def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writ
                 writer = open_writer(item.job, source)
             y = denoiser.denoise(item.x, None if normalize else item.scaling.from_model)
             writer.write(item.index, y)
+            if on_output is not None:
+                on_output(item.job, item.index, source.frames, item.x, y)
             on_frame()
             if item.index == source.frames - 1:
                 writer.finish()

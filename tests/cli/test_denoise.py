@@ -15,6 +15,7 @@ from cudnn_denoise.params import init_params
 from cudnn_denoise.reference import forward_fixed_order
 
 mrcfile = pytest.importorskip("mrcfile", reason="the MRC tests need the mrc extra: pip install mrcfile")
+from micrograph_files import read_mrc, write_mrc  # after the skip: they need mrcfile
 
 CPU = ("--backend", "reference")
 TRAIN_MEAN, TRAIN_STD = 0.45, 0.12  # the checkpoint's data_stats
@@ -50,25 +51,6 @@ def expected(x: np.ndarray, normalize: bool = False) -> np.ndarray:
     mean, std = x64.mean(), x64.std()
     y = forward(((x64 - mean) * (TRAIN_STD / std) + TRAIN_MEAN).astype(np.float32)).astype(np.float64)
     return y if normalize else (y - TRAIN_MEAN) * (std / TRAIN_STD) + mean
-
-
-def write_mrc(path, data, *, voxel_size=None, origin=None, labels=(), stack=False):
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(data)
-        if stack:
-            mrc.set_image_stack()
-        if voxel_size is not None:
-            mrc.voxel_size = voxel_size
-        if origin is not None:
-            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
-        for label in labels:
-            mrc.add_label(label)
-    return path
-
-
-def read_mrc(path) -> np.ndarray:
-    with mrcfile.open(path) as mrc:
-        return mrc.data.copy()
 
 
 def close(ours, ref, rtol=1e-5):
@@ -149,7 +131,8 @@ def test_mrc_round_trip_keeps_the_header_and_validates(cli, ckpt, tmp_path):
         assert after.header.dmax == pytest.approx(data.max(), rel=1e-6)
         assert after.header.dmean == pytest.approx(data.mean(), rel=1e-5)
         assert after.header.rms == pytest.approx(data.std(), rel=1e-4)
-    assert sorted(p.name for p in out.iterdir()) == ["mic.denoised.mrc"]  # no temporary left
+    # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == ["mic.denoised.mrc", "run.log"]
 
 
 def test_mrcs_stack_is_denoised_frame_by_frame(cli, ckpt, tmp_path):
@@ -235,7 +218,9 @@ def test_bad_inputs_are_named_and_skipped_and_the_run_goes_on(cli, ckpt, tmp_pat
     assert any("nan.mrcs frame 1" in line and "NaN" in line for line in err), result.err
     assert any("missing.mrc: no such file" in line for line in err), result.err
     assert err[-1] == "error: 4 of 6 input(s) could not be denoised (named above)"
-    assert sorted(p.name for p in out.iterdir()) == ["good1.denoised.mrc", "good2.denoised.mrc"]  # no partial
+    # no partial
+    assert sorted(p.name for p in out.iterdir()) == ["good1.denoised.mrc", "good2.denoised.mrc",
+                                                    "run.log"]
 
 
 def test_raw_file_without_a_shape_is_a_bad_input(cli, ckpt, tmp_path):

@@ -1,0 +1,89 @@
+"""Previews: a micrograph and its denoised output side by side in one 8-bit grey PNG, a quick look.
+
+Each panel is binned by one integer factor, the smallest that brings the micrograph's longer side
+to at most `size` pixels (the mean of each factor x factor block; rows and columns left over at the
+bottom and right are dropped). Both panels get the same contrast rule, each from its own values:
+the 1st percentile is black, the 99th white, linear between, clipped outside. So the contrast does
+not depend on an affine change of scale (the model's or the input's intensities look the same),
+and a few hot pixels or a dark ice blob do not set it. Input left, denoised right, GAP white columns
+between them.
+
+The PNG is written with zlib from the standard library (8-bit greyscale, no interlace, filter 0 on
+every row): no imaging library is needed, so previews work in the minimal install. Written under a
+temporary name and renamed, as the denoised files are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIZE = 1024  # pixels of a panel's longer side, at most
+PERCENTILES = (1.0, 99.0)  # black and white
+GAP = 8  # white columns between the panels
+
+
+def bin_factor(height: int, width: int, size: int) -> int:
+    """The smallest integer factor that brings max(height, width) to at most `size` pixels."""
+    if size < 1:
+        raise ValueError(f"--preview-size must be at least 1, not {size}")
+    return max(1, math.ceil(max(height, width) / size))
+
+
+def binned(x: np.ndarray, factor: int) -> np.ndarray:
+    """Block means of factor x factor pixels, float64; the remainder rows and columns dropped."""
+    h, w = x.shape[0] // factor, x.shape[1] // factor
+    blocks = np.asarray(x[: h * factor, : w * factor], np.float64).reshape(h, factor, w, factor)
+    return blocks.mean(axis=(1, 3))
+
+
+def grey(x: np.ndarray) -> np.ndarray:
+    """uint8: PERCENTILES[0] of x -> 0, PERCENTILES[1] -> 255, linear, clipped (flat: 128)."""
+    low, high = np.percentile(x, PERCENTILES)
+    if not high > low:
+        return np.full(x.shape, 128, np.uint8)
+    scaled = (x - low) * (255.0 / (high - low))
+    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+
+
+def side_by_side(x: np.ndarray, y: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
+    """The preview image (uint8): x binned and scaled, GAP white columns, y the same way."""
+    factor = bin_factor(*x.shape, size)
+    left, right = grey(binned(x, factor)), grey(binned(y, factor))
+    gap = np.full((left.shape[0], GAP), 255, np.uint8)
+    return np.concatenate([left, gap, right], axis=1)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """A 2-D uint8 array as an 8-bit greyscale PNG, written atomically."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"a PNG needs a 2-D uint8 image, not {image.dtype} {image.shape}")
+    height, width = image.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image], axis=1)  # filter byte 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    # IHDR: width, height, bit depth 8, colour type 0 (grey), compression, filter, interlace 0.
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def preview_path(output: Path, index: int, frames: int) -> Path:
+    """OUT/x.denoised.png for a micrograph's output; OUT/x.denoised.<index>.png for stack frames."""
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    name = f"{stem}.png" if frames == 1 else f"{stem}.{index:04d}.png"
+    return output.with_name(name)

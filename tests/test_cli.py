@@ -1,0 +1,68 @@
+"""The installed command: pyproject's [project.scripts] entry, every subcommand with --version and
+its own --help, the `python -m` forms, and the one-line errors of the dispatcher."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cudnn_denoise import __version__, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = {"train": "train", "denoise": "denoise", "make-dataset": "make_dataset",
+               "dump": "dump", "plan": "plan", "fortran": "fortran", "compare": "compare"}
+
+
+def test_pyproject_installs_one_command_with_a_subcommand_per_program():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"cudnn-denoise": "cudnn_denoise.cli:main"}
+    assert set(cli.COMMANDS) == set(SUBCOMMANDS)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_version_on_each_subcommand_both_ways(command):
+    for args in (("-m", "cudnn_denoise", command, "--version"),
+                 ("-m", f"cudnn_denoise.{SUBCOMMANDS[command]}", "--version")):
+        done = run(*args)
+        said = (done.returncode, done.stdout, done.stderr)
+        assert said == (0, f"cudnn_denoise {__version__}\n", ""), args
+
+
+def test_the_command_itself(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"cudnn_denoise {__version__}\n"
+    assert cli.main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert f"\n  {command} " in listing
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err.startswith("usage: cudnn-denoise COMMAND")
+    assert cli.main(["trian"]) == 2
+    assert capsys.readouterr().err == ("cudnn-denoise: error: unknown command 'trian'; choose "
+                                       "from train, denoise, make-dataset, dump, plan, fortran, "
+                                       "compare\n")
+
+
+def test_subcommand_help_names_the_installed_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["make-dataset", "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: cudnn-denoise make-dataset ")
+    with pytest.raises(SystemExit):
+        cli.main(["plan", "--batch", "x"])
+    assert "cudnn-denoise plan: error: argument --batch" in capsys.readouterr().err
+    assert cli.prog("train") == "python -m cudnn_denoise.train"  # outside the command, as before
+
+
+def test_a_subcommand_runs_with_its_arguments(capsys):
+    assert cli.main(["plan", "--batch", "2", "--height", "8", "--width", "8"]) == 0
+    assert "cudnnConvolutionForward" in capsys.readouterr().out
