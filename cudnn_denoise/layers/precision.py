@@ -25,6 +25,7 @@ from ..params import ConvSpec
 
 PRECISIONS = ("fp32", "bf16")
 FLOAT, BFLOAT16 = "CUDNN_DATA_FLOAT", "CUDNN_DATA_BFLOAT16"
+HALF = "CUDNN_DATA_HALF"  # float16 dataset files, widened to FLOAT by data/reader.py
 
 
 @dataclass(frozen=True)
