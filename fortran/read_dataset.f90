@@ -13,9 +13,10 @@ program read_dataset
   use cudnn_denoise_checksum, only: format_checksum
   use cudnn_denoise_dataset, only: read_sample
   implicit none
-  character(len=:), allocatable :: path, dtype, index_text, text
+  character(len=:), allocatable :: path
+  character(len=32) :: text, dtype, index_text
   real(c_float), allocatable :: values(:)
-  integer :: height, width, index, iostat
+  integer :: height, width, index, length, iostat
   character(len=512) :: iomsg
 
   if (command_argument_count() /= 5) then
@@ -26,16 +27,18 @@ program read_dataset
     write(error_unit, '(A)') "read_dataset: dataset files are little-endian and this machine is not"
     stop 2
   end if
-  path = argument(1)
-  text = argument(2)
+  call get_command_argument(1, length=length)
+  allocate(character(len=length) :: path)
+  call get_command_argument(1, path)
+  call get_command_argument(2, text)
   read(text, *) height
-  text = argument(3)
+  call get_command_argument(3, text)
   read(text, *) width
-  dtype = argument(4)
-  index_text = argument(5)
+  call get_command_argument(4, dtype)
+  call get_command_argument(5, index_text)
   read(index_text, *) index
   if (dtype /= "float32" .and. dtype /= "float16") then
-    write(error_unit, '(A)') "read_dataset: dtype must be float32 or float16, not " // dtype
+    write(error_unit, '(A)') "read_dataset: dtype must be float32 or float16, not " // trim(dtype)
     stop 2
   end if
   allocate(values(height * width))
@@ -45,18 +48,5 @@ program read_dataset
     write(error_unit, '(A)') "read_dataset: " // path // ": " // trim(iomsg)
     stop 2
   end if
-  print '(A)', format_checksum("sample " // index_text, values)
-
-contains
-
-  function argument(i) result(text)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: text
-    integer :: length
-
-    call get_command_argument(i, length=length)
-    allocate(character(len=length) :: text)
-    call get_command_argument(i, text)
-  end function argument
-
+  print '(A)', format_checksum("sample " // trim(index_text), values)
 end program read_dataset
