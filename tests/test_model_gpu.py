@@ -57,7 +57,8 @@ def torch_reference(params, x, target, math, autocast=False):
 
 def ours(params, x, target, math, lr=0.0, **options):
     """Output, loss and gradients of one step (lr 0: the parameters do not move); with lr > 0 also
-    the parameters after a second step of that lr. "forms": the dgrad forms of conv2 and conv3."""
+    a second step of that lr: the parameters after it and the gradients it applied. "forms": the
+    dgrad forms of conv2 and conv3."""
     from cudnn_denoise.model import DenoiseCNN
 
     n, _, h, w = x.shape
@@ -69,7 +70,7 @@ def ours(params, x, target, math, lr=0.0, **options):
         stepped = None
         if lr:
             model.train_step(x, target, lr)
-            stepped = model.get_params()
+            stepped = (model.get_params(), model.get_grads())
         forms = tuple(getattr(conv, "dgrad_form", None) for conv in (model.conv2, model.conv3))
     finally:
         model.close()
@@ -136,8 +137,9 @@ DGRAD_FORM_CASES = [("tf32", form) for form in ("fused", "fused cublas")] + [
 
 @pytest.mark.parametrize("precision, form", DGRAD_FORM_CASES)
 def test_each_dgrad_form_keeps_parity(monkeypatch, precision, form):
-    """fusion.DGRAD_FORMS narrowed to one form: both hidden layers' bias gradients (a reduction in
-    a graph, or cublasSgemv / cublasSgemmEx after it) and a step held to the precision's bound.
+    """fusion.DGRAD_FORMS narrowed to one form: output, loss and every gradient (the hidden layers'
+    bias gradients a reduction in a graph, or cublasSgemv / cublasSgemmEx after it) held to the
+    precision's bound against PyTorch, and the SGD step applying them.
     FP32 has no scratch buffer, so no split forms; cuDNN 9.19 has no BF16 engine that fuses conv3's
     dgrad with the ReLU backward (docs/performance.md): those cases skip, saying so."""
     from cudnn_denoise.layers import fusion
@@ -154,18 +156,19 @@ def test_each_dgrad_form_keeps_parity(monkeypatch, precision, form):
             raise
         pytest.skip(f"no {precision} engine for the {form!r} form on this GPU: {exc}")
     assert got["forms"] == (form, form)
-    exact = torch_reference(params, x, target, "fp32")
-    errors = errors_against(got, exact)
-    if precision == "bf16":
+    if precision == "bf16":  # held to autocast's distance from strict FP32, as above
+        exact = torch_reference(params, x, target, "fp32")
+        errors = errors_against(got, exact)
         amp = errors_against(torch_reference(params, x, target, "tf32", autocast=True), exact)
         bound = {k: bf16_bound(amp[k]) for k in errors}
-    else:
+    else:  # TF32 against PyTorch's TF32
+        errors = errors_against(got, torch_reference(params, x, target, "tf32"))
         bound = dict.fromkeys(errors, TOLERANCE["tf32"])
     print(f"{precision} {form}: relative errors", {k: f"{v:.1e}" for k, v in errors.items()})
     assert {k: v for k, v in errors.items() if not v < bound[k]} == {}
     # the step applies the gradients it computed: SGD in FP32 on the FP32 gradient
-    np.testing.assert_allclose(got["stepped"], params - np.float32(0.05) * got["grads"], rtol=1e-6,
-                               atol=1e-7)
+    after, applied = got["stepped"]
+    np.testing.assert_allclose(after, params - np.float32(0.05) * applied, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
