@@ -99,17 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     if settings is not None:
         return _from_micrographs(args, settings)
     if args.from_dataset is not None:
-        return _from_dataset(args)
-    bar = None if args.quiet else Progress(args.samples, "pairs")
+        return _make(args, lambda progress: recast_dataset(
+            _source(args.from_dataset), args.out, args.dtype, overwrite=args.overwrite,
+            progress=progress), f" from {args.from_dataset}")
+    return _make(args, lambda progress: write_dataset(
+        args.out, args.samples, args.size, 0 if args.seed is None else args.seed,
+        dose=DEFAULT_DOSE if args.dose is None else args.dose,
+        sigma=DEFAULT_SIGMA if args.sigma is None else args.sigma, ctf=args.ctf,
+        overwrite=args.overwrite, workers=args.workers, dtype=args.dtype, progress=progress))
+
+
+def _make(args, make, source: str = "") -> int:
+    """make(progress) -> Dataset with a progress bar (sized by the total progress(done, total)
+    gives), the --check-data scan and the closing line; 2 and one line on a bad input."""
     start = time.perf_counter()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and not args.quiet:
+            bar = Progress(total, "pairs")
+        if bar is not None:
+            bar.update(done)
+
     try:
-        dataset = write_dataset(args.out, args.samples, args.size,
-                                0 if args.seed is None else args.seed,
-                                dose=DEFAULT_DOSE if args.dose is None else args.dose,
-                                sigma=DEFAULT_SIGMA if args.sigma is None else args.sigma,
-                                ctf=args.ctf, overwrite=args.overwrite, workers=args.workers,
-                                dtype=args.dtype,
-                                progress=None if bar is None else lambda done, _: bar.update(done))
+        dataset = make(progress)
         seconds = time.perf_counter() - start
         if args.check_data:
             check_values(dataset)
@@ -119,15 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(_written(dataset, args, seconds))
+    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name}"
+          f"{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
+          + ("; values checked" if args.check_data else ""))
     return 0
-
-
-def _written(dataset: Dataset, args, seconds: float, source: str = "") -> str:
-    """The closing line: what was written where, how large, how fast."""
-    return (f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name}"
-            f"{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
-            + ("; values checked" if args.check_data else ""))
 
 
 def _check_copy_flags(args, settings) -> None:
@@ -143,29 +152,12 @@ def _check_copy_flags(args, settings) -> None:
                          "source's samples; only --dtype changes)")
 
 
-def _from_dataset(args) -> int:
-    """make_dataset --from-dataset SRC: the same samples stored as --dtype in --out."""
-    start = time.perf_counter()
-    bar = None
-    try:
-        if not Path(args.from_dataset).is_dir():
-            raise DataError(f"--from-dataset {args.from_dataset}: is not a folder holding a "
-                            "dataset (noisy.bin, clean.bin, dataset.json)")
-        source = open_dir(args.from_dataset)
-        bar = None if args.quiet else Progress(source.count, "pairs")
-        dataset = recast_dataset(source, args.out, args.dtype, overwrite=args.overwrite,
-                                 progress=None if bar is None else lambda done, _: bar.update(done))
-        seconds = time.perf_counter() - start
-        if args.check_data:
-            check_values(dataset)
-    except (DataError, ValueError) as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if bar is not None:
-            bar.close()
-    print(_written(dataset, args, seconds, f" from {args.from_dataset}"))
-    return 0
+def _source(folder: str) -> Dataset:
+    """The dataset --from-dataset names; DataError when it is not one."""
+    if not Path(folder).is_dir():
+        raise DataError(f"--from-dataset {folder}: is not a folder holding a dataset (noisy.bin, "
+                        "clean.bin, dataset.json)")
+    return open_dir(folder)
 
 
 def _from_micrographs(args, settings) -> int:
