@@ -35,6 +35,14 @@ typedef enum libraryPropertyType_t {
     PATCH_LEVEL = 2
 } libraryPropertyType;
 
+/* library_types.h: element types of the mixed-precision (Ex) routines; the real ones we use */
+typedef enum cudaDataType_t {
+    CUDA_R_16F = 2,
+    CUDA_R_16BF = 14,
+    CUDA_R_32F = 0,
+    CUDA_R_64F = 1
+} cudaDataType;
+
 typedef struct cublasContext *cublasHandle_t;
 
 cublasStatus_t cublasGetProperty(libraryPropertyType type, int *value);
@@ -60,3 +68,9 @@ cublasStatus_t cublasSnrm2_v2(cublasHandle_t handle, int n, const float *x, int 
 cublasStatus_t cublasSgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n, const float *alpha,
                               const float *A, int lda, const float *x, int incx, const float *beta, float *y,
                               int incy);
+/* C = alpha op(A) op(B) + beta C with A, B and C of the given types, computed in float (e.g. BF16
+ * A and B, FP32 C: the BF16 bias gradient against a vector of ones) */
+cublasStatus_t cublasSgemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
+                             int n, int k, const float *alpha, const void *A, cudaDataType Atype, int lda,
+                             const void *B, cudaDataType Btype, int ldb, const float *beta, void *C,
+                             cudaDataType Ctype, int ldc);

@@ -89,14 +89,14 @@ class Report:
 
 def convert(out_dir: Path, p: Preprocessing, *, inputs: tuple[str, ...] = (),
             evens: tuple[str, ...] = (), odds: tuple[str, ...] = (), overwrite: bool = False,
-            workers: int = 1,
+            workers: int = 1, dtype: str = "float32",
             on_cut: Callable[[Cut], None] = lambda cut: None,
             on_skip: Callable[[str], None] = lambda line: None,
             on_start: Callable[[int], None] = lambda total: None) -> Report:
     """Write the dataset of micrograph files into out_dir; see the module's docstring.
 
     inputs (mode "noise") or evens and odds (mode "even-odd") are files, folders or glob
-    patterns. on_skip(line) is called for each input or micrograph left out, on_start(total)
+    patterns; dtype is the stored values' (writer.write_pairs). on_skip(line) is called for each input or micrograph left out, on_start(total)
     once the micrographs are counted, on_cut(cut) after each one written. DataError when no
     input file is found, or out_dir cannot be written; NothingUsable when none could be used.
     """
@@ -133,7 +133,7 @@ def convert(out_dir: Path, p: Preprocessing, *, inputs: tuple[str, ...] = (),
         return {"pixel_size": _common_pixel_size(sources), "sources": sources}
 
     dataset = write_pairs(out_dir, samples(), p.size, p.size, p.made_by(), overwrite=overwrite,
-                          meta=meta)
+                          meta=meta, dtype=dtype)
     return Report(dataset, len(sources), skipped, _pixel_sizes(sources))
 
 

@@ -129,13 +129,13 @@ def read_batch(dataset: Dataset, first: int, count: int) -> tuple[np.ndarray, np
     """(x, target): samples first..first+count-1 of the noisy and the clean file, (count, 1, H, W)."""
     out = []
     for path in (dataset.noisy, dataset.clean):
-        array = np.empty((count, 1, dataset.height, dataset.width), DTYPE)
+        array = np.empty((count, 1, dataset.height, dataset.width), dataset.dtype)
         fd = open_readonly(path)
         try:
             read_exact(fd, memoryview(array).cast("B"), first * dataset.sample_nbytes, path)
         finally:
             os.close(fd)
-        out.append(array)
+        out.append(array.astype(DTYPE, copy=False))  # float16 files widen exactly
     return out[0], out[1]
 
 

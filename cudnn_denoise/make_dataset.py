@@ -1,11 +1,14 @@
-"""CLI: write a dataset (noisy.bin, clean.bin, dataset.json) from micrographs, or a synthetic one.
+"""CLI: write a dataset (noisy.bin, clean.bin, dataset.json) from micrographs, or a synthetic one,
+or copy one with its values stored as another dtype.
 
     python -m cudnn_denoise.make_dataset --out DIR --from-mrc INPUT... [--size 1024] [--seed S]
     python -m cudnn_denoise.make_dataset --out DIR --even INPUT... --odd INPUT... [--size 1024]
     python -m cudnn_denoise.make_dataset --out DIR --samples N [--size 1024] [--seed S]
+    python -m cudnn_denoise.make_dataset --out DIR --from-dataset SRC --dtype float16
 
 Micrographs go through cudnn_denoise.convert; synthetic images come from
-cudnn_denoise.data.synthetic; the format is docs/formats.md's "Dataset".
+cudnn_denoise.data.synthetic, copies from cudnn_denoise.data.recast; --dtype float16 stores any
+of them as float16. The format is docs/formats.md's "Dataset".
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ import argparse
 import io
 import sys
 import time
+from pathlib import Path
 
 from cudnn_denoise import cli
 from cudnn_denoise.convert import NothingUsable, add_arguments, convert, preprocessing_from
-from cudnn_denoise.data.format import DEFAULT_PATCH_SIZE, DataError, check_values
+from cudnn_denoise.data.format import (
+    DEFAULT_PATCH_SIZE,
+    FILE_DTYPES,
+    DataError,
+    Dataset,
+    check_values,
+    open_dir,
+)
+from cudnn_denoise.data.recast import recast_dataset
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
 from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
 from cudnn_denoise.progress import Progress
@@ -40,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="directory to write noisy.bin, clean.bin and dataset.json into")
     parser.add_argument("--samples", type=int, metavar="N", help="synthetic: number of pairs")
+    parser.add_argument("--from-dataset", metavar="SRC",
+                        help="a copy of the dataset in folder SRC with its values stored as "
+                             "--dtype (SRC is never changed; --out must be another folder)")
+    parser.add_argument("--dtype", choices=tuple(FILE_DTYPES), default="float32",
+                        help="type of the stored values (default float32, the seed's); float16 "
+                             "halves the bytes read per sample, each value rounded to within "
+                             "2**-12 (docs/formats.md, docs/performance.md)")
     parser.add_argument("--size", type=int, default=DEFAULT_PATCH_SIZE, metavar="PX",
                         help=f"patch height = width in pixels (default {DEFAULT_PATCH_SIZE})")
     parser.add_argument("--seed", type=int,
@@ -69,23 +88,42 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = preprocessing_from(args)
-        if settings is None and args.samples is None:
+        if args.from_dataset is not None:
+            _check_copy_flags(args, settings)
+        elif settings is None and args.samples is None:
             raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... --odd "
-                             "INPUT..., or --samples N (synthetic)")
+                             "INPUT..., --samples N (synthetic), or --from-dataset SRC (a copy)")
     except ValueError as exc:
         print(f"make_dataset: error: {exc}", file=sys.stderr)
         return 2
     if settings is not None:
         return _from_micrographs(args, settings)
-    bar = None if args.quiet else Progress(args.samples, "pairs")
+    if args.from_dataset is not None:
+        return _make(args, lambda progress: recast_dataset(
+            _source(args.from_dataset), args.out, args.dtype, overwrite=args.overwrite,
+            progress=progress), f" from {args.from_dataset}")
+    return _make(args, lambda progress: write_dataset(
+        args.out, args.samples, args.size, 0 if args.seed is None else args.seed,
+        dose=DEFAULT_DOSE if args.dose is None else args.dose,
+        sigma=DEFAULT_SIGMA if args.sigma is None else args.sigma, ctf=args.ctf,
+        overwrite=args.overwrite, workers=args.workers, dtype=args.dtype, progress=progress))
+
+
+def _make(args, make, source: str = "") -> int:
+    """make(progress) -> Dataset with a progress bar (sized by the total progress(done, total)
+    gives), the --check-data scan and the closing line; 2 and one line on a bad input."""
     start = time.perf_counter()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and not args.quiet:
+            bar = Progress(total, "pairs")
+        if bar is not None:
+            bar.update(done)
+
     try:
-        dataset = write_dataset(args.out, args.samples, args.size,
-                                0 if args.seed is None else args.seed,
-                                dose=DEFAULT_DOSE if args.dose is None else args.dose,
-                                sigma=DEFAULT_SIGMA if args.sigma is None else args.sigma,
-                                ctf=args.ctf, overwrite=args.overwrite,
-                                workers=args.workers, progress=None if bar is None else lambda done, _: bar.update(done))
+        dataset = make(progress)
         seconds = time.perf_counter() - start
         if args.check_data:
             check_values(dataset)
@@ -95,10 +133,31 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} float32 to "
-          f"{args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
+    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name}"
+          f"{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
           + ("; values checked" if args.check_data else ""))
     return 0
+
+
+def _check_copy_flags(args, settings) -> None:
+    """ValueError naming the flags that mean nothing with --from-dataset."""
+    given = [flag for flag, set_ in (("--from-mrc/--even/--odd", settings is not None),
+                                     ("--samples", args.samples is not None),
+                                     ("--seed", args.seed is not None),
+                                     ("--dose", args.dose is not None),
+                                     ("--sigma", args.sigma is not None),
+                                     ("--no-ctf", not args.ctf)) if set_]
+    if given:
+        raise ValueError(f"{', '.join(given)}: not used with --from-dataset (the copy holds the "
+                         "source's samples; only --dtype changes)")
+
+
+def _source(folder: str) -> Dataset:
+    """The dataset --from-dataset names; DataError when it is not one."""
+    if not Path(folder).is_dir():
+        raise DataError(f"--from-dataset {folder}: is not a folder holding a dataset (noisy.bin, "
+                        "clean.bin, dataset.json)")
+    return open_dir(folder)
 
 
 def _from_micrographs(args, settings) -> int:
@@ -124,6 +183,7 @@ def _from_micrographs(args, settings) -> int:
     try:
         report = convert(args.out, settings, inputs=args.from_mrc or (), evens=args.even or (),
                          odds=args.odd or (), overwrite=args.overwrite, workers=args.workers,
+                         dtype=args.dtype,
                          on_cut=cut, on_start=start,
                          on_skip=lambda line: bar.line(f"skipped: {line}", out=sys.stderr))
         seconds = time.perf_counter() - started
@@ -138,7 +198,7 @@ def _from_micrographs(args, settings) -> int:
     finally:
         bar.close()
     dataset = report.dataset
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} float32 from "
+    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name} from "
           f"{report.micrographs} micrograph(s) to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) "
           f"in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
           + _pixel_sizes(report.pixel_sizes) + ("; values checked" if args.check_data else ""))

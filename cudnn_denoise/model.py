@@ -20,8 +20,10 @@ filters KRSC, and each convolution direction is one cudnnBackendExecute of a fus
 With precision="bf16" (on the graph-API path; layers/precision.py) the hidden activations, their
 gradients and the filters the convolutions read are BF16, the parameters, gradients, loss and
 update FP32: cudnnTransformTensor copies the parameters, input and loss gradient to BF16 and the
-filter gradients back; each dgrad is a graph of its own, followed by one for the ReLU backward and
-bias gradient of the layer below, where that measured faster than one fused graph.
+filter gradients back; each dgrad is a graph of its own, followed by one for the ReLU backward of
+the layer below, where that measured faster than one fused graph; that layer's bias gradient is a
+reduction in that graph, or cublasSgemmEx (BF16 in, FP32 out) and cublasSgemv after it, whichever
+measured faster (fusion.DGRAD_FORMS).
 All buffers, descriptors and algorithms are made once for one (batch, height, width); the step
 never synchronises the host except where a loss is read.
 """

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import backends, checkpoint, cli, distributed, nccl, plan, runlog, trace
+from .data.cache import KEEP_SHARE
+from .data.cache import POLICIES as CACHE_POLICIES
 from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
 from .params import init_params
@@ -56,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-last", action="store_true",
                    help="skip each epoch's last partial batch (default: train on it, as the seed did)")
     t.add_argument("--init", metavar="CKPT", type=Path, help="start from this checkpoint's parameters (step 0)")
+    t.add_argument("--cache", choices=CACHE_POLICIES, default="auto",
+                   help="page cache of the training reads: keep (a set that fits in memory is "
+                        "read from disk once, then from memory), drop (each range dropped once "
+                        "read: for sets larger than memory), auto (default): keep when both "
+                        f"files fit in {KEEP_SHARE:.0%}% of the memory available now "
+                        "(MemAvailable), else drop; the log says which and why")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("runs/train"),
                    help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import algorithm_table, checkpoint, trace
 from .backends import build
+from .data import cache
 from .data.format import DataError, Dataset, value_range
 from .data.reader import PairReader
 from .distributed import SINGLE, World
@@ -57,6 +58,7 @@ class Config:
     log_every: int = 100
     checkpoint_every: int = 1000
     profile: int = 0  # steps timed call by call (cuDNN backend), from PROFILE_FROM on
+    cache: str = "auto"  # the page-cache policy of the training reads (data/cache.py)
 
 
 @dataclass
@@ -137,8 +139,11 @@ class Trainer:
         elif world.size > 1:
             self.model.reduce_gradients = world.average_gradients
         self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
-        self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle, seed=config.seed,
-                                 drop_last=config.drop_last, device=self.gpu, part=world.part(config.batch_size))
+        self.cache = cache.choose(config.cache, dataset.nbytes, cache.mem_available())
+        report(f"data: {self.cache.describe()}")
+        self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle,
+                                 seed=config.seed, drop_last=config.drop_last, device=self.gpu,
+                                 part=world.part(config.batch_size), drop_cache=not self.cache.keep)
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
         self.metrics = (out_dir / "metrics.jsonl").open("a") if world.lead else None

@@ -1382,6 +1382,12 @@ module cudnn_interfaces
   integer(c_int), parameter :: MINOR_VERSION = 1
   integer(c_int), parameter :: PATCH_LEVEL = 2
 
+  ! cudaDataType
+  integer(c_int), parameter :: CUDA_R_16F = 2
+  integer(c_int), parameter :: CUDA_R_16BF = 14
+  integer(c_int), parameter :: CUDA_R_32F = 0
+  integer(c_int), parameter :: CUDA_R_64F = 1
+
   interface
     function cublasGetProperty(type, value) bind(C, name="cublasGetProperty")
       import :: c_int
@@ -1543,6 +1549,30 @@ module cudnn_interfaces
       integer(c_int), value :: incy     ! int incy
       integer(c_int) :: cublasSgemv_v2  ! cublasStatus_t
     end function cublasSgemv_v2
+
+    function cublasSgemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, &
+        beta, C, Ctype, ldc) bind(C, name="cublasSgemmEx")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: handle     ! cublasHandle_t handle
+      integer(c_int), value :: transa  ! cublasOperation_t transa
+      integer(c_int), value :: transb  ! cublasOperation_t transb
+      integer(c_int), value :: m       ! int m
+      integer(c_int), value :: n       ! int n
+      integer(c_int), value :: k       ! int k
+      type(c_ptr), value :: alpha      ! const float *alpha
+      type(c_ptr), value :: A          ! const void *A
+      integer(c_int), value :: Atype   ! cudaDataType Atype
+      integer(c_int), value :: lda     ! int lda
+      type(c_ptr), value :: B          ! const void *B
+      integer(c_int), value :: Btype   ! cudaDataType Btype
+      integer(c_int), value :: ldb     ! int ldb
+      type(c_ptr), value :: beta       ! const float *beta
+      type(c_ptr), value :: C          ! void *C
+      integer(c_int), value :: Ctype   ! cudaDataType Ctype
+      integer(c_int), value :: ldc     ! int ldc
+      integer(c_int) :: cublasSgemmEx  ! cublasStatus_t
+    end function cublasSgemmEx
   end interface
 
   ! ---- nccl.h: communicator, unique id, result codes ----

@@ -2,8 +2,8 @@
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
 #   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [fortran] [multi]
-#     [micrographs]
-#     (no argument: all but multi and micrographs)
+#     [micrographs] [e2e]
+#     (no argument: all but multi, micrographs and e2e)
 #     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
@@ -16,6 +16,9 @@
 #     micrographs  (only when named) the README's path from micrographs: 2 generated 4096 x 4096
 #             MRC micrographs -> make-dataset (1024 x 1024 patches) -> 200 steps -> denoise
 #             --preview (~1 min, mostly making the micrographs; needs the mrcfile wheel in .whl)
+#     e2e     (only when named) benchmarks/bench_e2e.py: training from files, ours against
+#             PyTorch, warm, cold and cold float16, 800 pairs on the local disk (under 6.5 min;
+#             $E2E_ARGS, e.g. "--epochs 2 --budget 300")
 # The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
 # scripts/device_fortran.sh builds here; carry .device too. For the MPI tests and multi, add the
@@ -89,7 +92,11 @@ for stage in $stages; do
         python3 -m cudnn_denoise denoise --checkpoint /tmp/mics-run/checkpoint \
             -o /tmp/mics-denoised --preview /tmp/mics 2>&1 | tee -a "$OUT/micrographs.log" &&
         cp /tmp/mics-denoised/*.png /tmp/mics-denoised/run.log "$OUT/" || status=1 ;;
-    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi micrographs)"
+    e2e)
+        eval "e2e_args=(${E2E_ARGS:-})"
+        python3 benchmarks/bench_e2e.py --out "$OUT" "${e2e_args[@]}" 2>&1 \
+            | tee "$OUT/bench_e2e.log" || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi micrographs e2e)"
        status=2 ;;
     esac
 done

@@ -66,3 +66,29 @@ def test_krsc_reorders_each_filter_and_round_trips():
         else:
             np.testing.assert_array_equal(moved[p.name], kcrs[p.name])
     assert not np.array_equal(krsc, flat)  # conv2 and conv3 really move (conv1 has C = 1)
+
+
+@pytest.mark.usefixtures("backend_api")
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_each_dgrad_form_builds_its_graphs(precision):
+    """The DGRAD_FORMS a hidden layer times, and the graphs (their cache names) each runs; the
+    bias gradient is in a graph's reduction (db role) exactly when the form is not "cublas"."""
+    spec = LAYERS[2]
+    types = layer_types(precision, spec, first=False)
+    tag = " bf16" if precision == "bf16" else ""
+    options = fusion.dgrad_options(spec, 2, 8, 8, types, fusion.DGRAD_FORMS, scratch=True)
+    names = {form: [name for name, _ in graphs] for form, _, _, graphs in options}
+    assert names == {
+        "fused": [f"graph backward_data relu bias{tag}"],
+        "fused cublas": [f"graph backward_data relu{tag}"],
+        "split": [f"graph backward_data{tag}", f"graph relu_backward bias{tag}"],
+        "split cublas": [f"graph backward_data{tag}", f"graph relu_backward{tag}"],
+    }
+    for form, bias, split, graphs in options:
+        assert (bias, split) == (not form.endswith("cublas"), form.startswith("split"))
+        assert ("db" in graphs[-1][1][1]) == bias  # the last graph's roles
+        assert split == (len(graphs) == 2)
+    without_scratch = fusion.dgrad_options(spec, 2, 8, 8, types, fusion.DGRAD_FORMS, scratch=False)
+    assert [o[0] for o in without_scratch] == ["fused", "fused cublas"]
+    forced = fusion.dgrad_options(spec, 2, 8, 8, types, ("split cublas",), scratch=True)
+    assert [o[0] for o in forced] == ["split cublas"]

@@ -1,4 +1,5 @@
-"""The cuDNN model against PyTorch on the GPU: output, loss, every gradient, 200-step trajectories.
+"""The cuDNN model against PyTorch on the GPU: output, loss, every gradient, 200-step trajectories;
+each form of the graph-API data gradient forced in turn, and the cuBLAS bias gradient alone.
 
 Tolerances come from the math mode, once: strict fp32 (CUDNN_FMA_MATH vs PyTorch with TF32 off)
 1e-5; TF32 (CUDNN_DEFAULT_MATH vs PyTorch's TF32 convolutions) 5e-3. precision bf16 is held to
@@ -54,18 +55,26 @@ def torch_reference(params, x, target, math, autocast=False):
     return torch_step(torch_net(params, "cuda", torch.float32), x, target, autocast=autocast)
 
 
-def ours(params, x, target, math, **options):
+def ours(params, x, target, math, lr=0.0, **options):
+    """Output, loss and gradients of one step (lr 0: the parameters do not move); with lr > 0 also
+    a second step of that lr: the parameters after it and the gradients it applied. "forms": the
+    dgrad forms of conv2 and conv3."""
     from cudnn_denoise.model import DenoiseCNN
 
     n, _, h, w = x.shape
     model = DenoiseCNN(params, batch=n, height=h, width=w, math=math, **options)
     try:
         y = model.forward(x).get()
-        loss = model.train_step(x, target, lr=0.0)  # lr 0: gradients without moving the parameters
+        loss = model.train_step(x, target, lr=0.0)
         grads = model.get_grads()  # state_dict order, KCRS filters, whatever the device holds
+        stepped = None
+        if lr:
+            model.train_step(x, target, lr)
+            stepped = (model.get_params(), model.get_grads())
+        forms = tuple(getattr(conv, "dgrad_form", None) for conv in (model.conv2, model.conv3))
     finally:
         model.close()
-    return {"y": y, "loss": np.array(loss), "grads": grads}
+    return {"y": y, "loss": np.array(loss), "grads": grads, "stepped": stepped, "forms": forms}
 
 
 def errors_against(got, ref) -> dict[str, float]:
@@ -120,6 +129,74 @@ def test_bf16_is_as_close_to_fp32_as_pytorch_autocast(option):
           {k: f"{got[k]:.1e} | {amp[k]:.1e}" for k in got})
     bad = {k: (got[k], amp[k]) for k in got if not got[k] < bf16_bound(amp[k])}
     assert not bad, f"further from fp32 than bf16_bound(autocast's error): {bad}"
+
+
+DGRAD_FORM_CASES = [("tf32", form) for form in ("fused", "fused cublas")] + [
+    ("bf16", form) for form in ("split", "split cublas", "fused", "fused cublas")]
+
+
+@pytest.mark.parametrize("precision, form", DGRAD_FORM_CASES)
+def test_each_dgrad_form_keeps_parity(monkeypatch, precision, form):
+    """fusion.DGRAD_FORMS narrowed to one form: output, loss and every gradient (the hidden layers'
+    bias gradients a reduction in a graph, or cublasSgemv / cublasSgemmEx after it) held to the
+    precision's bound against PyTorch, and the SGD step applying them.
+    FP32 has no scratch buffer, so no split forms; cuDNN 9.19 has no BF16 engine that fuses conv3's
+    dgrad with the ReLU backward (docs/performance.md): those cases skip, saying so."""
+    from cudnn_denoise.layers import fusion
+
+    monkeypatch.setattr(fusion, "DGRAD_FORMS", (form,))
+    rng = np.random.default_rng(13)
+    params = init_params(seed=9)
+    x, target = batch(rng, (2, 1, 128, 160))
+    options = {"graph_api": True, "precision": "bf16" if precision == "bf16" else "fp32"}
+    try:
+        got = ours(params, x, target, "tf32", lr=0.05, **options)
+    except RuntimeError as exc:
+        if "no engine for dgrad" not in str(exc):
+            raise
+        pytest.skip(f"no {precision} engine for the {form!r} form on this GPU: {exc}")
+    assert got["forms"] == (form, form)
+    if precision == "bf16":  # held to autocast's distance from strict FP32, as above
+        exact = torch_reference(params, x, target, "fp32")
+        errors = errors_against(got, exact)
+        amp = errors_against(torch_reference(params, x, target, "tf32", autocast=True), exact)
+        bound = {k: bf16_bound(amp[k]) for k in errors}
+    else:  # TF32 against PyTorch's TF32
+        errors = errors_against(got, torch_reference(params, x, target, "tf32"))
+        bound = dict.fromkeys(errors, TOLERANCE["tf32"])
+    print(f"{precision} {form}: relative errors", {k: f"{v:.1e}" for k, v in errors.items()})
+    assert {k: v for k, v in errors.items() if not v < bound[k]} == {}
+    # the step applies the gradients it computed: SGD in FP32 on the FP32 gradient
+    after, applied = got["stepped"]
+    np.testing.assert_allclose(after, params - np.float32(0.05) * applied, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_nhwc_bias_gradient_sums_each_channel(dtype):
+    """fusion.nhwc_bias_gradient on an NHWC gradient, FLOAT (two cublasSgemv) or BF16 (uint16
+    storage: cublasSgemmEx, FP32 accumulation, then cublasSgemv), against NumPy in float64 over
+    the same values."""
+    import cupy
+
+    from cudnn_denoise.layers.context import Context
+    from cudnn_denoise.layers.fusion import nhwc_bias_gradient
+
+    n, h, w, k = 3, 40, 24, 16
+    values = np.random.default_rng(3).standard_normal((n, h, w, k)).astype(np.float32) + 0.25
+    if dtype == "bfloat16":
+        stored = (values.view(np.uint32) >> 16).astype(np.uint16)  # BF16: the upper half
+        values = (stored.astype(np.uint32) << 16).view(np.float32)
+    else:
+        stored = values
+    expected = values.astype(np.float64).sum(axis=(0, 1, 2))
+    with Context(algorithm_cache=False) as ctx:
+        with ctx.stream:
+            dy = cupy.asarray(stored)
+            db, partial = cupy.empty(k, cupy.float32), cupy.empty(w * k, cupy.float32)
+        nhwc_bias_gradient(ctx, dy, db, partial, k, n * h, w)
+        got = db.get(stream=ctx.stream)
+        ctx.synchronize()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
 
 def train_beside_pytorch(steps: int = 200, lr: float = 0.05, **options):

@@ -10,16 +10,21 @@ through one closure, the place where a profiler or a call trace hooks in (set_ho
 
 from __future__ import annotations
 
+import threading
+
 from ._ffi import ffi
 from .errors import check_cublas, check_cuda, check_cudnn, check_nccl
 
 _hook = None  # a callable (name, args) -> context manager, wrapped around every checked call
+_hook_thread = None  # ... made by this thread (threading.get_ident())
 
 
 def set_hook(hook) -> object:
-    """Install `hook` (None removes it) around every checked call; returns the previous one."""
-    global _hook
-    previous, _hook = _hook, hook
+    """Install `hook` (None removes it) around every checked call made by the calling thread;
+    returns the previous one. Calls from other threads (the data reader's workers, which widen
+    float16 batches with cuDNN) stay outside a trace or profile of the training step."""
+    global _hook, _hook_thread
+    previous, _hook, _hook_thread = _hook, hook, threading.get_ident()
     return previous
 
 
@@ -55,7 +60,7 @@ class CheckedLibrary:
             return value
 
         def call(*args, _fn=value, _name=attr, _check=check, _lib=self.lib):
-            if _hook is None:
+            if _hook is None or threading.get_ident() != _hook_thread:
                 _check(_lib, _name, _fn(*args))
                 return
             with _hook(_name, args):

@@ -1,10 +1,11 @@
-"""The dataset format: open and validate a noisy/clean pair of float32 files; the CLI flags for it.
+"""The dataset format: open and validate a noisy/clean pair of raw files; the CLI flags for it.
 
-A dataset is two raw files, `noisy.bin` and `clean.bin`: little-endian float32, sample-major
-(N, H, W), values in [0, 1], sample i of one paired with sample i of the other. An optional
-`dataset.json` beside them gives height, width, count, dtype and how the data was made
-(docs/formats.md, "Dataset"). This module only describes and checks files; reader.py streams them
-and synthetic.py makes them.
+A dataset is two raw files, `noisy.bin` and `clean.bin`: little-endian float32 (or float16, when
+dataset.json says so), sample-major (N, H, W), values in [0, 1], sample i of one paired with
+sample i of the other. An optional `dataset.json` beside them gives height, width, count, dtype
+and how the data was made (docs/formats.md, "Dataset"). Batches are float32 whatever the files
+hold. This module only describes and checks files; reader.py streams them, writer.py writes them
+(for synthetic.py, the micrograph conversion and recast.py, which stores a set as another dtype).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import mmap
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,9 @@ import numpy as np
 NOISY_NAME = "noisy.bin"
 CLEAN_NAME = "clean.bin"
 META_NAME = "dataset.json"
-DTYPE = np.dtype("<f4")
+DTYPE = np.dtype("<f4")  # what a batch holds; the files' type unless dataset.json says otherwise
+# dataset.json's "dtype" -> the files' values: IEEE binary32 or binary16, little-endian
+FILE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 DEFAULT_PATCH_SIZE = 1024  # the seed's 1024 x 1024 patches
 META_FORMAT = "cudnn_denoise.dataset"
 META_VERSION = 1
@@ -36,7 +40,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """An opened, validated pair of files: `count` samples of `height` x `width` float32 each."""
+    """An opened, validated pair of files: `count` samples of `height` x `width` values each,
+    stored as `dtype` (FILE_DTYPES)."""
 
     noisy: Path
     clean: Path
@@ -44,11 +49,12 @@ class Dataset:
     width: int
     count: int
     meta: dict = field(default_factory=dict, compare=False)  # dataset.json's content, if any
+    dtype: np.dtype = DTYPE  # of the values in the files
 
     @property
     def sample_nbytes(self) -> int:
         """Bytes of one sample in one file."""
-        return self.height * self.width * DTYPE.itemsize
+        return self.height * self.width * self.dtype.itemsize
 
     @property
     def nbytes(self) -> int:
@@ -66,14 +72,16 @@ def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
     noisy, clean = Path(noisy), Path(clean)
     meta = read_meta(noisy.parent / META_NAME)
     height, width = _patch_shape(meta, patch_size, noisy.parent / META_NAME)
-    sample_nbytes = height * width * DTYPE.itemsize
+    dtype = file_dtype(meta, noisy.parent / META_NAME)
+    sample_nbytes = height * width * dtype.itemsize
     counts = {}
     for path in (noisy, clean):
         size = _readable_size(path)
         if size == 0 or size % sample_nbytes:
             raise DataError(
                 f"{path}: size {size} bytes is not a positive multiple of one {height}x{width} "
-                f"float32 sample ({sample_nbytes} bytes); wrong --patch-size or a truncated file?")
+                f"{dtype.name} sample ({sample_nbytes} bytes); wrong --patch-size or a truncated "
+                "file?")
         counts[path] = size // sample_nbytes
     if counts[noisy] != counts[clean]:
         raise DataError(f"{noisy} holds {counts[noisy]} samples but {clean} holds "
@@ -81,7 +89,7 @@ def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
     if meta and meta.get("count", counts[noisy]) != counts[noisy]:
         raise DataError(f"{noisy.parent / META_NAME}: says count {meta['count']} but the files "
                         f"hold {counts[noisy]} samples")
-    return Dataset(noisy, clean, height, width, counts[noisy], meta)
+    return Dataset(noisy, clean, height, width, counts[noisy], meta, dtype)
 
 
 def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None) -> Dataset:
@@ -111,10 +119,11 @@ def read_meta(path: Path) -> dict:
 
 
 def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
-               extra: dict | None = None) -> Path:
+               extra: dict | None = None, *, dtype: str = "float32") -> Path:
     """Write dataset.json (atomically: a reader never sees half of it) and return its path.
 
-    extra: more top-level keys (a micrograph dataset's pixel_size and sources)."""
+    extra: more top-level keys (a micrograph dataset's pixel_size and sources); dtype: a
+    FILE_DTYPES name, the type of the values in both files."""
     meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
@@ -123,7 +132,7 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
         "height": height,
         "width": width,
         "count": count,
-        "dtype": "float32",
+        "dtype": FILE_DTYPES[dtype].name,
         "byte_order": "little",
         "layout": "sample-major (N, H, W)",
         "value_range": [0.0, 1.0],
@@ -163,8 +172,6 @@ def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[i
     if not meta:
         size = patch_size or DEFAULT_PATCH_SIZE
         return size, size
-    if meta.get("dtype", "float32") != "float32":
-        raise DataError(f"{meta_path}: dtype {meta['dtype']!r} is not supported (float32 only)")
     try:
         height, width = int(meta["height"]), int(meta["width"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -172,6 +179,15 @@ def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[i
     if patch_size is not None and (patch_size, patch_size) != (height, width):
         raise DataError(f"--patch-size {patch_size} contradicts {meta_path} ({height}x{width})")
     return height, width
+
+
+def file_dtype(meta: dict, meta_path: Path) -> np.dtype:
+    """The files' value type: dataset.json's "dtype" (FILE_DTYPES), float32 when absent."""
+    name = meta.get("dtype", "float32")
+    if not isinstance(name, str) or name not in FILE_DTYPES:
+        raise DataError(f"{meta_path}: dtype {name!r} is not supported "
+                        f"({' or '.join(FILE_DTYPES)})")
+    return FILE_DTYPES[name]
 
 
 def open_readonly(path: Path) -> int:
@@ -261,14 +277,14 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def check_values(dataset: Dataset, chunk_samples: int = 16) -> None:
-    """Scan both files for NaN, Inf and values outside [0, 1]; DataError names the first bad sample.
-
-    Reads `chunk_samples` samples of each file at a time and drops them from the page cache behind
-    it, so memory stays constant whatever the file size.
-    """
+def iter_chunks(dataset: Dataset, chunk_samples: int = 16) -> Iterator[tuple[int, np.ndarray,
+                                                                             np.ndarray]]:
+    """(first sample, noisy, clean) for successive chunks of up to `chunk_samples` samples, each
+    (n, H * W) in the files' dtype. The two buffers are reused: use a chunk before the next. Each
+    chunk is dropped from the page cache once read, so memory stays constant whatever the size."""
     paths = (dataset.noisy, dataset.clean)
-    chunks = [np.empty((chunk_samples, dataset.height * dataset.width), DTYPE) for _ in paths]
+    buffers = [np.empty((chunk_samples, dataset.height * dataset.width), dataset.dtype)
+               for _ in paths]
     fds: list[int] = []
     try:
         for path in paths:
@@ -276,20 +292,31 @@ def check_values(dataset: Dataset, chunk_samples: int = 16) -> None:
         for first in range(0, dataset.count, chunk_samples):
             n = min(chunk_samples, dataset.count - first)
             offset, size = first * dataset.sample_nbytes, n * dataset.sample_nbytes
-            bad = []  # (sample, file order, path, values) of each file's first bad sample
-            for order, (path, fd, chunk) in enumerate(zip(paths, fds, chunks)):
-                read_exact(fd, memoryview(chunk[:n]).cast("B"), offset, path)
+            for path, fd, buffer in zip(paths, fds, buffers):
+                read_exact(fd, memoryview(buffer[:n]).cast("B"), offset, path)
                 drop_cached(fd, offset, size)
-                in_range = (chunk[:n] >= 0.0) & (chunk[:n] <= 1.0)  # NaN fails both
-                rows = np.flatnonzero(~in_range.all(axis=1))
-                if rows.size:
-                    bad.append((first + rows[0], order, path, chunk[rows[0]]))
-            if bad:
-                sample, _, path, values = min(bad, key=lambda item: item[:2])
-                raise DataError(f"{path}: sample {sample} {_describe_bad(values)}")
+            yield first, buffers[0][:n], buffers[1][:n]
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def check_values(dataset: Dataset, chunk_samples: int = 16) -> None:
+    """Scan both files for NaN, Inf and values outside [0, 1]; DataError names the first bad sample.
+
+    Reads `chunk_samples` samples of each file at a time (iter_chunks), so memory stays constant.
+    """
+    paths = (dataset.noisy, dataset.clean)
+    for first, *chunks in iter_chunks(dataset, chunk_samples):
+        bad = []  # (sample, file order, path, values) of each file's first bad sample
+        for order, (path, chunk) in enumerate(zip(paths, chunks)):
+            in_range = (chunk >= 0.0) & (chunk <= 1.0)  # NaN fails both
+            rows = np.flatnonzero(~in_range.all(axis=1))
+            if rows.size:
+                bad.append((first + rows[0], order, path, chunk[rows[0]]))
+        if bad:
+            sample, _, path, values = min(bad, key=lambda item: item[:2])
+            raise DataError(f"{path}: sample {sample} {_describe_bad(values)}")
 
 
 def _describe_bad(values: np.ndarray) -> str:
@@ -312,9 +339,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> Non
                         help=f"directory holding {NOISY_NAME} and {CLEAN_NAME} "
                              f"(and optionally {META_NAME})")
     source.add_argument(f"--{prefix}noisy", metavar="FILE",
-                        help="noisy float32 file, sample-major (N, H, W); needs --clean")
+                        help="noisy float32 file, sample-major (N, H, W) (float16 where a "
+                            f"{META_NAME} beside it says so); needs --clean")
     group.add_argument(f"--{prefix}clean", metavar="FILE",
-                       help="clean float32 file paired sample by sample with --noisy")
+                       help="clean file paired sample by sample with --noisy, same type")
     group.add_argument(f"--{prefix}patch-size", type=int, metavar="PX",
                        help=f"sample height = width when no {META_NAME} says it "
                             f"(default {DEFAULT_PATCH_SIZE})")

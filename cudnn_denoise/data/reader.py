@@ -27,18 +27,34 @@ reader's own CUDA stream, then records the slot's `copied` event. batch.wait(str
 training stream wait on that event, so a step waits for data only when the disk falls behind. A
 batch's buffers go back to the reader when the loop asks for the next batch (or leaves): copy
 anything you keep. On the GPU the reader then records a `released` event on the stream that waited
-(the current stream if none did); the next copy into that slot waits for it on the GPU, and the
-next read into its pinned buffer waits for the previous copy out of it, so neither buffer is
-overwritten while still in use.
+(the current stream if none did); the next read into that slot's pinned buffers waits (on the
+host) for the previous copy out of them, and the next copy into its device buffers waits (on the
+host, in the worker) until `released` has completed, so neither buffer is overwritten while still
+in use.
+
+A step never waits longer than its own data needs: batch.wait comes after the worker that filled
+the batch has returned, so the event it waits on is that batch's own copy, already queued; and a
+copy is queued only once its slot is free, so the copy stream never holds a wait that a later step
+could be stuck behind (a wait there for a slot whose step still runs would hold up every copy
+queued after it on that in-order stream, batches due sooner included, whenever the workers finish
+out of order).
+
+Files of float16 (dataset.json's dtype) are read as they are, 2 bytes a value, into buffers of
+that type: on the host path NumPy widens them into the float32 batch; on the GPU path the float16
+bytes are copied to the device and one cudnnTransformTensor per file (legacy 4-d descriptors, HALF
+to FLOAT) widens them into the float32 batch on the reader's stream, before `copied` is recorded.
+The model always receives float32.
 
 Page cache: with drop_cache each range is dropped from the cache once read (posix_fadvise
 DONTNEED), so memory stays bounded whatever the file size. Shuffled, the files are advised RANDOM
 (the kernel reads only what is asked) and at most the reads in flight stay cached. Sequential, the
 kernel's readahead stays on, for speed; the stretch behind the batches in flight is dropped once
 more, so at most the reads in flight, a few batches behind them and two of the disk's readahead
-windows (read_ahead_kb) ahead of them stay cached. drop_cache=False lets a small dataset stay
-cached across epochs. A short read is continued, and at end of file raised as DataError naming the
-file and offset: a batch is never returned with missing or mismatched samples.
+windows (read_ahead_kb) ahead of them stay cached. drop_cache=False lets a dataset that fits in
+memory stay cached across epochs (train --cache, data/cache.py): the kernel's cache, not a copy in
+the process, whose memory stays the batch buffers. A short read is continued, and at end of file
+raised as DataError naming the file and offset: a batch is never returned with missing or
+mismatched samples.
 
 Without a GPU (device=False) everything is the same but the buffers are NumPy arrays, which is
 what the tests and the NumPy reference use. CuPy is imported only on the GPU path.
@@ -47,6 +63,7 @@ what the tests and the NumPy reference use. CuPy is imported only on the GPU pat
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,20 +82,20 @@ from cudnn_denoise.data.format import (
     read_exact,
 )
 
-
 DROP_BEHIND_MIN = 16 * 2**20  # _drop_behind's stretch: past the largest page-cache folio (2 MiB)
 
 
 @dataclass
 class _Slot:
-    """One batch's buffers: host (pinned on the GPU path), device, and the events guarding them."""
+    """One batch's buffers: what the files are read into, the float32 batch, and on the GPU path
+    the events guarding them."""
 
-    host_x: np.ndarray  # (B, 1, H, W) noisy
+    host_x: np.ndarray  # (B, 1, H, W) noisy, the files' dtype (pinned on the GPU path)
     host_y: np.ndarray  # (B, 1, H, W) clean
-    dev_x: Any = None  # cupy.ndarray (B, 1, H, W) on the GPU path
-    dev_y: Any = None
-    copied: Any = None  # cupy Event: the host-to-device copy out of host_x/host_y is done
-    released: Any = None  # cupy Event: the consumer's work on dev_x/dev_y is done
+    x: Any  # (B, 1, H, W) float32 noisy batch: host_x itself for float32 files on the host path,
+    y: Any  # else a NumPy array (host) or a cupy.ndarray (GPU) the reader fills from host_x/y
+    copied: Any = None  # cupy Event: the batch is in x and y, and host_x/host_y are read out
+    released: Any = None  # cupy Event: the consumer's work on x and y is done
 
 
 class Batch:
@@ -94,15 +111,12 @@ class Batch:
     @property
     def x(self):
         """Noisy samples, (B, 1, H, W) float32: a NumPy array, or a CuPy array on the GPU path."""
-        return self._rows(self._slot.host_x, self._slot.dev_x)
+        return self._slot.x[: len(self.indices)]
 
     @property
     def y(self):
         """Clean samples, (B, 1, H, W) float32, row k paired with x's row k."""
-        return self._rows(self._slot.host_y, self._slot.dev_y)
-
-    def _rows(self, host: np.ndarray, dev) -> Any:
-        return (host if dev is None else dev)[: len(self.indices)]
+        return self._slot.y[: len(self.indices)]
 
     def wait(self, stream=None) -> None:
         """Make `stream` (default: CuPy's current stream) wait for this batch's copy to the GPU.
@@ -158,7 +172,7 @@ class PairReader:
                 advice = os.POSIX_FADV_RANDOM if shuffle else os.POSIX_FADV_NORMAL
                 os.posix_fadvise(self._fds[path], 0, 0, advice)
             if device:
-                self._gpu = _GpuCopier()
+                self._gpu = _GpuCopier(dataset.dtype)
             # prefetch slots in flight plus the one the consumer holds.
             self._free.extend(self._new_slot() for _ in range(prefetch + 1))
         except BaseException:
@@ -223,7 +237,7 @@ class PairReader:
         """Stop the workers and close the files; the reader cannot be used afterwards."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._gpu is not None:
-            self._gpu.synchronize()  # no copy may still read pinned memory once it is freed
+            self._gpu.close()  # after the copies that may still read pinned memory are done
         self._free.clear()
         for fd in self._fds.values():
             os.close(fd)
@@ -237,9 +251,12 @@ class PairReader:
 
     def _new_slot(self) -> _Slot:
         shape = (self.part[1] - self.part[0], 1, self.dataset.height, self.dataset.width)
-        if self._gpu is None:
-            return _Slot(np.empty(shape, DTYPE), np.empty(shape, DTYPE))
-        return self._gpu.new_slot(shape)
+        if self._gpu is not None:
+            return self._gpu.new_slot(shape)
+        host_x, host_y = np.empty(shape, self.dataset.dtype), np.empty(shape, self.dataset.dtype)
+        if self.dataset.dtype == DTYPE:
+            return _Slot(host_x, host_y, host_x, host_y)
+        return _Slot(host_x, host_y, np.empty(shape, DTYPE), np.empty(shape, DTYPE))
 
     def _fill(self, slot: _Slot, indices: np.ndarray, position: int) -> None:
         """Worker: read batch `position` (samples `indices`) into the slot, then queue its copy
@@ -257,8 +274,12 @@ class PairReader:
                     drop_cached(fd, offset, size)
         if self.drop_cache and not self.shuffle:
             self._drop_behind(position)
+        rows = len(indices)
         if self._gpu is not None:
-            self._gpu.copy(slot, len(indices))
+            self._gpu.copy(slot, rows)
+        elif slot.x is not slot.host_x:  # float16 files: widened exactly to float32
+            np.copyto(slot.x[:rows], slot.host_x[:rows])
+            np.copyto(slot.y[:rows], slot.host_y[:rows])
 
     def _drop_behind(self, position: int) -> None:
         """Sequential: drop again the stretch of both files that ends with batch position-prefetch.
@@ -282,9 +303,10 @@ class PairReader:
 
 
 class _GpuCopier:
-    """The GPU path's CuPy parts: pinned and device buffers, the copy stream, the events."""
+    """The GPU path's CuPy parts: pinned and device buffers, the copy stream, the events; for
+    float16 files the device staging buffers and the cuDNN handle that widens them."""
 
-    def __init__(self):
+    def __init__(self, file_dtype: np.dtype):
         from cudnn_denoise.device import require_gpu
 
         require_gpu()
@@ -293,34 +315,60 @@ class _GpuCopier:
 
         self._cupy = cupy
         self._cupyx = cupyx
+        self.file_dtype = file_dtype
         self._device = cupy.cuda.Device()  # the current device when the reader was made
         with self._device:
             self._stream = cupy.cuda.Stream(non_blocking=True)
+        # One batch's calls stay together on the stream: the workers share the staging buffers.
+        self._lock = threading.Lock()
+        self._ctx = None  # float16 files: the cuDNN handle on the copy stream
+        self._staging = None  # float16 files: device (x, y) in the files' dtype, one batch each
+        self._widen: dict[int, Any] = {}  # rows -> precision.Convert HALF -> FLOAT
 
     def new_slot(self, shape: tuple[int, ...]) -> _Slot:
         cupy, cupyx = self._cupy, self._cupyx
         with self._device:
+            if self.file_dtype != DTYPE and self._staging is None:
+                from cudnn_denoise.layers.context import Context
+
+                self._ctx = Context(self._stream, algorithm_cache=False)
+                self._staging = tuple(cupy.empty(shape, self.file_dtype) for _ in "xy")
             return _Slot(
-                host_x=cupyx.empty_pinned(shape, DTYPE),
-                host_y=cupyx.empty_pinned(shape, DTYPE),
-                dev_x=cupy.empty(shape, DTYPE),
-                dev_y=cupy.empty(shape, DTYPE),
+                host_x=cupyx.empty_pinned(shape, self.file_dtype),
+                host_y=cupyx.empty_pinned(shape, self.file_dtype),
+                x=cupy.empty(shape, DTYPE),
+                y=cupy.empty(shape, DTYPE),
                 # Events never recorded count as complete: the first fill waits for nothing.
                 copied=cupy.cuda.Event(disable_timing=True),
                 released=cupy.cuda.Event(disable_timing=True),
             )
 
     def copy(self, slot: _Slot, rows: int) -> None:
-        """Queue host -> device for the first `rows` rows on the copy stream; record `copied`."""
-        with self._device:
-            self._stream.wait_event(slot.released)  # the last step that read dev_x/dev_y is done
-            slot.dev_x[:rows].set(slot.host_x[:rows], stream=self._stream)
-            slot.dev_y[:rows].set(slot.host_y[:rows], stream=self._stream)
+        """Queue host -> device of the first `rows` rows (and the widening of float16) on the
+        copy stream, then record `copied`. Waits first, here on the host, until the last step
+        that read the slot's device buffers is done: the copy stream itself never waits, so no
+        copy queued on it is held up by another slot's step (module docstring)."""
+        slot.released.synchronize()
+        with self._device, self._lock:
+            if self._staging is None:
+                slot.x[:rows].set(slot.host_x[:rows], stream=self._stream)
+                slot.y[:rows].set(slot.host_y[:rows], stream=self._stream)
+            else:
+                widen = self._widener(rows)
+                for host, staging, out in ((slot.host_x, self._staging[0], slot.x),
+                                           (slot.host_y, self._staging[1], slot.y)):
+                    staging[:rows].set(host[:rows], stream=self._stream)
+                    widen(staging, out)  # in stream order: before the next copy into staging
             slot.copied.record(self._stream)
 
-    def synchronize(self) -> None:
-        """Wait until every copy queued on the copy stream is done."""
-        self._stream.synchronize()
+    def _widener(self, rows: int):
+        """cudnnTransformTensor HALF -> FLOAT of `rows` samples (a batch, or the last partial)."""
+        if rows not in self._widen:
+            from cudnn_denoise.layers.precision import FLOAT, HALF, Convert
+
+            shape = self._staging[0].shape
+            self._widen[rows] = Convert(self._ctx, (rows, *shape[1:]), HALF, FLOAT)
+        return self._widen[rows]
 
     def record_release(self, slot: _Slot, stream) -> None:
         """Mark the slot free once the work queued so far on `stream` (default: current) is done."""
@@ -328,6 +376,16 @@ class _GpuCopier:
             if stream is None:
                 stream = self._cupy.cuda.get_current_stream()
             slot.released.record(stream)
+
+    def close(self) -> None:
+        """Wait until every copy queued on the copy stream is done; release the cuDNN parts."""
+        self._stream.synchronize()
+        for convert in self._widen.values():
+            convert.close()
+        self._widen.clear()
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
 
 
 def _runs(indices: np.ndarray) -> Iterator[tuple[int, int, int]]:

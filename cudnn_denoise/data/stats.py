@@ -14,7 +14,7 @@ from .format import Dataset
 def noisy_stats(dataset: Dataset, max_samples: int = 16) -> dict[str, float]:
     """mean, std, min, max of the noisy file over up to max_samples evenly spaced samples."""
     picks = np.unique(np.linspace(0, dataset.count - 1, min(max_samples, dataset.count)).astype(np.int64))
-    values = np.memmap(dataset.noisy, dtype=np.dtype("<f4"), mode="r",
+    values = np.memmap(dataset.noisy, dtype=dataset.dtype, mode="r",
                        shape=(dataset.count, dataset.height * dataset.width))
     sample = np.asarray(values[picks], dtype=np.float64)
     return {"mean": float(sample.mean()), "std": float(sample.std()), "min": float(sample.min()),

@@ -141,14 +141,15 @@ class SyntheticPatches:
 
 def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, seed: int = 0, *,
                   dose: float = DEFAULT_DOSE, sigma: float = DEFAULT_SIGMA, ctf: bool = True,
-                  overwrite: bool = False, workers: int = 1,
+                  overwrite: bool = False, workers: int = 1, dtype: str = "float32",
                   progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Write `samples` synthetic pairs of size x size to out_dir/{noisy,clean}.bin + dataset.json.
 
     Streams samples in order through writer.write_pairs (constant memory; complete files or none).
     With workers > 1, that many processes make the next samples while earlier ones are written:
     each sample depends only on (seed, index), so the bytes are the same for any number of
-    workers. `progress(done, total)` is called after each sample. Returns the opened Dataset.
+    workers. dtype "float16" stores each float32 sample rounded to float16. `progress(done,
+    total)` is called after each sample. Returns the opened Dataset.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, not {samples}")
@@ -163,7 +164,7 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
 
     with ordered_map(maker.pair, range(samples), workers, chunksize=2) as pairs:
         return write_pairs(out_dir, reported(pairs), size, size, maker.settings,
-                           overwrite=overwrite)
+                           overwrite=overwrite, dtype=dtype)
 
 
 def _proteasome_blobs(rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Writing a dataset: (noisy, clean) samples streamed to noisy.bin and clean.bin, dataset.json last.
 
-Every maker of datasets (synthetic.py, the micrograph conversion) hands its samples to write_pairs,
+Every maker of datasets (synthetic.py, the micrograph conversion, recast.py) hands its samples to
+write_pairs,
 which streams them to `.partial` files in constant memory and renames them into place only when
 all were written, dataset.json last: a dataset.json means a whole dataset. An old dataset in the
 folder stays as it was until then; an error or a signal part way removes the partial files.
@@ -19,7 +20,7 @@ import numpy as np
 
 from .format import (
     CLEAN_NAME,
-    DTYPE,
+    FILE_DTYPES,
     META_NAME,
     NOISY_NAME,
     DataError,
@@ -46,14 +47,16 @@ def check_target(out_dir: str | os.PathLike, overwrite: bool) -> Path:
 
 def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
                 height: int, width: int, made_by: dict, *, overwrite: bool = False,
-                meta: Callable[[], dict] | None = None) -> Dataset:
+                meta: Callable[[], dict] | None = None, dtype: str = "float32") -> Dataset:
     """Write every (noisy, clean) of `chunks` to out_dir and return the opened Dataset.
 
-    A chunk is two float32 arrays of one shape (..., height, width): one sample or several.
-    made_by goes into dataset.json as it is; meta(), called after the last chunk, gives more
-    top-level keys (a maker learns some of them, e.g. its sources, while it writes).
+    A chunk is two arrays of one shape (..., height, width): one sample or several. The files
+    store them as `dtype` (a FILE_DTYPES name; float32 values stored as float16 are rounded to
+    nearest). made_by goes into dataset.json as it is; meta(), called after the last chunk, gives
+    more top-level keys (a maker learns some of them, e.g. its sources, while it writes).
     DataError when no sample came (nothing is written then).
     """
+    stored = FILE_DTYPES[dtype]
     out_dir = check_target(out_dir, overwrite)
     finals = [out_dir / NOISY_NAME, out_dir / CLEAN_NAME]
     partial = [path.with_name(path.name + ".partial") for path in finals]
@@ -64,9 +67,9 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
                 if noisy.shape != clean.shape or noisy.shape[-2:] != (height, width):
                     raise ValueError(f"a chunk of shapes {noisy.shape} and {clean.shape} in a "
                                      f"dataset of {height}x{width}")  # a maker's bug
-                # The bytes as stored: little-endian float32, C order.
-                noisy_file.write(np.ascontiguousarray(noisy, DTYPE).data)
-                clean_file.write(np.ascontiguousarray(clean, DTYPE).data)
+                # The bytes as stored: little-endian, C order.
+                noisy_file.write(np.ascontiguousarray(noisy, stored).data)
+                clean_file.write(np.ascontiguousarray(clean, stored).data)
                 count += noisy.size // (height * width)
         if count == 0:
             raise DataError(f"{out_dir}: no samples to write")
@@ -78,7 +81,7 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
     (out_dir / META_NAME).unlink(missing_ok=True)  # no old description of the new files
     for path, final in zip(partial, finals):
         os.replace(path, final)
-    write_meta(out_dir, height, width, count, made_by, extra)
+    write_meta(out_dir, height, width, count, made_by, extra, dtype=dtype)
     return open_dir(out_dir)
 
 

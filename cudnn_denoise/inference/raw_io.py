@@ -1,9 +1,10 @@
 """Raw float32 micrographs in the dataset format (docs/formats.md, "Dataset"): read and written
 one frame at a time.
 
-A raw file is little-endian float32, sample-major (N, H, W), no header: N micrographs of H x W.
-H and W come from --height/--width, else from a dataset.json beside the file; both given and
-different is an error. Output files have the same layout.
+A raw file is little-endian float32, sample-major (N, H, W), no header: N micrographs of H x W
+(float16 where a dataset.json beside it says so; read as float32). H and W come from
+--height/--width, else from a dataset.json beside the file; both given and different is an error.
+Output files are float32 in the same layout.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.format import DTYPE, META_NAME, DataError, open_readonly, read_meta
+from ..data.format import DTYPE, META_NAME, DataError, file_dtype, open_readonly, read_meta
 
 
 def raw_shape(path: Path, height: int | None, width: int | None) -> tuple[int, int]:
@@ -48,6 +49,7 @@ class RawSource:
     def __init__(self, path: Path, height: int | None, width: int | None):
         self.path = path
         self.height, self.width = raw_shape(path, height, width)
+        self.dtype = file_dtype(read_meta(path.parent / META_NAME), path.parent / META_NAME)
         if self.height < 1 or self.width < 1:
             raise DataError(f"{path}: height and width must be positive, not {self.height}x{self.width}")
         fd = open_readonly(path)
@@ -55,12 +57,14 @@ class RawSource:
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
-        frame_bytes = self.height * self.width * DTYPE.itemsize
+        frame_bytes = self.height * self.width * self.dtype.itemsize
         if size == 0 or size % frame_bytes:
             raise DataError(f"{path}: size {size} bytes is not a positive multiple of one "
-                            f"{self.height}x{self.width} float32 frame ({frame_bytes} bytes)")
+                            f"{self.height}x{self.width} {self.dtype.name} frame "
+                            f"({frame_bytes} bytes)")
         self.frames = size // frame_bytes
-        self._data = np.memmap(path, dtype=DTYPE, mode="r", shape=(self.frames, self.height, self.width))
+        self._data = np.memmap(path, dtype=self.dtype, mode="r",
+                               shape=(self.frames, self.height, self.width))
 
     def read(self, index: int) -> np.ndarray:
         """Frame `index` as a new native float32 array (H, W)."""

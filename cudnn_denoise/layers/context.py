@@ -13,6 +13,7 @@ from ..bindings.cdata import ONE, device_ptr
 from ..bindings.descriptors import TensorDescriptor
 from ..bindings.handles import CublasHandle, CudnnHandle
 from .algorithm_cache import AlgorithmCache, default_path
+from .precision import BFLOAT16, FLOAT, Convert
 
 
 class Context:
@@ -27,6 +28,7 @@ class Context:
         self.cudnn, self.cublas = load()
         self.workspace = cupy.empty(0, dtype=cupy.uint8)
         self._ones = cupy.empty(0, dtype=cupy.float32)
+        self._ones16 = cupy.empty(0, dtype=cupy.uint16)  # BF16 storage
 
     def reserve_workspace(self, nbytes: int):
         """The shared workspace, grown (never shrunk) to at least nbytes."""
@@ -35,15 +37,24 @@ class Context:
                 self.workspace = cupy.empty(nbytes, dtype=cupy.uint8)
         return self.workspace
 
-    def ones(self, count: int):
-        """A device float32 vector of at least `count` ones (grown, never shrunk), set by cudnnSetTensor."""
+    def ones(self, count: int, dtype: str = FLOAT):
+        """A device vector of at least `count` ones (grown, never shrunk): FLOAT, set by
+        cudnnSetTensor, or BFLOAT16 (uint16 storage), converted from those by cudnnTransformTensor."""
         if count > self._ones.size:
             with self.stream:
                 self._ones = cupy.empty(count, dtype=cupy.float32)
             with TensorDescriptor() as desc:
                 desc.set_4d(self.cudnn.CUDNN_TENSOR_NCHW, self.cudnn.CUDNN_DATA_FLOAT, 1, 1, 1, count)
                 self.cudnn.cudnnSetTensor(self.cudnn_handle.ptr, desc.ptr, device_ptr(self._ones), ONE)
-        return self._ones
+        if dtype == FLOAT:
+            return self._ones
+        if count > self._ones16.size:
+            with self.stream:
+                self._ones16 = cupy.empty(count, dtype=cupy.uint16)
+            convert = Convert(self, (1, count, 1, 1), FLOAT, BFLOAT16)
+            convert(self._ones, self._ones16)
+            convert.close()
+        return self._ones16
 
     def synchronize(self) -> None:
         self.stream.synchronize()

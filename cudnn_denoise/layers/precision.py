@@ -10,7 +10,8 @@ benchmarks/probe/graph_dtypes.py; docs/performance.md):
   conv2 forward    BF16 x, filter, output; FLOAT bias                              0.39 ms
   conv3 forward    BF16 x, filter, bias; FLOAT output (the loss reads it)          0.36 ms
   every wgrad      BF16 x, dy and dw (no engine writes a FLOAT dw quickly)        0.44-0.64 ms
-  every dgrad      BF16 dy, filter; the ReLU backward below: BF16 h, da; FLOAT db
+  every dgrad      BF16 dy, filter; the ReLU backward below: BF16 h, da; FLOAT db (a reduction
+                   in the graph, or cublasSgemmEx reading the BF16 da: fusion.nhwc_bias_gradient)
 Conversions are cudnnTransformTensor: the parameters to BF16 (one call), the input and the
 loss gradient (1 channel) to BF16, and the three BF16 filter gradients to FP32.
 """
@@ -25,6 +26,7 @@ from ..params import ConvSpec
 
 PRECISIONS = ("fp32", "bf16")
 FLOAT, BFLOAT16 = "CUDNN_DATA_FLOAT", "CUDNN_DATA_BFLOAT16"
+HALF = "CUDNN_DATA_HALF"  # float16 dataset files, widened to FLOAT by data/reader.py
 
 
 @dataclass(frozen=True)

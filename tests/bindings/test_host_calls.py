@@ -166,3 +166,35 @@ def test_cuda_runtime_is_of_cublas_cuda_major():
     cudart.cudaRuntimeGetVersion(version)  # needs no driver
     assert version[0] // 1000 == cublas.lib.cublasGetCudartVersion() // 1000
     assert _load._soname_major(cudart.path) == version[0] // 1000
+
+
+def test_a_hook_sees_the_calls_of_the_thread_that_set_it_only():
+    """A trace or profile follows the training step's thread; the reader's workers (which widen
+    float16 batches with cudnnTransformTensor) stay out of it."""
+    import contextlib
+    import threading
+
+    from cudnn_denoise.bindings import library
+
+    seen = []
+
+    @contextlib.contextmanager
+    def hook(name, args):
+        seen.append((threading.get_ident(), name))
+        yield
+
+    def make_descriptor():
+        TensorDescriptor().set_4d(cudnn.CUDNN_TENSOR_NCHW, cudnn.CUDNN_DATA_HALF, 2, 1, 3, 4).close()
+
+    previous = library.set_hook(hook)
+    try:
+        make_descriptor()
+        worker = threading.Thread(target=make_descriptor)
+        worker.start()
+        worker.join()
+    finally:
+        library.set_hook(previous)
+    assert [name for _, name in seen] == ["cudnnCreateTensorDescriptor",
+                                         "cudnnSetTensor4dDescriptor",
+                                         "cudnnDestroyTensorDescriptor"]
+    assert {thread for thread, _ in seen} == {threading.get_ident()}

@@ -19,11 +19,12 @@ def poison(dataset, sample: int, pixel: int = 5):
 
 
 def samples(dataset, indices) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) of the given samples, each (len(indices), 1, H, W) float32."""
+    """(noisy, clean) of the given samples, each (len(indices), 1, H, W) float32 (float16 files
+    widened)."""
     shape = (dataset.count, 1, dataset.height, dataset.width)
-    noisy = np.fromfile(dataset.noisy, dtype=DTYPE).reshape(shape)
-    clean = np.fromfile(dataset.clean, dtype=DTYPE).reshape(shape)
-    return noisy[indices], clean[indices]
+    noisy = np.fromfile(dataset.noisy, dtype=dataset.dtype).reshape(shape)
+    clean = np.fromfile(dataset.clean, dtype=dataset.dtype).reshape(shape)
+    return noisy[indices].astype(DTYPE), clean[indices].astype(DTYPE)
 
 
 def expected_batches(count: int, batch: int, steps: int, *, shuffle: bool, seed: int = 0,

@@ -60,6 +60,23 @@ def test_cudnn_resume_is_bit_identical_with_deterministic(cli, make_data, tmp_pa
     np.testing.assert_array_equal(whole.params, parts.params)
 
 
+@pytest.mark.parametrize("options", [(), ("--graph-api", "--graph")], ids=["legacy", "graph-api"])
+def test_float16_files_train_as_their_exact_float32_copy(cli, make_data, tmp_path, options):
+    """The reader copies float16 files to the GPU and widens them there (cudnnTransformTensor);
+    training on them must equal, bit for bit, training on their float32 copy (exact widening on
+    the host), the same algorithms chosen (--deterministic). 42 samples: the last batch of 2 is
+    widened by a second transform."""
+    from cudnn_denoise.data.recast import recast_dataset
+
+    half = recast_dataset(make_data(42, size=64), tmp_path / "half", "float16")
+    wide = recast_dataset(half, tmp_path / "wide", "float32")
+    common = ("--backend", "cudnn", "--deterministic", "--epochs", 2, "--lr", 0.01, *options)
+    from_half = run_train(cli, half, tmp_path / "a", *common)
+    from_wide = run_train(cli, wide, tmp_path / "b", *common)
+    assert from_half.step == from_wide.step == 22
+    np.testing.assert_array_equal(from_half.params, from_wide.params)
+
+
 def test_cudnn_dump_matches_the_reference_dump(cli, make_data, tmp_path):
     data = make_data(12, size=64)
     ckpt = run_train(cli, data, tmp_path / "run", "--backend", "reference", "--max-steps", 2, "--lr", 0.01)

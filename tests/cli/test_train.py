@@ -75,6 +75,21 @@ def test_batches_come_in_the_promised_order(cli, data32, tmp_path, shuffle):
                                   plain_loop(init_params(3), data32, batches, 0.01))
 
 
+def test_float16_files_train_on_their_values_widened(cli, data32, tmp_path):
+    """A float16 copy of the data trains as a plain loop over its values, widened to float32."""
+    from cudnn_denoise.data.recast import recast_dataset
+
+    half = recast_dataset(data32, tmp_path / "half", "float16")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", half.noisy.parent, *CPU, "--out", out, "--max-steps", 15,
+                 "--epochs", 2, "--seed", 5, "--lr", 0.01)
+    assert result.code == 0, result.err
+    batches = expected_batches(40, 4, 15, shuffle=True, seed=5)
+    trained = checkpoint.load(out / "checkpoint").params
+    np.testing.assert_array_equal(trained, plain_loop(init_params(5), half, batches, 0.01))
+    assert not np.array_equal(trained, plain_loop(init_params(5), data32, batches, 0.01))
+
+
 @pytest.mark.parametrize("shuffle", ["--shuffle", "--no-shuffle"])
 @pytest.mark.parametrize("stop", [12, 20])  # mid-epoch and at an epoch's end (10 batches each)
 def test_stop_and_resume_repeats_one_run_bit_for_bit(cli, data32, tmp_path, shuffle, stop):

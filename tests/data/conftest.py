@@ -1,11 +1,11 @@
 """Datasets whose values encode their identity: pixel p of noisy sample i holds i*H*W + p, clean
-holds the same plus 0.5 (float32-exact below 2**23), so any mix-up of samples, pairs or pixels
-shows in the values."""
+holds the same plus 0.5 (float32-exact below 2**23, float16-exact below 2**10), so any mix-up of
+samples, pairs or pixels shows in the values."""
 
 import numpy as np
 import pytest
 
-from cudnn_denoise.data.format import CLEAN_NAME, NOISY_NAME, open_dir, write_meta
+from cudnn_denoise.data.format import CLEAN_NAME, FILE_DTYPES, NOISY_NAME, open_dir, write_meta
 
 
 def identity_pairs(indices, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -21,13 +21,17 @@ def identity_pairs(indices, height: int, width: int) -> tuple[np.ndarray, np.nda
 def identity_dataset(tmp_path):
     """Factory: write an identity dataset of `count` samples into tmp_path and open it."""
 
-    def make(count: int, height: int = 8, width: int = 6, name: str = "identity"):
+    def make(count: int, height: int = 8, width: int = 6, name: str = "identity",
+             dtype: str = "float32"):
         out = tmp_path / name
         out.mkdir()
-        noisy, clean = identity_pairs(range(count), height, width)
-        noisy.astype("<f4").tofile(out / NOISY_NAME)
-        clean.astype("<f4").tofile(out / CLEAN_NAME)
-        write_meta(out, height, width, count, {"generator": "tests/data/conftest.py"})
+        for values, file_name in zip(identity_pairs(range(count), height, width),
+                                     (NOISY_NAME, CLEAN_NAME)):
+            stored = values.astype(FILE_DTYPES[dtype])
+            assert np.array_equal(stored.astype(np.float32), values), f"not {dtype}-exact"
+            stored.tofile(out / file_name)
+        write_meta(out, height, width, count, {"generator": "tests/data/conftest.py"},
+                   dtype=dtype)
         return open_dir(out)
 
     return make

@@ -1,5 +1,5 @@
-"""The Fortran side against the reference backend's files: read_checkpoint and read_dump print
-exactly the checksum lines Python prints, read_dump names bad files, and the training step of the
+"""The Fortran side against the reference backend's files: read_checkpoint, read_dump and
+read_dataset (float32 and float16 samples) print exactly the checksum lines Python prints, read_dump names bad files, and the training step of the
 Fortran program (fortran/denoise_step.f90, shown in docs/fortran.md) makes the plan's calls.
 
 Skipped, with the reason, where gfortran or make is missing (the build fixture of test_fortran.py).
@@ -129,3 +129,32 @@ def test_a_reordered_or_missing_call_is_seen():
     dropped = source.replace("    call conv_backward_bias(m, m%conv(2), m%dh2)\n", "")
     fused = [call.function for call in plan.step(plan.Settings(fused=True), 4, 64, 64, 0.001)]
     assert dropped != source and len(step_calls(dropped, fused=True)) == len(fused) - 2  # its two gemv
+
+
+def test_read_dataset_widens_every_float16_as_python_does(build, tmp_path):
+    """Every finite binary16 bit pattern (zeros, subnormals, normals, both signs), shuffled, as
+    sample 1 of a float16 file: fortran/cudnn_denoise_dataset.f90's binary16_to_real gives
+    NumPy's values (the in-order sum sees each one)."""
+    bits = np.random.default_rng(1).permutation(65536).astype(np.uint16)
+    bits[(bits >> 10) & 31 == 31] = 0x3C00  # infinities and NaNs never occur in a dataset: 1.0
+    samples = np.stack([np.zeros(65536, np.uint16), bits, np.full(65536, 0x3800, np.uint16)])
+    samples.astype("<u2").tofile(tmp_path / "noisy.bin")
+    result = run([build / "read_dataset", tmp_path / "noisy.bin", 256, 256, "float16", 1])
+    assert result.returncode == 0, result.stderr
+    widened = bits.view("<f2").astype(np.float32)
+    assert result.stdout.splitlines() == [checksum.format_checksum("sample 1", widened)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_read_dataset_reads_a_sample_of_either_dtype(build, tmp_path, dtype):
+    from cudnn_denoise.data.recast import recast_dataset
+
+    data = write_dataset(tmp_path / "float32", 5, 24, seed=2)
+    if dtype == "float16":
+        data = recast_dataset(data, tmp_path / "float16", "float16")
+    values = np.fromfile(data.clean, data.dtype).reshape(5, 24 * 24)[3].astype(np.float32)
+    result = run([build / "read_dataset", data.clean, 24, 24, dtype, 3])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [checksum.format_checksum("sample 3", values)]
+    short = run([build / "read_dataset", data.clean, 24, 24, dtype, 5])  # past the end
+    assert short.returncode == 2 and short.stderr.startswith(f"read_dataset: {data.clean}: ")
