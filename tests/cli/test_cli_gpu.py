@@ -74,7 +74,10 @@ def test_float16_files_train_as_their_exact_float32_copy(cli, make_data, tmp_pat
     from_half = run_train(cli, half, tmp_path / "a", *common)
     from_wide = run_train(cli, wide, tmp_path / "b", *common)
     assert from_half.step == from_wide.step == 22
-    np.testing.assert_array_equal(from_half.params, from_wide.params)
+    if not options:
+        np.testing.assert_array_equal(from_half.params, from_wide.params)
+    else:  # two graph-API runs of one float32 set differ in the last bits too (H200: 6.4e-7)
+        np.testing.assert_allclose(from_half.params, from_wide.params, rtol=1e-5, atol=1e-7)
 
 
 def test_cudnn_dump_matches_the_reference_dump(cli, make_data, tmp_path):

@@ -124,11 +124,11 @@ def test_a_copy_never_waits_behind_another_slots_step(identity_dataset, pairs, m
             for _ in range(prefetch):
                 batch = next(batches)
                 deadline = time.monotonic() + 10.0
-                while not batch._slot.copied.query() and time.monotonic() < deadline:
+                while not batch._slot.copied.done and time.monotonic() < deadline:
                     time.sleep(0.01)
-                if not batch._slot.copied.query():
+                if not batch._slot.copied.done:
                     late.append(batch.position)
-            assert not gated.query(), "the gate did not hold the training stream"
+            assert not gated.done, "the gate did not hold the training stream"
         finally:
             with side_stream:  # open the gate whatever happened, or the GPU spins for ever
                 cupy.cuda.runtime.memsetAsync(flag.data.ptr, 1, 1, side_stream.ptr)
