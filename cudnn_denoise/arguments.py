@@ -26,16 +26,22 @@ def integer(minimum: int | None = None, maximum: int | None = None):
     if minimum is not None and maximum is not None:
         rule = f"an integer from {minimum} to {maximum}"
     else:
-        rule = "an integer" + (f" >= {minimum}" if minimum is not None else "") + (
-            f" <= {maximum}" if maximum is not None else "")
+        rule = (
+            "an integer"
+            + (f" >= {minimum}" if minimum is not None else "")
+            + (f" <= {maximum}" if maximum is not None else "")
+        )
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if (value is None or (minimum is not None and value < minimum)
-                or (maximum is not None and value > maximum)):
+        if (
+            value is None
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
             raise argparse.ArgumentTypeError(f"must be {rule}, not {text!r}")
         return value
 
@@ -44,16 +50,22 @@ def integer(minimum: int | None = None, maximum: int | None = None):
 
 def number(minimum: float | None = None, positive: bool = False):
     """An argparse type: a finite float, at least `minimum`, or > 0 with positive."""
-    rule = ("a finite number" + (f" >= {minimum}" if minimum is not None else "")
-            + (" > 0" if positive else ""))
+    rule = (
+        "a finite number"
+        + (f" >= {minimum}" if minimum is not None else "")
+        + (" > 0" if positive else "")
+    )
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if (not math.isfinite(value) or (minimum is not None and value < minimum)
-                or (positive and value <= 0)):
+        if (
+            not math.isfinite(value)
+            or (minimum is not None and value < minimum)
+            or (positive and value <= 0)
+        ):
             raise argparse.ArgumentTypeError(f"must be {rule}, not {text!r}")
         return value
 

@@ -122,7 +122,8 @@ def save(path, params: np.ndarray, *, step: int, extra: dict | None = None) -> P
     except OSError as exc:  # a full disk: name the checkpoint, leave nothing half written
         shutil.rmtree(tmp, ignore_errors=True)
         kept = "; the previous checkpoint stays" if exists(path) else ""
-        raise OSError(exc.errno, f"{exc.strerror} (writing the checkpoint{kept})", str(path)) from None
+        raise OSError(exc.errno, f"{exc.strerror} (writing the checkpoint{kept})",
+                      str(path)) from None
     # From here on DIR or DIR.old-<id> is a complete checkpoint at every moment.
     if path.exists():
         os.rename(path, old)
@@ -146,7 +147,8 @@ def _read_manifest(file: Path) -> dict:
     expected = {"format": FORMAT, "version": VERSION, "dtype": "float32", "byte_order": "little"}
     for key, value in expected.items():
         got = manifest.get(key)
-        _check(type(got) is type(value) and got == value, file, f"{key} is {got!r}, expected {value!r}")
+        _check(type(got) is type(value) and got == value, file,
+               f"{key} is {got!r}, expected {value!r}")
 
     tensors = fields.array("tensors")
     table = _tensor_table()

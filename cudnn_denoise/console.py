@@ -1,7 +1,7 @@
 """What the programs print: output that outlives its reader, and the text of an error line.
 
-    console.survive_lost_output()    # first thing in a program's main()
-    print(f"error: {console.describe(exc)}", file=sys.stderr)
+console.survive_lost_output()    # first thing in a program's main()
+print(f"error: {console.describe(exc)}", file=sys.stderr)
 """
 
 from __future__ import annotations

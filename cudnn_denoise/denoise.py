@@ -64,8 +64,8 @@ def parser() -> arguments.ArgumentParser:
                    help="also write DIR/<name><suffix>.png per micrograph denoised: input left, "
                         "denoised right, binned, each from its own 1st (black) to 99th (white) "
                         "percentile")
-    o.add_argument("--preview-size", type=arguments.integer(minimum=1), default=preview.DEFAULT_SIZE,
-                   metavar="PX",
+    o.add_argument("--preview-size", type=arguments.integer(minimum=1),
+                   default=preview.DEFAULT_SIZE, metavar="PX",
                    help="the longest side of each preview panel, at most (default "
                         f"{preview.DEFAULT_SIZE})")
     r = p.add_argument_group("raw inputs")
@@ -74,7 +74,8 @@ def parser() -> arguments.ArgumentParser:
     r.add_argument("--width", type=arguments.integer(minimum=1), metavar="PX",
                    help="columns of a raw file's frames (default: its dataset.json)")
     b = backends.add_arguments(p)
-    b.add_argument("--device", type=arguments.integer(minimum=0), metavar="N", help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
+    b.add_argument("--device", type=arguments.integer(minimum=0), metavar="N",
+                   help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
     b.add_argument("--tile-size", type=arguments.integer(minimum=1), metavar="PX",
                    help="output pixels per tile side (tiles are exact: a 3-pixel halo); default: the whole "
                         "micrograph if it fits in free GPU memory, else the largest tile that does; "

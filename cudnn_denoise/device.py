@@ -50,8 +50,9 @@ def explain_cuda_error(status: int | None, text: str, driver: bool) -> str:
     if not driver and status in (CUDA_ERROR_INSUFFICIENT_DRIVER, CUDA_ERROR_NO_DEVICE):
         return f"no NVIDIA GPU or driver was found ({DRIVER_LIBRARY} is not installed)"
     if status == CUDA_ERROR_INSUFFICIENT_DRIVER:
-        return ("the NVIDIA driver is older than the CUDA runtime CuPy was built for: update the driver, or "
-                "install the cuda12 extra instead of cuda13 (cudaErrorInsufficientDriver)")
+        return ("the NVIDIA driver is older than the CUDA runtime CuPy was built for: update "
+                "the driver, or install the cuda12 extra instead of cuda13 "
+                "(cudaErrorInsufficientDriver)")
     if status == CUDA_ERROR_NO_DEVICE:
         return "the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi)"
     return f"CUDA runtime error: {text}"

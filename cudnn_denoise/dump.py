@@ -71,7 +71,8 @@ def parser() -> arguments.ArgumentParser:
         prog=cli.prog("dump"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
-                   help="checkpoint folder whose parameters take the step (or train's --out folder)")
+                   help="checkpoint folder whose parameters take the step (or train's --out "
+                        "folder)")
     cli.add_version(p)
     add_data_arguments(p)
     s = p.add_argument_group("the step")
@@ -85,7 +86,8 @@ def parser() -> arguments.ArgumentParser:
     o.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
     o.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty OUT, replacing a dump there once the new one is whole")
+                   help="write into a non-empty OUT, replacing a dump there once the new one "
+                        "is whole")
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for the step")
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
         with signals.raising():
             return run(parser().parse_args(argv))
     except signals.Stopped as exc:
-        print(f"stopped by {exc.name}: no dump was written (OUT holds what it held before)", file=sys.stderr)
+        print(f"stopped by {exc.name}: no dump was written (OUT holds what it held before)",
+              file=sys.stderr)
         return exc.exit_code
     except (ValueError, OSError, backends.NoGpuError) as exc:
         print(f"error: {console.describe(exc)}", file=sys.stderr)
@@ -146,7 +149,7 @@ def run(args) -> int:
         "versions": _versions(backend),
     }
     with OutputLock(args.out, "dump"):
-        _check_out(args.out, args.overwrite)  # again: another command may have written there meanwhile
+        _check_out(args.out, args.overwrite)  # again: another command may have written there
         manifest = write_dump(args.out, record, settings)
     for entry in manifest["tensors"]:
         print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
@@ -179,7 +182,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def write_dump(out: Path, record: dict, settings: dict) -> dict:
-    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the manifest.
+    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the
+    manifest.
 
     The files are written beside OUT's old ones and moved in together, the manifest last
     (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump.
@@ -190,14 +194,15 @@ def write_dump(out: Path, record: dict, settings: dict) -> dict:
     for name in ORDER:
         array = np.asarray(record[name], dtype=DTYPE)  # 0-d stays 0-d: shape []
         sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
-        tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape), "dtype": "float32",
-                        "byte_order": "little", **sums})
+        tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape),
+                        "dtype": "float32", "byte_order": "little", **sums})
     manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
     text = _manifest_text(manifest)  # before touching the disk: refuses what JSON cannot hold
     make_folder(out, "--out")
     with Staging(out, MANIFEST_FILE) as stage:
         for name, entry in zip(ORDER, tensors):
-            (stage.path / entry["file"]).write_bytes(np.asarray(record[name], dtype=DTYPE).tobytes(order="C"))
+            array = np.asarray(record[name], dtype=DTYPE)
+            (stage.path / entry["file"]).write_bytes(array.tobytes(order="C"))
         (stage.path / MANIFEST_FILE).write_text(text)
         stage.commit()
     return manifest

@@ -31,7 +31,9 @@ def show(value) -> str:
 class Fields:
     """A JSON object read field by field (see the module's docstring)."""
 
-    def __init__(self, obj, file: str | os.PathLike, path: str = "", error: type[Exception] = ValueError):
+    def __init__(
+        self, obj, file: str | os.PathLike, path: str = "", error: type[Exception] = ValueError
+    ):
         self.file, self.path, self.error = file, path, error
         if not isinstance(obj, dict):
             where = path or "the content"
@@ -63,22 +65,41 @@ class Fields:
             return default
         if value is None and nullable:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or (minimum is not None and value < minimum)
+        ):
             self._fail(key, value, expected + (" or null" if nullable else ""))
         return value
 
-    def number(self, key: str, *, minimum: float | None = None, positive: bool = False,
-               default=_MISSING, nullable: bool = False):
+    def number(
+        self,
+        key: str,
+        *,
+        minimum: float | None = None,
+        positive: bool = False,
+        default=_MISSING,
+        nullable: bool = False,
+    ):
         """A finite number (an int or a float), as a float."""
-        expected = ("a finite number" + (f" >= {minimum}" if minimum is not None else "")
-                    + (" > 0" if positive else ""))
+        expected = (
+            "a finite number"
+            + (f" >= {minimum}" if minimum is not None else "")
+            + (" > 0" if positive else "")
+        )
         value = self._get(key, default, expected)
         if value is _MISSING:
             return default
         if value is None and nullable:
             return None
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or (minimum is not None and value < minimum) or (positive and value <= 0)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (minimum is not None and value < minimum)
+            or (positive and value <= 0)
+        ):
             self._fail(key, value, expected + (" or null" if nullable else ""))
         return float(value)
 

@@ -17,7 +17,7 @@ PNG = "loss.png"
 
 
 def window_for(steps: int) -> int:
-    """Steps in the moving average: a fiftieth of the run, at least 10 (fewer if the run is shorter)."""
+    """Steps in the moving average: a fiftieth of the run, at least 10 (at most the run)."""
     return max(1, min(steps, max(10, steps // 50)))
 
 
@@ -37,18 +37,36 @@ def figure(out: Path):
     import matplotlib.pyplot as plt
 
     losses = out / "losses.tsv"
-    steps = np.loadtxt(losses, ndmin=2) if losses.exists() and losses.stat().st_size else np.zeros((0, 2))
+    steps = (
+        np.loadtxt(losses, ndmin=2)
+        if losses.exists() and losses.stat().st_size
+        else np.zeros((0, 2))
+    )
     if not len(steps):
         return None
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-        if (out / "metrics.jsonl").exists() else []
+    rows = (
+        [
+            json.loads(line)
+            for line in (out / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        if (out / "metrics.jsonl").exists()
+        else []
+    )
     window = window_for(len(steps))
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(steps[:, 0], steps[:, 1], lw=0.5, alpha=0.5, label="loss (each step's batch)")
-    ax.plot(steps[:, 0], moving_average(steps[:, 1], window), lw=1.5, label=f"mean of the last {window} steps")
+    ax.plot(
+        steps[:, 0],
+        moving_average(steps[:, 1], window),
+        lw=1.5,
+        label=f"mean of the last {window} steps",
+    )
     val = [r for r in rows if "val_loss" in r]
     if val:
-        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss")
+        ax.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss"
+        )
     ax.set_title(f"Training loss of {out.name}: {int(steps[-1, 0])} steps")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE")

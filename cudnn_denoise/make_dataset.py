@@ -65,7 +65,8 @@ def build_parser() -> arguments.ArgumentParser:
                              "2**-12 (docs/formats.md, docs/performance.md)")
     parser.add_argument("--size", type=arguments.integer(minimum=16), default=DEFAULT_PATCH_SIZE,
                         metavar="PX",
-                        help=f"patch height = width in pixels, at least 16 (default {DEFAULT_PATCH_SIZE})")
+                        help="patch height = width in pixels, at least 16 (default "
+                             f"{DEFAULT_PATCH_SIZE})")
     parser.add_argument("--seed", type=arguments.integer(minimum=0),
                         help="the same seed, inputs and settings give the same bytes (default 0)")
     parser.add_argument("--dose", type=arguments.number(positive=True),
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 if args.from_dataset is not None:
                     _check_copy_flags(args, settings)
                 elif settings is None and args.samples is None:
-                    raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... --odd "
-                                     "INPUT..., --samples N (synthetic), or --from-dataset SRC (a copy)")
+                    raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... "
+                                     "--odd INPUT..., --samples N (synthetic), or --from-dataset "
+                                     "SRC (a copy)")
                 with OutputLock(args.out, "make_dataset"):
                     return _run(args, settings)
             except (ValueError, OSError) as exc:

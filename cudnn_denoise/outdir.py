@@ -49,8 +49,9 @@ def make_folder(folder: str | os.PathLike, flag: str) -> Path:
 class OutputLock:
     """`with OutputLock(folder, "train", "--out"):` one writer in `folder` (see the module)."""
 
-    def __init__(self, folder: str | os.PathLike, command: str, flag: str = "--out", *,
-                 wait: bool = False):
+    def __init__(
+        self, folder: str | os.PathLike, command: str, flag: str = "--out", *, wait: bool = False
+    ):
         self.folder, self.command, self.flag, self.wait = Path(folder), command, flag, wait
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
@@ -59,26 +60,36 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         self._made = not self.folder.exists()
         while True:
-            make_folder(self.folder, self.flag)  # again after a holder removed the folder it had made
+            make_folder(
+                self.folder, self.flag
+            )  # again after a holder removed the folder it had made
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
-                raise UserFileError(f"{self.flag} {self.folder}: cannot write there "
-                                    f"({exc.strerror})") from None
+                raise UserFileError(
+                    f"{self.flag} {self.folder}: cannot write there ({exc.strerror})"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise FolderBusy(f"{self.flag} {self.folder}: {holder or 'another command'} is "
-                                 "writing there; wait for it to end or choose another "
-                                 f"{self.flag}") from None
+                raise FolderBusy(
+                    f"{self.flag} {self.folder}: {holder or 'another command'} is "
+                    "writing there; wait for it to end or choose another "
+                    f"{self.flag}"
+                ) from None
             if _same_file(fd, self.path):
                 break
             os.close(fd)  # the holder removed the file as we waited: lock the new one
         os.ftruncate(fd, 0)
-        os.write(fd, (f"{self.command} (pid {os.getpid()} on {socket.gethostname()}, since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')})").encode())
+        os.write(
+            fd,
+            (
+                f"{self.command} (pid {os.getpid()} on {socket.gethostname()}, since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')})"
+            ).encode(),
+        )
         self._fd = fd
         return self
 
@@ -125,7 +136,9 @@ class Staging:
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)  # after commit() an empty folder; else the new set
+        shutil.rmtree(
+            self.path, ignore_errors=True
+        )  # after commit() an empty folder; else the new set
 
     def commit(self) -> None:
         """Move every file of the staging folder into the folder, the marker last."""

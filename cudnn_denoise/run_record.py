@@ -24,7 +24,9 @@ class Config:
     """What a run was asked to do; stored in every checkpoint's manifest. A field's metadata
     "minimum" is the least value a stored one may have."""
 
-    batch_size: int = field(default=4, metadata={"minimum": 1})  # per rank: global = batch_size x ranks
+    batch_size: int = field(
+        default=4, metadata={"minimum": 1}
+    )  # per rank: global = batch_size x ranks
     ranks: int = field(default=1, metadata={"minimum": 1})  # processes training together
     lr: float = 0.001
     epochs: int = field(default=1, metadata={"minimum": 1})
@@ -60,11 +62,19 @@ def extra(config: Config, position: Position, data_stats: dict, dataset) -> dict
     """The checkpoint's extra for a run at `position` (JSON: NaN becomes null)."""
     last = position.last_loss
     return {
-        "epoch": position.epoch, "position": position.batch, "loss_sum": position.loss_sum,
+        "epoch": position.epoch,
+        "position": position.batch,
+        "loss_sum": position.loss_sum,
         "last_loss": last if math.isfinite(last) else None,
-        "config": asdict(config), "data_stats": data_stats,
-        "data": {"noisy": str(dataset.noisy), "clean": str(dataset.clean), "height": dataset.height,
-                 "width": dataset.width, "count": dataset.count},
+        "config": asdict(config),
+        "data_stats": data_stats,
+        "data": {
+            "noisy": str(dataset.noisy),
+            "clean": str(dataset.clean),
+            "height": dataset.height,
+            "width": dataset.width,
+            "count": dataset.count,
+        },
     }
 
 
@@ -93,10 +103,13 @@ def read(saved: Checkpoint) -> RunRecord:
     position = None
     if any(top.has(key) for key in ("epoch", "position", "loss_sum")):
         last = top.number("last_loss", default=None, nullable=True)
-        position = Position(step=saved.step, epoch=top.integer("epoch", minimum=0),
-                            batch=top.integer("position", minimum=0),
-                            loss_sum=top.number("loss_sum", minimum=0.0),
-                            last_loss=float("nan") if last is None else last)
+        position = Position(
+            step=saved.step,
+            epoch=top.integer("epoch", minimum=0),
+            batch=top.integer("position", minimum=0),
+            loss_sum=top.number("loss_sum", minimum=0.0),
+            last_loss=float("nan") if last is None else last,
+        )
     stored = top.object("config", required=False)
     config = {}
     for f in fields(Config):
@@ -108,14 +121,21 @@ def read(saved: Checkpoint) -> RunRecord:
         data_stats["samples"] = stats.integer("samples", minimum=1)
     stored = top.object("data", required=False)
     data = {key: stored.string(key) for key in ("noisy", "clean") if stored.has(key)}
-    data.update({key: stored.integer(key, minimum=1) for key in ("height", "width", "count")
-                 if stored.has(key)})
+    data.update(
+        {
+            key: stored.integer(key, minimum=1)
+            for key in ("height", "width", "count")
+            if stored.has(key)
+        }
+    )
     return RunRecord(position, config, data_stats, data)
 
 
 def position_from(saved: Checkpoint) -> Position:
-    """The Position a checkpoint written by Trainer.save records; CheckpointError when it has none."""
+    """The Position a checkpoint of Trainer.save records; CheckpointError when it has none."""
     position = read(saved).position
     if position is None:
-        raise CheckpointError(f"{saved.path}: not a training checkpoint (no epoch, position, loss_sum)")
+        raise CheckpointError(
+            f"{saved.path}: not a training checkpoint (no epoch, position, loss_sum)"
+        )
     return position

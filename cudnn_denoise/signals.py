@@ -63,7 +63,7 @@ def raising():
 
 
 class flag:
-    """`with signals.flag() as stop:` SIGINT / SIGTERM set stop.received (the last signal's number)."""
+    """`with signals.flag() as stop:` SIGINT / SIGTERM set stop.received (the last signal)."""
 
     def __init__(self):
         self.received: int | None = None

@@ -53,9 +53,9 @@ EXIT_CODES = """exit codes:
   130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
-VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's mean loss
-over their full batches (and the PSNR for data in [0, 1]) is printed and written to metrics.jsonl;
-it costs one forward pass over the set each time"""
+VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
+mean loss over their full batches and the PSNR are printed and written to metrics.jsonl; it costs
+one forward pass over the set each time"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples": 800, "size": 128}}
@@ -71,8 +71,10 @@ def parser() -> arguments.ArgumentParser:
     t = p.add_argument_group("training (defaults: the seed's run)")
     t.add_argument("--batch-size", type=arguments.integer(minimum=1), default=4,
                    help="samples per step (default 4); under mpirun -n R, per rank: a step's batch is R times it")
-    t.add_argument("--lr", type=arguments.number(positive=True), default=0.001, help="SGD learning rate (default 0.001)")
-    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=1, help="passes over the data (default 1)")
+    t.add_argument("--lr", type=arguments.number(positive=True), default=0.001,
+                   help="SGD learning rate (default 0.001)")
+    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=1,
+                   help="passes over the data (default 1)")
     t.add_argument("--max-steps", type=arguments.integer(minimum=0),
                    help="stop after N steps; 0 writes the initial checkpoint and exits")
     t.add_argument("--seed", type=arguments.integer(minimum=0), default=0,
@@ -92,14 +94,17 @@ def parser() -> arguments.ArgumentParser:
     o.add_argument("--out", type=Path, default=Path("runs/train"),
                    help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "
                         "and loss.png (default runs/train)")
-    o.add_argument("--checkpoint-every", type=arguments.integer(minimum=0), default=1000, metavar="N",
+    o.add_argument("--checkpoint-every", type=arguments.integer(minimum=0), default=1000,
+                   metavar="N",
                    help="write the checkpoint every N steps, and always at the end (default 1000; 0: end only)")
     again = o.add_mutually_exclusive_group()  # without either, an OUT that holds a run is refused
     again.add_argument("--resume", action="store_true",
-                       help="continue the run in OUT from its checkpoint (its logs cut back to the checkpoint's step)")
+                       help="continue the run in OUT from its checkpoint (its logs cut back to "
+                            "the checkpoint's step)")
     again.add_argument("--overwrite", action="store_true",
-                       help="replace the run in OUT (its checkpoint, logs and plot) by a new one; without "
-                            "--resume or --overwrite, an OUT that holds a run is refused")
+                       help="replace the run in OUT (its checkpoint, logs and plot) by a new "
+                            "one; without --resume or --overwrite, an OUT that holds a run is "
+                            "refused")
     o.add_argument("--log-every", type=arguments.integer(minimum=1), default=100, metavar="N",
                    help="a log line every N steps (default 100)")
     o.add_argument("--trace", type=Path, metavar="FILE",
@@ -134,14 +139,16 @@ def default_dataset(backend: str, seed: int):
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cudnn_denoise"
     folder = cache / f"synthetic-{spec['size']}px-{spec['samples']}-seed{seed}"
     what = f"{spec['samples']} pairs of {spec['size']}x{spec['size']}"
-    with OutputLock(folder, "train (making the built-in dataset)", "the built-in dataset's folder", wait=True):
+    with OutputLock(folder, "train (making the built-in dataset)", "the built-in dataset's folder",
+                    wait=True):
         if (folder / META_NAME).exists():
             print(f"data: built-in synthetic set, {what} in {folder}")
             return open_dir(folder)
         print(f"data: making the built-in synthetic set ({what}) in {folder}, once")
         progress = Progress(spec["samples"], "pairs")
         dataset = write_dataset(folder, spec["samples"], spec["size"], seed, overwrite=True,
-                                workers=os.cpu_count() or 1, progress=lambda done, total: progress.update(done))
+                                workers=os.cpu_count() or 1,
+                                progress=lambda done, total: progress.update(done))
         progress.close()
     return dataset
 
@@ -249,10 +256,10 @@ def _train(args, world, backend: str, why: str) -> int:
     print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
           f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
     if stats["min"] < 0.0 or stats["max"] > 1.0:
-        print(f"warning: {dataset.noisy}: values from {stats['min']:.4g} to {stats['max']:.4g} in the "
-              f"{stats['samples']} samples read, outside the [0, 1] of the dataset format that the seed's lr "
-              "suits: the loss may grow instead of falling; scale the data to [0, 1] (docs/formats.md)",
-              file=sys.stderr)
+        print(f"warning: {dataset.noisy}: values from {stats['min']:.4g} to {stats['max']:.4g} in "
+              f"the {stats['samples']} samples read, outside the [0, 1] of the dataset format that "
+              "the seed's lr suits: the loss may grow instead of falling; scale the data to [0, 1] "
+              "(docs/formats.md)", file=sys.stderr)
 
     tracer = trace.OFF
     if args.trace is not None:
@@ -308,8 +315,8 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start a new run over an earlier one unless told (--resume or --overwrite)."""
     previous = _previous_run(out)
     if previous is not None and not (resume or overwrite):
-        raise UserFileError(f"--out {out}: holds a run ({previous}); continue it with --resume, replace it "
-                            "with --overwrite, or choose another --out")
+        raise UserFileError(f"--out {out}: holds a run ({previous}); continue it with --resume, "
+                            "replace it with --overwrite, or choose another --out")
 
 
 def _remove_run(out: Path) -> None:
@@ -347,7 +354,8 @@ def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:
             f"{where} read samples of {shape[0]}x{shape[1]}, {dataset.noisy} holds "
             f"{dataset.height}x{dataset.width}")
     refused = {"batch_size", "ranks", "seed", "shuffle", "drop_last"}
-    changed = [f"{key} {value!r} (was {saved_config[key]!r})" for key, value in asdict(config).items()
+    changed = [f"{key} {value!r} (was {saved_config[key]!r})"
+               for key, value in asdict(config).items()
                if key not in refused and key in saved_config and saved_config[key] != value]
     if changed:
         print(f"note: resuming with other settings than the checkpoint's run: {', '.join(changed)}")

@@ -36,7 +36,7 @@ from .userio import write_atomic
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
 PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)
-METRICS, LOSSES = "metrics.jsonl", "losses.tsv"  # in the run's folder: each log line, each step's loss
+METRICS, LOSSES = "metrics.jsonl", "losses.tsv"  # in the run's folder: log lines, every step's loss
 
 
 class NonFiniteLoss(RuntimeError):
@@ -247,8 +247,9 @@ class Trainer:
         if problem is not None:
             return NonFiniteLoss(f"step {step}: the loss is {loss} because {problem}; "
                                  "--check-data scans every sample before training")
-        return NonFiniteLoss(f"step {step}: the loss is {loss}, though the batch's samples are finite "
-                             f"and within [0, 1]: the training diverged; try a lower --lr than {self.config.lr}")
+        return NonFiniteLoss(f"step {step}: the loss is {loss}, though the batch's samples are "
+                             "finite and within [0, 1]: the training diverged; try a lower --lr "
+                             f"than {self.config.lr}")
 
     def _log(self, progress: Progress, steps_run: int) -> None:
         self._flush()
@@ -285,8 +286,9 @@ class Trainer:
         loss = total / count
         if not math.isfinite(loss):
             check_values(self.val_dataset)  # names the bad sample, if one is the cause
-            raise NonFiniteLoss(f"the validation loss is {loss}, though {self.val_dataset.noisy} and "
-                                f"{self.val_dataset.clean} hold finite values in [0, 1]: the model diverged")
+            raise NonFiniteLoss(f"the validation loss is {loss}, though {self.val_dataset.noisy} "
+                                f"and {self.val_dataset.clean} hold finite values in [0, 1]: the "
+                                "model diverged")
         low, high, _ = self.val_range
         peak = high - low
         psnr = 10.0 * math.log10(peak * peak / loss) if loss > 0 else float("inf")

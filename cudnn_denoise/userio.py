@@ -25,9 +25,13 @@ from pathlib import Path
 
 PARTIAL = ".partial"
 _PARTIAL_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.partial$")
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 class UserFileError(ValueError):
@@ -72,8 +76,10 @@ def read_json(path: str | os.PathLike, error: type[Exception] = UserFileError):
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                    f"{exc.start}): not a JSON file?") from None
+        raise error(
+            f"{path}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}): not a JSON file?"
+        ) from None
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -95,7 +101,7 @@ def partial_name(path: str | os.PathLike) -> Path:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Replace `path` by a file holding `data`, atomically and durably (see the module's docstring)."""
+    """Replace `path` by a file holding `data`, atomically and durably (see the module)."""
     path = Path(path)
     tmp = partial_name(path)
     try:

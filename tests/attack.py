@@ -13,15 +13,29 @@ import time
 from pathlib import Path
 
 
-def start(module: str, *args, cwd=None, env=None, limit_bytes: int | None = None,
-          new_session: bool = False) -> subprocess.Popen:
+def start(
+    module: str,
+    *args,
+    cwd=None,
+    env=None,
+    limit_bytes: int | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen:
     """`python -u -m cudnn_denoise.<module> args...`, stdout and stderr piped as text. limit_bytes:
     writes past that file size fail with EFBIG, as on a full disk (SIGXFSZ ignored)."""
     command = [sys.executable, "-u", "-m", f"cudnn_denoise.{module}", *(str(a) for a in args)]
     environment = dict(os.environ, **(env or {}))
     preexec = None if limit_bytes is None else _file_size_limit(limit_bytes)
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                            env=environment, preexec_fn=preexec, start_new_session=new_session)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        preexec_fn=preexec,
+        start_new_session=new_session,
+    )
 
 
 def run(module: str, *args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
@@ -33,19 +47,25 @@ def run(module: str, *args, timeout: float = 120, **kwargs) -> subprocess.Comple
 
 def _file_size_limit(nbytes: int):
     def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited across exec: EFBIG instead of death
+        signal.signal(
+            signal.SIGXFSZ, signal.SIG_IGN
+        )  # inherited across exec: EFBIG instead of death
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
 
     return limit
 
 
-def wait_until(condition, proc: subprocess.Popen, timeout: float = 60, what: str = "the condition") -> None:
+def wait_until(
+    condition, proc: subprocess.Popen, timeout: float = 60, what: str = "the condition"
+) -> None:
     """Poll `condition()` until it holds; fail if the process ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"the process ended (code {proc.returncode}) before {what}:\n{out}\n{err}")
+            raise AssertionError(
+                f"the process ended (code {proc.returncode}) before {what}:\n{out}\n{err}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"no {what} after {timeout} s")
@@ -59,7 +79,9 @@ def read_line_with(proc: subprocess.Popen, text: str, timeout: float = 60) -> li
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"stdout ended before a line with {text!r}: {lines}\n{proc.stderr.read()}")
+            raise AssertionError(
+                f"stdout ended before a line with {text!r}: {lines}\n{proc.stderr.read()}"
+            )
         lines.append(line)
         if text in line:
             return lines

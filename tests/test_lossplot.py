@@ -29,17 +29,29 @@ def test_the_figure_has_a_title_labels_and_follows_the_recent_loss(tmp_path):
     out.mkdir()
     losses = np.concatenate([np.full(100, 1.0), np.full(100, 0.01)])  # a loss that fell at step 100
     (out / "losses.tsv").write_text("".join(f"{i + 1}\t{v}\n" for i, v in enumerate(losses)))
-    (out / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "average": 0.5, "val_loss": 0.02}) + "\n"
-                                               for s in (100, 200)))
+    (out / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "average": 0.5, "val_loss": 0.02}) + "\n" for s in (100, 200)
+        )
+    )
     fig = lossplot.figure(out)
     ax = fig.axes[0]
     assert ax.get_title() == "Training loss of run: 200 steps"
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"loss (each step's batch)", "mean of the last 10 steps", "validation loss"}
+    assert set(lines) == {
+        "loss (each step's batch)",
+        "mean of the last 10 steps",
+        "validation loss",
+    }
     recent = lines["mean of the last 10 steps"].get_ydata()
-    assert recent[-1] == pytest.approx(0.01) and recent[104] == pytest.approx((5 * 1.0 + 5 * 0.01) / 10)
+    assert recent[-1] == pytest.approx(0.01) and recent[104] == pytest.approx(
+        (5 * 1.0 + 5 * 0.01) / 10
+    )
     assert lines["validation loss"].get_xdata().tolist() == [100, 200]
-    assert lossplot.write(out) == out / "loss.png" and (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        lossplot.write(out) == out / "loss.png"
+        and (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    )
 
 
 def test_nothing_is_drawn_before_the_first_step(tmp_path):

@@ -29,8 +29,12 @@ def holder(tmp_path):
     procs = []
 
     def start(folder):
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline() == "locked\n"
         procs.append(proc)
         return proc
@@ -84,10 +88,14 @@ def test_the_lock_leaves_nothing_behind(tmp_path):
 
 def test_a_file_where_the_folder_belongs_is_named(tmp_path):
     (tmp_path / "out").write_text("x")
-    with pytest.raises(ValueError, match=rf"^--out {tmp_path / 'out'}: exists and is not a folder$"):
+    with pytest.raises(
+        ValueError, match=rf"^--out {tmp_path / 'out'}: exists and is not a folder$"
+    ):
         with OutputLock(tmp_path / "out", "train"):
             pass
-    with pytest.raises(ValueError, match=rf"^--out {tmp_path / 'out' / 'run'}: cannot be made \(Not a directory\)"):
+    with pytest.raises(
+        ValueError, match=rf"^--out {tmp_path / 'out' / 'run'}: cannot be made \(Not a directory\)"
+    ):
         with OutputLock(tmp_path / "out" / "run", "train"):
             pass
 
@@ -102,17 +110,26 @@ def test_staging_moves_the_set_in_with_its_marker_last(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("the user's")
     moved = []
     real_replace, real_unlink = os.replace, os.unlink
-    monkeypatch.setattr(os, "replace", lambda a, b: (moved.append(os.path.basename(b)), real_replace(a, b)))
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (moved.append(os.path.basename(b)), real_replace(a, b))
+    )
     with Staging(tmp_path, "dataset.json") as stage:
         write_set(stage.path, ["noisy.bin", "clean.bin", "dataset.json"], "new")
         assert (tmp_path / "dataset.json").read_text() == "old"
-        monkeypatch.setattr(os, "unlink", lambda p, **kw: (moved.append("unlink " + os.path.basename(p)),
-                                                           real_unlink(p, **kw)))
+        monkeypatch.setattr(
+            os,
+            "unlink",
+            lambda p, **kw: (moved.append("unlink " + os.path.basename(p)), real_unlink(p, **kw)),
+        )
         stage.commit()
     assert moved[0] == "unlink dataset.json" and moved[-1] == "dataset.json"
     assert sorted(moved[1:-1]) == ["clean.bin", "noisy.bin"]
     assert {n: (tmp_path / n).read_text() for n in os.listdir(tmp_path)} == {
-        "noisy.bin": "new", "clean.bin": "new", "dataset.json": "new", "notes.txt": "the user's"}
+        "noisy.bin": "new",
+        "clean.bin": "new",
+        "dataset.json": "new",
+        "notes.txt": "the user's",
+    }
 
 
 def test_staging_left_by_an_error_changes_nothing(tmp_path):
@@ -140,7 +157,10 @@ def test_a_signal_during_the_commit_waits_until_the_set_is_in(tmp_path, monkeypa
             monkeypatch.setattr(os, "replace", real_replace)
     assert stopped.value.signum == signal.SIGINT and stopped.value.exit_code == 130
     assert {n: (tmp_path / n).read_text() for n in os.listdir(tmp_path)} == {
-        "a.bin": "new", "b.bin": "new", "manifest.json": "new"}
+        "a.bin": "new",
+        "b.bin": "new",
+        "manifest.json": "new",
+    }
 
 
 def test_signal_modes_restore_the_handlers_they_found():

@@ -17,8 +17,12 @@ def extras() -> dict[str, list[str]]:
 
 def readme_installs() -> list[list[str]]:
     """The extras of each `pip install -e ".[...]"` in the README."""
-    return [group.split(",") for group in re.findall(r'pip install -e "\.\[([a-z0-9,]+)\]"',
-                                                     (ROOT / "README.md").read_text())]
+    return [
+        group.split(",")
+        for group in re.findall(
+            r'pip install -e "\.\[([a-z0-9,]+)\]"', (ROOT / "README.md").read_text()
+        )
+    ]
 
 
 def test_every_extra_the_readme_names_exists():

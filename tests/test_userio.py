@@ -48,12 +48,15 @@ def test_a_folder_and_a_missing_file_are_named(tmp_path):
         userio.read_json(tmp_path / "x.json")
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"height": 8, "name": "\xff\xfe"}', "is not UTF-8 text (byte 0xff at offset 23)"),
-    (b"height: 8", "is not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    (b'{"mean": NaN}', "NaN is not a JSON number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"height": 8, "name": "\xff\xfe"}', "is not UTF-8 text (byte 0xff at offset 23)"),
+        (b"height: 8", "is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"mean": NaN}', "NaN is not a JSON number"),
+    ],
+)
 def test_json_faults_name_the_file(tmp_path, content, message):
     path = tmp_path / "dataset.json"
     path.write_bytes(content)
@@ -68,9 +71,14 @@ def test_write_atomic_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp
     path.write_text("old")
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
-                                                 real_fsync(fd)))
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b)))
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)),
+    )
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))
+    )
     userio.write_atomic(path, b"new")
     partial = str(userio.partial_name(path))
     assert events == [("fsync", partial), ("replace", str(path)), ("fsync", str(tmp_path))]
@@ -91,8 +99,12 @@ def test_write_atomic_that_fails_keeps_the_old_file_and_no_partial(tmp_path, mon
 
 
 def test_sweep_removes_only_what_dead_processes_of_this_host_left(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(dead.stdout)
     host = userio.partial_name(tmp_path / "x").name.split(".")[-3]
     names = {
@@ -106,8 +118,9 @@ def test_sweep_removes_only_what_dead_processes_of_this_host_left(tmp_path):
     for key, name in names.items():
         (tmp_path / name).mkdir() if "folder" in key else (tmp_path / name).write_text("x")
     (tmp_path / names["dead folder"] / "noisy.bin").write_text("x")
-    assert sorted(p.name for p in userio.sweep_partials(tmp_path)) == sorted([names["dead file"],
-                                                                             names["dead folder"]])
+    assert sorted(p.name for p in userio.sweep_partials(tmp_path)) == sorted(
+        [names["dead file"], names["dead folder"]]
+    )
     left = {names[k] for k in ("live", "mine", "other host", "user's file")}
     assert set(os.listdir(tmp_path)) == left
     userio.sweep_partials(tmp_path, mine=True)

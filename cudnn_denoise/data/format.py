@@ -116,7 +116,8 @@ def read_meta(path: Path) -> dict:
 def check_meta(meta, path: Path) -> None:
     """DataError naming the file and the field unless `meta` is a dataset.json object whose fields
     have the documented types: height and width (required), count, byte_order, format, version,
-    made_by, ... (dtype and value_range are checked where they are read: file_dtype, value_range)."""
+    made_by, ... (dtype and value_range are checked where they are read: file_dtype,
+    value_range)."""
     fields = Fields(meta, path, error=DataError)
     fields.integer("height", minimum=1)
     fields.integer("width", minimum=1)

@@ -89,7 +89,8 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
             stage.commit()
     except OSError as exc:
         kept = "the dataset there is unchanged" if replacing else "nothing was left there"
-        raise DataError(f"{out_dir}: cannot write the dataset ({exc.strerror or exc}); {kept}") from None
+        raise DataError(f"{out_dir}: cannot write the dataset ({exc.strerror or exc}); "
+                        f"{kept}") from None
     return open_dir(out_dir)
 
 
@@ -130,7 +131,7 @@ def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator[I
 
 def _work(function: Callable, items: list, rank: int, pipes) -> None:
     """A worker of ordered_map: function(item) of items rank, rank + workers, ..., sent in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent acts
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent acts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for reader, _ in pipes:
         reader.close()  # so that the parent's end going away breaks this worker's pipe

@@ -63,7 +63,8 @@ class TrainingStats:
         where = saved.path / MANIFEST_FILE
         for key in ("mean", "std"):
             if key not in stats:
-                raise CheckpointError(f"{where}: extra.data_stats.{key} is missing, expected a finite number")
+                raise CheckpointError(f"{where}: extra.data_stats.{key} is missing, expected a "
+                                      "finite number")
         if stats["std"] <= 0:
             raise CheckpointError(f"{where}: extra.data_stats.std is {stats['std']}, expected > 0")
         return cls(stats["mean"], stats["std"])

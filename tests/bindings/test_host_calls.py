@@ -138,7 +138,8 @@ def test_version_mismatches_are_refused_naming_each_side(args, match):
 
 @pytest.mark.parametrize("version", [90000, 91900, 99999])
 def test_every_cudnn_9_is_accepted(version):
-    _load.check_versions(version, 13030, 13030, 13, cudnn_path="/a/libcudnn.so.9", cublas_path="/b/libcublas.so")
+    _load.check_versions(version, 13030, 13030, 13, cudnn_path="/a/libcudnn.so.9",
+                         cublas_path="/b/libcublas.so")
 
 
 def test_cublas_status_names_come_from_the_declared_enum():

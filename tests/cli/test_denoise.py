@@ -276,8 +276,8 @@ def test_malformed_data_stats_stop_at_once(cli, tmp_path, stats):
 def test_a_train_run_folder_is_taken_for_its_checkpoint(cli, tmp_path):
     run = tmp_path / "runs" / "train"
     run.mkdir(parents=True)
-    checkpoint.save(run / "checkpoint", init_params(4), step=3, extra={"data_stats": {"mean": TRAIN_MEAN,
-                                                                                       "std": TRAIN_STD}})
+    stats = {"mean": TRAIN_MEAN, "std": TRAIN_STD}
+    checkpoint.save(run / "checkpoint", init_params(4), step=3, extra={"data_stats": stats})
     src = write_mrc(tmp_path / "a.mrc", micrograph())
     result = cli(denoise.main, src, "--checkpoint", run, "-o", tmp_path / "out", *CPU)
     assert result.code == 0, result.err

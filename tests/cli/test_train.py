@@ -164,29 +164,31 @@ def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(
                  "--checkpoint-every", 2, "--max-steps", 10)
     assert result.code == 3
     line = result.one_line_error()
-    assert line.startswith(f"error: step 5: the loss is nan because {data.noisy}: sample 17 has 1 NaN, 0 Inf")
-    assert "--check-data" in line and f"the last good checkpoint stays at {out / 'checkpoint'}" in line
+    assert line.startswith(f"error: step 5: the loss is nan because {data.noisy}: sample 17 has 1 "
+                           "NaN, 0 Inf")
+    assert "--check-data" in line
+    assert f"the last good checkpoint stays at {out / 'checkpoint'}" in line
     saved = checkpoint.load(out / "checkpoint")
     assert saved.step == 4 and np.isfinite(saved.params).all()
 
 
 def test_huge_values_past_the_statistics_are_named_not_called_divergence(cli, make_data, tmp_path):
     data = poison(make_data(40), 17, value=1e30)
-    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run", "--no-shuffle",
-                 "--max-steps", 10)
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--no-shuffle", "--max-steps", 10)
     assert result.code == 3
     assert result.one_line_error().startswith(
-        f"error: step 5: the loss is inf because {data.noisy}: sample 17 has 0 NaN, 0 Inf and 1 values outside "
-        "[0, 1] (finite min 0, max 1e+30)")
+        f"error: step 5: the loss is inf because {data.noisy}: sample 17 has 0 NaN, 0 Inf and 1 "
+        "values outside [0, 1] (finite min 0, max 1e+30)")
 
 
 def test_a_diverging_run_on_clean_data_says_so(cli, data32, tmp_path):
-    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run", "--lr", 1000,
-                 "--max-steps", 30, "--epochs", 3)
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--lr", 1000, "--max-steps", 30, "--epochs", 3)
     assert result.code == 3
     line = result.one_line_error()
-    assert "though the batch's samples are finite and within [0, 1]: the training diverged; try a lower --lr " \
-           "than 1000.0" in line
+    assert ("though the batch's samples are finite and within [0, 1]: the training diverged; try a "
+            "lower --lr than 1000.0") in line
 
 
 def test_data_far_outside_0_1_gets_a_warning_at_start(cli, make_data, tmp_path):
@@ -195,13 +197,15 @@ def test_data_far_outside_0_1_gets_a_warning_at_start(cli, make_data, tmp_path):
     values *= 1000.0  # counts, as a micrograph holds, not the [0, 1] of the format
     values.flush()
     del values
-    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run", "--max-steps", 1)
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--max-steps", 1)
     assert result.code == 0, result.err
     warning = [line for line in result.err.splitlines() if line.startswith("warning: ")]
     assert len(warning) == 1 and warning[0].startswith(f"warning: {data.noisy}: values from ")
     assert "outside the [0, 1]" in warning[0] and "scale the data to [0, 1]" in warning[0]
     in_range = make_data(8, name="in-range")
-    ok = cli(train.main, "--data", in_range.noisy.parent, *CPU, "--out", tmp_path / "ok", "--max-steps", 1)
+    ok = cli(train.main, "--data", in_range.noisy.parent, *CPU, "--out", tmp_path / "ok",
+             "--max-steps", 1)
     assert ok.code == 0 and "warning" not in ok.err
 
 
@@ -228,7 +232,8 @@ def _corrupt_checkpoint(tmp_path):
 NO_GPU = pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible: --backend cudnn would run")
 BAD_INPUTS = {  # name: (extra arguments given tmp_path, what the error line must say)
     "missing data dir": (lambda t: ["--data", t / "nowhere"], "nowhere: --data must be a directory"),
-    "batch size 0": (lambda t: ["--batch-size", 0], "argument --batch-size: must be an integer >= 1, not '0'"),
+    "batch size 0": (lambda t: ["--batch-size", 0],
+                     "argument --batch-size: must be an integer >= 1, not '0'"),
     "resume without checkpoint": (lambda t: ["--resume"], "no checkpoint folder"),
     "corrupt --init": (lambda t: ["--init", _corrupt_checkpoint(t)], "params.bin: 10496 bytes, manifest expects 10500"),
     "cudnn without GPU": (lambda t: ["--backend", "cudnn"], "use --backend reference"),
@@ -330,8 +335,8 @@ def test_an_out_that_holds_a_run_is_refused_unless_resume_or_overwrite(cli, data
     refused = cli(train.main, *common, "--max-steps", 2)  # the README's next command, as it was
     assert refused.code == 2
     assert refused.one_line_error() == (
-        f"error: --out {out}: holds a run (a checkpoint at step 3); continue it with --resume, replace it with "
-        "--overwrite, or choose another --out")
+        f"error: --out {out}: holds a run (a checkpoint at step 3); continue it with --resume, "
+        "replace it with --overwrite, or choose another --out")
     assert {name: (out / name).read_bytes() for name in before} == before
     np.testing.assert_array_equal(checkpoint.load(out / "checkpoint").params, params)
 
@@ -341,7 +346,8 @@ def test_an_out_that_holds_a_run_is_refused_unless_resume_or_overwrite(cli, data
     assert [r["step"] for r in metrics(out)] == [1, 2]  # the new run's logs alone
     assert np.loadtxt(out / "losses.tsv", ndmin=2)[:, 0].tolist() == [1, 2]
     np.testing.assert_array_equal(checkpoint.load(out / "checkpoint").params,
-                                  plain_loop(init_params(0), data32, expected_batches(40, 4, 2, shuffle=True), 0.001))
+                                  plain_loop(init_params(0), data32,
+                                             expected_batches(40, 4, 2, shuffle=True), 0.001))
 
 
 def test_logs_of_a_run_without_a_checkpoint_are_not_appended_to(cli, data32, tmp_path):
@@ -361,12 +367,14 @@ def test_resume_and_overwrite_exclude_each_other(cli, tmp_path):
 
 def test_resume_on_samples_of_another_shape_is_refused(cli, data32, data64, tmp_path):
     out = tmp_path / "run"
-    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 2).code == 0
-    result = cli(train.main, "--data", data64.noisy.parent, *CPU, "--out", out, "--max-steps", 4, "--resume")
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out,
+               "--max-steps", 2).code == 0
+    result = cli(train.main, "--data", data64.noisy.parent, *CPU, "--out", out, "--max-steps", 4,
+                 "--resume")
     assert result.code == 2  # both sets hold 40 samples: only the shape tells them apart
     assert result.one_line_error() == (
-        f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read samples of 32x32, {data64.noisy} "
-        "holds 64x64")
+        f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read samples of 32x32, "
+        f"{data64.noisy} holds 64x64")
 
 
 def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_path):
@@ -375,8 +383,8 @@ def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_
     result = cli(train.main, *common, "--max-steps", 4, "--resume", "--lr", 0.01)
     assert result.code == 0, result.err
     notes = [line for line in result.out.splitlines() if line.startswith("note: ")]
-    assert notes == ["note: resuming with other settings than the checkpoint's run: lr 0.01 (was 0.001), "
-                     "max_steps 4 (was 2)"]
+    assert notes == ["note: resuming with other settings than the checkpoint's run: lr 0.01 "
+                     "(was 0.001), max_steps 4 (was 2)"]
 
 
 @pytest.mark.parametrize("flag, value, rule", [
@@ -392,7 +400,8 @@ def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_
 def test_a_bad_number_names_its_flag(cli, tmp_path, flag, value, rule):
     result = cli(train.main, flag, value, "--out", tmp_path / "run")
     assert result.code == 2
-    assert result.one_line_error() == f"error: argument {flag}: {rule} (see python -m cudnn_denoise.train --help)"
+    assert result.one_line_error() == (f"error: argument {flag}: {rule} (see python -m "
+                                       "cudnn_denoise.train --help)")
     assert not (tmp_path / "run").exists()
 
 
@@ -402,7 +411,8 @@ def test_a_dataset_json_that_is_not_utf8_is_named(cli, make_data, tmp_path):
     meta.write_bytes(b'{"height": 32, "width": 32, "made_by": "\xe9t\xe9"}')
     result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run")
     assert result.code == 2
-    assert result.one_line_error().startswith(f"error: {meta}: is not UTF-8 text (byte 0xe9 at offset ")
+    assert result.one_line_error().startswith(f"error: {meta}: is not UTF-8 text (byte 0xe9 at "
+                                              "offset ")
 
 
 def test_help_names_the_validation_flags_rightly_and_says_what_validation_does(capsys, monkeypatch):
@@ -422,7 +432,8 @@ def test_train_restores_the_signal_handlers_it_found(cli, data32, tmp_path):
 
     old = {sig: signal.signal(sig, mine) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ok = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "a", "--max-steps", 2)
+        ok = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "a",
+                 "--max-steps", 2)
         bad = cli(train.main, "--data", tmp_path / "none", *CPU, "--out", tmp_path / "b")
         refused = cli(train.main, "--seed", "-1")
         assert (ok.code, bad.code, refused.code) == (0, 2, 2)
