@@ -58,50 +58,31 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self.obj
 
-    def integer(self, key: str, *, minimum: int | None = None, default=_MISSING, nullable=False):
-        expected = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+    def _scalar(self, key: str, expected: str, default, nullable: bool, ok):
+        """The value if ok(value) holds (never for true or false), else an error naming it."""
         value = self._get(key, default, expected)
         if value is _MISSING:
             return default
         if value is None and nullable:
             return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or (minimum is not None and value < minimum)
-        ):
+        if isinstance(value, bool) or not ok(value):
             self._fail(key, value, expected + (" or null" if nullable else ""))
         return value
 
-    def number(
-        self,
-        key: str,
-        *,
-        minimum: float | None = None,
-        positive: bool = False,
-        default=_MISSING,
-        nullable: bool = False,
-    ):
+    def integer(self, key: str, *, minimum: int | None = None, default=_MISSING, nullable=False):
+        expected = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        return self._scalar(key, expected, default, nullable,
+                            lambda v: isinstance(v, int) and (minimum is None or v >= minimum))
+
+    def number(self, key: str, *, minimum: float | None = None, positive: bool = False,
+               default=_MISSING, nullable: bool = False):
         """A finite number (an int or a float), as a float."""
-        expected = (
-            "a finite number"
-            + (f" >= {minimum}" if minimum is not None else "")
-            + (" > 0" if positive else "")
-        )
-        value = self._get(key, default, expected)
-        if value is _MISSING:
-            return default
-        if value is None and nullable:
-            return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or (minimum is not None and value < minimum)
-            or (positive and value <= 0)
-        ):
-            self._fail(key, value, expected + (" or null" if nullable else ""))
-        return float(value)
+        expected = ("a finite number" + (f" >= {minimum}" if minimum is not None else "")
+                    + (" > 0" if positive else ""))
+        value = self._scalar(key, expected, default, nullable, lambda v: (
+            isinstance(v, (int, float)) and math.isfinite(v)
+            and (minimum is None or v >= minimum) and (not positive or v > 0)))
+        return None if value is None else float(value)
 
     def boolean(self, key: str, *, default=_MISSING) -> bool:
         value = self._get(key, default, "true or false")

@@ -67,7 +67,7 @@ def figure(out: Path):
         ax.plot(
             [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss"
         )
-    ax.set_title(f"Training loss of {out.name}: {int(steps[-1, 0])} steps")
+    ax.set_title(f"Training loss of {out}: {int(steps[-1, 0])} steps")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE")
     ax.set_yscale("log")

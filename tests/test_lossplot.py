@@ -36,7 +36,7 @@ def test_the_figure_has_a_title_labels_and_follows_the_recent_loss(tmp_path):
     )
     fig = lossplot.figure(out)
     ax = fig.axes[0]
-    assert ax.get_title() == "Training loss of run: 200 steps"
+    assert ax.get_title() == f"Training loss of {out}: 200 steps"
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {
         "loss (each step's batch)",

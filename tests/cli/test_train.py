@@ -441,3 +441,12 @@ def test_train_restores_the_signal_handlers_it_found(cli, data32, tmp_path):
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def test_nan_in_the_validation_set_names_its_sample(cli, data32, make_data, tmp_path):
+    val = poison(make_data(8, seed=4, name="val"), 5)
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU,
+                 "--out", tmp_path / "run", "--max-steps", 2, "--log-every", 1)
+    assert result.code == 2
+    assert result.one_line_error() == (f"error: {val.noisy}: sample 5 has 1 NaN, 0 Inf and 0 values "
+                                       "outside [0, 1] (finite min 0, max 1)")
