@@ -217,7 +217,7 @@ def main(argv=None) -> int:
             return status
     except signals.Stopped as exc:
         print(f"stopped by {exc.name}", file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
 
 
 if __name__ == "__main__":

@@ -96,14 +96,14 @@ def main(argv=None) -> int:
                 except signals.Stopped as exc:
                     print(f"stopped by {exc.name}; finished outputs stay in {args.out}: the same "
                           "command goes on from there", file=sys.stderr)
-                    return exc.exit_code
+                    return exc.handled()
                 except (ValueError, OSError, MrcfileMissing, TifffileMissing, OutOfGpuMemory,
                         backends.NoGpuError) as exc:
                     print(f"error: {console.describe(exc)}", file=sys.stderr)
                     return 2
     except signals.Stopped as exc:  # before the run began
         print(f"stopped by {exc.name}: nothing was written", file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
     finally:
         if args is not None and args.out.is_dir():
             sweep_partials(args.out, mine=True)  # a partial output that an interruption left

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     except signals.Stopped as exc:
         print(f"stopped by {exc.name}: no dump was written (OUT holds what it held before)",
               file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
     except (ValueError, OSError, backends.NoGpuError) as exc:
         print(f"error: {console.describe(exc)}", file=sys.stderr)
         return 2

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except signals.Stopped as exc:
         print(f"make_dataset: stopped by {exc.name}; the output folder holds what it held before, "
               "or the new dataset whole", file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
 
 
 def _run(args, settings) -> int:

@@ -8,6 +8,11 @@ held(): a signal waits until the block ends, then acts as the surrounding mode s
     renames that must all happen (outdir.Staging.commit).
 
 Outside the main thread (where Python cannot set handlers) raising() and flag() change nothing.
+
+A Stopped raised inside C code can be dropped by it: an extension module's initialisation (NumPy
+imports some lazily), CPython's at-fork hooks. So raising() also records the signal, and check()
+raises it again at the next safe point: on entering flag() or held(), and in the loops that
+write a dataset or denoise micrographs.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ class Stopped(BaseException):
     def name(self) -> str:
         return signal.Signals(self.signum).name
 
-    @property
-    def exit_code(self) -> int:
+    def handled(self) -> int:
+        """The exit code, 128 + signum, once a program has dealt with the signal (check() then
+        has nothing left to raise)."""
+        global _pending
+        _pending = None
         return 128 + self.signum
 
 
@@ -53,13 +61,35 @@ def _handling(handler):
             signal.signal(sig, previous)
 
 
+_pending: int | None = None  # the last signal raising() raised: it may have been dropped
+
+
 def _raise(signum, frame):
+    global _pending
+    _pending = signum
     raise Stopped(signum)
 
 
+def check() -> None:
+    """Raise Stopped again for a signal whose Stopped C code dropped (see the module's docstring)."""
+    global _pending
+    if _pending is not None:
+        signum, _pending = _pending, None
+        raise Stopped(signum)
+
+
+@contextlib.contextmanager
 def raising():
-    """SIGINT / SIGTERM raise Stopped inside the block."""
-    return _handling(_raise)
+    """SIGINT / SIGTERM raise Stopped inside the block. A Stopped that leaves the block is the
+    signal dealt with; one that C code dropped is raised when the block ends, at the latest."""
+    global _pending
+    try:
+        with _handling(_raise):
+            yield
+    except Stopped:
+        _pending = None
+        raise
+    check()
 
 
 class flag:
@@ -73,6 +103,7 @@ class flag:
         self.received = signum
 
     def __enter__(self) -> flag:
+        check()
         self._block = _handling(self._set)
         self._block.__enter__()
         return self
@@ -86,6 +117,7 @@ def held():
     """SIGINT / SIGTERM received inside the block are raised again when it ends (on the handlers
     it found). Python runs every handler in the main thread, whichever thread the kernel chose, so
     swapping the handlers holds them off where blocking the main thread's signal mask would not."""
+    check()
     with flag() as caught:
         yield
     if caught.received is not None:

@@ -164,7 +164,7 @@ def main(argv=None) -> int:
                 return world.run_or_abort(_main, args, world)
     except signals.Stopped as exc:
         print(f"stopped by {exc.name} before training began: nothing was written", file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
 
 
 def _main(args, world) -> int:
@@ -175,7 +175,7 @@ def _main(args, world) -> int:
     except signals.Stopped as exc:  # outside the training loop, which stops on a signal by itself
         print(f"stopped by {exc.name} outside the training steps: every step taken, if any, is in "
               f"{args.out / checkpoint.RUN_SUBFOLDER}", file=sys.stderr)
-        return exc.exit_code
+        return exc.handled()
     except (ValueError, OSError, backends.NoGpuError, nccl.GpuRanksError) as exc:
         print(f"error: {console.describe(exc)}", file=sys.stderr)
         return 2

@@ -155,7 +155,7 @@ def test_a_signal_during_the_commit_waits_until_the_set_is_in(tmp_path, monkeypa
             monkeypatch.setattr(os, "replace", replace_and_interrupt)
             stage.commit()
             monkeypatch.setattr(os, "replace", real_replace)
-    assert stopped.value.signum == signal.SIGINT and stopped.value.exit_code == 130
+    assert stopped.value.signum == signal.SIGINT and stopped.value.handled() == 130
     assert {n: (tmp_path / n).read_text() for n in os.listdir(tmp_path)} == {
         "a.bin": "new",
         "b.bin": "new",
@@ -175,8 +175,44 @@ def test_signal_modes_restore_the_handlers_they_found():
                 assert stop.received == signal.SIGTERM
             with pytest.raises(signals.Stopped) as stopped:
                 os.kill(os.getpid(), signal.SIGTERM)
-            assert stopped.value.exit_code == 143
+            assert stopped.value.handled() == 143
         assert all(signal.getsignal(sig) is mine for sig in signals.SIGNALS)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def dropped_signal():
+    """SIGINT whose Stopped is swallowed, as an extension module's init or a fork hook can do."""
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+    except signals.Stopped:
+        pass
+
+
+@pytest.mark.parametrize("safe_point", ["flag", "held", "check", "end of raising"])
+def test_a_dropped_stop_is_raised_again_at_the_next_safe_point(safe_point):
+    reached = []
+    with pytest.raises(signals.Stopped) as stopped, signals.raising():
+        dropped_signal()
+        reached.append("dropped")
+        if safe_point == "flag":
+            with signals.flag():
+                reached.append("inside flag")
+        elif safe_point == "held":
+            with signals.held():
+                reached.append("inside held")
+        elif safe_point == "check":
+            signals.check()
+            reached.append("after check")
+    assert reached == ["dropped"] and stopped.value.handled() == 130
+
+
+def test_a_handled_stop_is_not_raised_again():
+    with signals.raising():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except signals.Stopped as exc:
+            assert exc.handled() == 143  # a program's top dealt with it
+        with signals.flag() as stop:
+            assert stop.received is None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import signals
 from ..outdir import Staging, make_folder
 from ..progress import format_bytes
 from .format import (
@@ -75,6 +76,7 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
             with open(stage.path / NOISY_NAME, "wb") as noisy_file, \
                     open(stage.path / CLEAN_NAME, "wb") as clean_file:
                 for noisy, clean in chunks:
+                    signals.check()  # a signal whose Stopped C code dropped (signals.check)
                     if noisy.shape != clean.shape or noisy.shape[-2:] != (height, width):
                         raise ValueError(f"a chunk of shapes {noisy.shape} and {clean.shape} in a "
                                          f"dataset of {height}x{width}")  # a maker's bug
@@ -115,8 +117,11 @@ def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator[I
     procs = [context.Process(target=_work, args=(function, items, rank, pipes), daemon=True)
              for rank in range(workers)]
     try:
-        for proc in procs:
-            proc.start()
+        # A signal handler that raises while a fork runs CPython's at-fork hooks has its exception
+        # printed and dropped (the signal is lost): hold signals until the workers are started.
+        with signals.held():
+            for proc in procs:
+                proc.start()
         for _, writer in pipes:
             writer.close()
         yield (_receive(pipes[i % workers][0]) for i in range(len(items)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import signals
 from ..data.format import DataError
 from .files import Job, OutputError
 from .intensity import Scaling, TrainingStats, scaling_for
@@ -161,6 +162,7 @@ def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writ
     writer, started = None, 0.0
     try:
         for item in prefetch:
+            signals.check()  # a signal whose Stopped C code dropped (signals.check)
             if isinstance(item, _Failed):
                 if writer is not None:  # a stack that failed part way
                     writer.abort()
