@@ -203,6 +203,20 @@ def test_sigint_before_the_first_step_exits_130_without_a_traceback(tmp_path):
     )  # the dataset's folder too: nothing half made
 
 
+def test_two_runs_that_need_the_built_in_dataset_make_it_once(tmp_path):
+    """The second waits on the first's lock of the dataset's folder, then reads what it made."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    procs = [start("train", *CPU, "--out", tmp_path / f"run{i}", "--max-steps", 1, env=env)
+             for i in range(2)]
+    results = [finish(proc, timeout=300) for proc in procs]
+    for code, out, err in results:
+        assert code == 0, err
+    made = [out for _, out, _ in results if "making the built-in synthetic set" in out]
+    assert len(made) == 1, [out for _, out, _ in results]
+    folder = next((tmp_path / "cache" / "cudnn_denoise").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["clean.bin", "dataset.json", "noisy.bin"]
+
+
 def test_after_kill_9_resume_cuts_the_logs_back_to_the_checkpoint(data32, tmp_path):
     """Steps past the last checkpoint were logged before the kill; the resumed run logs them again,
     once: the logs then equal those of a run never stopped."""
