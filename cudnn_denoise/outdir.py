@@ -60,9 +60,8 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         self._made = not self.folder.exists()
         while True:
-            make_folder(
-                self.folder, self.flag
-            )  # again after a holder removed the folder it had made
+            # (again after a holder removed the folder that its lock had made)
+            make_folder(self.folder, self.flag)
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
@@ -83,13 +82,9 @@ class OutputLock:
                 break
             os.close(fd)  # the holder removed the file as we waited: lock the new one
         os.ftruncate(fd, 0)
-        os.write(
-            fd,
-            (
-                f"{self.command} (pid {os.getpid()} on {socket.gethostname()}, since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')})"
-            ).encode(),
-        )
+        holder = (f"{self.command} (pid {os.getpid()} on {socket.gethostname()}, since "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')})")
+        os.write(fd, holder.encode())
         self._fd = fd
         return self
 
@@ -136,9 +131,8 @@ class Staging:
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(
-            self.path, ignore_errors=True
-        )  # after commit() an empty folder; else the new set
+        # after commit() an empty folder; else the new set, which is dropped
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self) -> None:
         """Move every file of the staging folder into the folder, the marker last."""

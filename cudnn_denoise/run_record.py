@@ -24,9 +24,8 @@ class Config:
     """What a run was asked to do; stored in every checkpoint's manifest. A field's metadata
     "minimum" is the least value a stored one may have."""
 
-    batch_size: int = field(
-        default=4, metadata={"minimum": 1}
-    )  # per rank: global = batch_size x ranks
+    # per rank: a step's global batch is batch_size x ranks
+    batch_size: int = field(default=4, metadata={"minimum": 1})
     ranks: int = field(default=1, metadata={"minimum": 1})  # processes training together
     lr: float = 0.001
     epochs: int = field(default=1, metadata={"minimum": 1})

@@ -47,9 +47,8 @@ def run(module: str, *args, timeout: float = 120, **kwargs) -> subprocess.Comple
 
 def _file_size_limit(nbytes: int):
     def limit():
-        signal.signal(
-            signal.SIGXFSZ, signal.SIG_IGN
-        )  # inherited across exec: EFBIG instead of death
+        # ignored is inherited across exec: a write past the limit fails with EFBIG, no death
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
 
     return limit

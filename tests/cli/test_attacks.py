@@ -114,9 +114,8 @@ def test_the_lock_is_released_on_an_error(cli, data32, tmp_path):
     from cudnn_denoise import train
 
     out = tmp_path / "run"
-    result = cli(
-        train.main, "--data", tmp_path / "nowhere", *CPU, "--out", out
-    )  # fails after taking the lock
+    # fails after taking the lock
+    result = cli(train.main, "--data", tmp_path / "nowhere", *CPU, "--out", out)
     assert result.code == 2 and "nowhere: --data must be a directory" in result.one_line_error()
     with OutputLock(out, "a test"):  # free again
         pass
@@ -198,9 +197,8 @@ def test_sigint_before_the_first_step_exits_130_without_a_traceback(tmp_path):
     no_traceback(err)
     assert err.strip().splitlines()[-1].startswith("stopped by SIGINT outside the training steps")
     assert not (tmp_path / "run").exists()  # made for the run, left empty: removed
-    assert (
-        list((cache / "cudnn_denoise").iterdir()) == []
-    )  # the dataset's folder too: nothing half made
+    # the dataset's folder too: nothing half made
+    assert list((cache / "cudnn_denoise").iterdir()) == []
 
 
 def test_two_runs_that_need_the_built_in_dataset_make_it_once(tmp_path):
@@ -492,17 +490,9 @@ def test_kill_9_leaves_no_worker_behind_and_the_next_run_sweeps_its_staging(old_
 
 def test_a_full_disk_during_an_overwrite_keeps_the_old_dataset(old_set):
     out, before = old_set
-    done = run(
-        "make_dataset",
-        "--out",
-        out,
-        "--samples",
-        64,
-        "--size",
-        32,
-        "--overwrite",
-        limit_bytes=100_000,
-    )  # each new file needs 262,144 bytes
+    # each new file needs 262,144 bytes
+    done = run("make_dataset", "--out", out, "--samples", 64, "--size", 32, "--overwrite",
+               limit_bytes=100_000)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"make_dataset: error: {out}: cannot write the dataset (File too large); "
