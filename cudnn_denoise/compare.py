@@ -112,7 +112,8 @@ def read_params(run: Path) -> np.ndarray:
     path = params_path(run)
     data = read_bytes(path)
     if len(data) != 4 * NUM_PARAMS:
-        raise ValueError(f"{path}: {len(data)} bytes, not the {4 * NUM_PARAMS} of {NUM_PARAMS} float32")
+        raise ValueError(f"{path}: {len(data)} bytes, not the {4 * NUM_PARAMS} of {NUM_PARAMS} "
+                         "float32")
     return np.frombuffer(data, dtype="<f4").copy()
 
 

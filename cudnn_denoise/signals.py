@@ -71,7 +71,7 @@ def _raise(signum, frame):
 
 
 def check() -> None:
-    """Raise Stopped again for a signal whose Stopped C code dropped (see the module's docstring)."""
+    """Raise Stopped again for a signal whose Stopped C code dropped (see the module)."""
     global _pending
     if _pending is not None:
         signum, _pending = _pending, None

@@ -120,7 +120,7 @@ def test_unusable_runs_and_flags_are_one_line(tmp_path, capsys, fault, message):
         (tmp_path / "a" / "losses.tsv").write_bytes(b"\xff\xfe\n")
     elif fault == "params.bin a FIFO":
         (tmp_path / "a" / "params.bin").unlink()
-        os.mkfifo(tmp_path / "a" / "params.bin")  # is_file() is false: never opened, never waited on
+        os.mkfifo(tmp_path / "a" / "params.bin")  # not is_file(): never opened, never waited on
     else:
         extra = ["--rtol", "nan"]
     try:

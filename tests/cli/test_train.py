@@ -448,5 +448,5 @@ def test_nan_in_the_validation_set_names_its_sample(cli, data32, make_data, tmp_
     result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU,
                  "--out", tmp_path / "run", "--max-steps", 2, "--log-every", 1)
     assert result.code == 2
-    assert result.one_line_error() == (f"error: {val.noisy}: sample 5 has 1 NaN, 0 Inf and 0 values "
-                                       "outside [0, 1] (finite min 0, max 1)")
+    assert result.one_line_error() == (f"error: {val.noisy}: sample 5 has 1 NaN, 0 Inf and 0 "
+                                       "values outside [0, 1] (finite min 0, max 1)")
