@@ -79,7 +79,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     common += ["--fused"] if fused else []
     python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
     run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
-         *common], work / f"python_{name}.log")
+         "--overwrite", *common], work / f"python_{name}.log")  # --work outlives a run: replace
     printed = run([binary, "--out", fortran_out, "--algorithms", python_out / "algorithms.txt", *common],
                   work / f"fortran_{name}.log", env=env).stdout
     result = compare.compare_runs(python_out, fortran_out)

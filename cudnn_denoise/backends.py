@@ -29,7 +29,7 @@ def resolve(backend: str) -> tuple[str, str]:
     """(backend, why): `auto` is cudnn when a GPU is usable, else reference."""
     ok, reason = gpu_status()
     if backend == "auto":
-        return ("cudnn", f"GPU {reason}") if ok else ("reference", f"no GPU ({reason})")
+        return ("cudnn", f"GPU {reason}") if ok else ("reference", f"no GPU: {reason}")
     if backend == "cudnn" and not ok:
         raise NoGpuError(f"--backend cudnn needs a CUDA GPU ({reason}); use --backend reference to run on the CPU")
     if backend not in BACKENDS:

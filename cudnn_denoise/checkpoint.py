@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cudnn_denoise.fields import Fields
 from cudnn_denoise.params import NUM_PARAMS, PARAMS
+from cudnn_denoise.userio import UserFileError, fsync_dir, read_bytes, read_json
 
 FORMAT = "cudnn_denoise.checkpoint"
 VERSION = 1
@@ -33,9 +35,10 @@ MANIFEST_FILE = "manifest.json"
 _ITEMSIZE = 4  # float32
 _TMP = ".tmp-"  # DIR.tmp-<id>: a checkpoint being written
 _OLD = ".old-"  # DIR.old-<id>: the previous checkpoint while the new one is renamed in
+RUN_SUBFOLDER = "checkpoint"  # train --out DIR keeps its checkpoint in DIR/checkpoint
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserFileError):
     """A checkpoint cannot be read: the message names the file and what does not match."""
 
 
@@ -60,15 +63,6 @@ def _tensor_table() -> list[dict]:
         {"name": p.name, "shape": list(p.shape), "offset_bytes": p.offset * _ITEMSIZE}
         for p in PARAMS
     ]
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a folder's entries (created, renamed, removed files) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -120,17 +114,23 @@ def save(path, params: np.ndarray, *, step: int, extra: dict | None = None) -> P
     token = secrets.token_hex(4)
     tmp = path.with_name(path.name + _TMP + token)
     old = path.with_name(path.name + _OLD + token)
-    tmp.mkdir()
-    _write_file(tmp / PARAMS_FILE, data)
-    _write_file(tmp / MANIFEST_FILE, text.encode())
-    _fsync_dir(tmp)
+    try:
+        tmp.mkdir()
+        _write_file(tmp / PARAMS_FILE, data)
+        _write_file(tmp / MANIFEST_FILE, text.encode())
+        fsync_dir(tmp)
+    except OSError as exc:  # a full disk: name the checkpoint, leave nothing half written
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = "; the previous checkpoint stays" if exists(path) else ""
+        raise OSError(exc.errno, f"{exc.strerror} (writing the checkpoint{kept})",
+                      str(path)) from None
     # From here on DIR or DIR.old-<id> is a complete checkpoint at every moment.
     if path.exists():
         os.rename(path, old)
     os.rename(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     _remove_leftovers(path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -140,24 +140,18 @@ def _check(condition: bool, file: Path, message: str) -> None:
 
 
 def _read_manifest(file: Path) -> dict:
-    """manifest.json parsed and checked against this format and params.PARAMS."""
-    _check(file.is_file(), file, "missing")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
-    _check(
-        isinstance(manifest, dict), file, f"expected a JSON object, got {type(manifest).__name__}"
-    )
+    """manifest.json parsed, every field type-checked, and checked against this format and
+    params.PARAMS (`extra` only for being an object: its readers check its fields)."""
+    manifest = read_json(file, CheckpointError)
+    fields = Fields(manifest, file, error=CheckpointError)
     expected = {"format": FORMAT, "version": VERSION, "dtype": "float32", "byte_order": "little"}
     for key, value in expected.items():
-        _check(
-            manifest.get(key) == value, file, f"{key} is {manifest.get(key)!r}, expected {value!r}"
-        )
+        got = manifest.get(key)
+        _check(type(got) is type(value) and got == value, file,
+               f"{key} is {got!r}, expected {value!r}")
 
-    tensors = manifest.get("tensors")
+    tensors = fields.array("tensors")
     table = _tensor_table()
-    _check(isinstance(tensors, list), file, "tensors is not a list")
     _check(len(tensors) == len(table), file, f"{len(tensors)} tensors, expected {len(table)}")
     for i, (got, want) in enumerate(zip(tensors, table)):
         _check(isinstance(got, dict), file, f"tensors[{i}] is not an object")
@@ -169,22 +163,22 @@ def _read_manifest(file: Path) -> dict:
             )
     expected_bytes = NUM_PARAMS * _ITEMSIZE
     _check(
-        manifest.get("params_bytes") == expected_bytes,
+        fields.integer("params_bytes") == expected_bytes,
         file,
         f"params_bytes is {manifest.get('params_bytes')!r}, expected {expected_bytes}",
     )
-    step = manifest.get("step")
-    _check(isinstance(step, int) and step >= 0, file, f"step is {step!r}, expected an int >= 0")
-    _check(isinstance(manifest.get("sha256"), str), file, "sha256 is missing")
-    _check(isinstance(manifest.get("extra"), dict), file, "extra is not an object")
+    fields.integer("step", minimum=0)
+    sha256 = fields.string("sha256")
+    _check(len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256), file,
+           f"sha256 is {sha256[:70]!r}, expected 64 lower-case hex digits")
+    fields.object("extra")
     return manifest
 
 
 def _load_folder(folder: Path) -> Checkpoint:
     manifest = _read_manifest(folder / MANIFEST_FILE)
     file = folder / PARAMS_FILE
-    _check(file.is_file(), file, "missing")
-    data = file.read_bytes()
+    data = read_bytes(file, CheckpointError)
     expected = manifest["params_bytes"]
     _check(len(data) == expected, file, f"{len(data)} bytes, manifest expects {expected}")
     digest = hashlib.sha256(data).hexdigest()
@@ -198,14 +192,25 @@ def _load_folder(folder: Path) -> Checkpoint:
 def load(path) -> Checkpoint:
     """Read and check the checkpoint folder `path`; raises CheckpointError naming what is wrong.
 
-    If `path` is missing but a save crashed while replacing it, the previous checkpoint
+    `path` may also be a train run's folder (--out), which holds the checkpoint as checkpoint/.
+    If the folder is missing but a save crashed while replacing it, the previous checkpoint
     (path.old-<id>; the one with the highest step if several) is loaded instead.
     """
     path = Path(path)
+    if path.is_dir() and not (path / MANIFEST_FILE).exists() and exists(path / RUN_SUBFOLDER):
+        path = path / RUN_SUBFOLDER
     if path.exists():
+        _check(path.is_dir(), path, f"is a file; a checkpoint is a folder holding {MANIFEST_FILE} "
+               f"and {PARAMS_FILE}")
         return _load_folder(path)
     olds = _siblings(path, _OLD) if path.parent.is_dir() else []
     _check(
         bool(olds), path, f"no checkpoint folder (and no {path.name}{_OLD}* left by a crashed save)"
     )
     return max((_load_folder(old) for old in olds), key=lambda ckpt: ckpt.step)
+
+
+def exists(path) -> bool:
+    """Whether the checkpoint folder `path`, or what a crashed save left of it, exists."""
+    path = Path(path)
+    return path.exists() or (path.parent.is_dir() and bool(_siblings(path, _OLD)))

@@ -14,16 +14,16 @@ Exit status: 0 when identical (or, with --rtol, every relative difference within
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import cli
+from . import arguments, cli, console, signals
 from .checkpoint import PARAMS_FILE
 from .params import NUM_PARAMS, views
+from .userio import read_bytes
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,13 @@ def read_losses(run: Path) -> dict[int, float]:
     """step -> loss from RUN/losses.tsv; ValueError naming the file and line when it is not one."""
     path = run / "losses.tsv"
     losses = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    data = read_bytes(path)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a losses.tsv (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start} is not text)") from None
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split("\t")
         try:
             step, loss = int(parts[0]), float(parts[1])
@@ -104,10 +110,11 @@ def params_path(run: Path) -> Path:
 
 def read_params(run: Path) -> np.ndarray:
     path = params_path(run)
-    values = np.fromfile(path, dtype="<f4")
-    if values.size != NUM_PARAMS or path.stat().st_size != 4 * NUM_PARAMS:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, not the {4 * NUM_PARAMS} of {NUM_PARAMS} float32")
-    return values
+    data = read_bytes(path)
+    if len(data) != 4 * NUM_PARAMS:
+        raise ValueError(f"{path}: {len(data)} bytes, not the {4 * NUM_PARAMS} of {NUM_PARAMS} "
+                         "float32")
+    return np.frombuffer(data, dtype="<f4").copy()
 
 
 # ---- the comparison ----
@@ -184,28 +191,34 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
     return lines, 1
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=cli.prog("compare"),
+def parser() -> arguments.ArgumentParser:
+    p = arguments.ArgumentParser(prog=cli.prog("compare"),
                                 description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                 epilog="Exit: 0 identical (or within --rtol), 1 different, 2 unreadable run.")
     cli.add_version(p)
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="a run folder (losses.tsv, params.bin or checkpoint/)")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the other run folder")
-    p.add_argument("--rtol", type=float, metavar="R",
+    p.add_argument("--rtol", type=arguments.number(minimum=0), metavar="R",
                    help="pass when every relative difference is at most R (default: identical bits only)")
     return p
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    console.survive_lost_output()
     try:
-        result = compare_runs(args.run_a, args.run_b)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    lines, status = report(args.run_a, args.run_b, result, args.rtol)
-    print("\n".join(lines))
-    return status
+        with signals.raising():
+            args = parser().parse_args(argv)
+            try:
+                result = compare_runs(args.run_a, args.run_b)
+            except (OSError, ValueError) as exc:
+                print(f"error: {console.describe(exc)}", file=sys.stderr)
+                return 2
+            lines, status = report(args.run_a, args.run_b, result, args.rtol)
+            print("\n".join(lines))
+            return status
+    except signals.Stopped as exc:
+        print(f"stopped by {exc.name}", file=sys.stderr)
+        return exc.handled()
 
 
 if __name__ == "__main__":

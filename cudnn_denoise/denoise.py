@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
-from . import __version__, backends, checkpoint, cli, runlog
+from . import __version__, arguments, backends, checkpoint, cli, console, runlog, signals
 from .data.format import DataError
 from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
@@ -25,6 +23,7 @@ from .inference.mrc_io import MrcfileMissing, label, require_mrcfile
 from .inference.pipeline import denoise_files
 from .inference.tiff_io import TifffileMissing, require_tifffile
 from .progress import Progress
+from .userio import sweep_partials
 
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists
@@ -39,19 +38,16 @@ Outputs are written under a temporary name and renamed when complete, so an exis
 finished one: a rerun skips it (unless --overwrite) and picks up where a stopped run ended."""
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived (SIGINT raises KeyboardInterrupt)."""
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> arguments.ArgumentParser:
+    p = arguments.ArgumentParser(
         prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "
                         "frame), .tif / .tiff (page by page), raw .bin files in the dataset "
                         "format, folders holding them, or quoted glob patterns")
-    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="the trained checkpoint folder")
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                   help="the trained checkpoint folder, or train's --out folder that holds it")
     cli.add_version(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", type=Path, default=Path("denoised"), metavar="DIR",
@@ -68,15 +64,19 @@ def parser() -> argparse.ArgumentParser:
                    help="also write DIR/<name><suffix>.png per micrograph denoised: input left, "
                         "denoised right, binned, each from its own 1st (black) to 99th (white) "
                         "percentile")
-    o.add_argument("--preview-size", type=int, default=preview.DEFAULT_SIZE, metavar="PX",
+    o.add_argument("--preview-size", type=arguments.integer(minimum=1),
+                   default=preview.DEFAULT_SIZE, metavar="PX",
                    help="the longest side of each preview panel, at most (default "
                         f"{preview.DEFAULT_SIZE})")
     r = p.add_argument_group("raw inputs")
-    r.add_argument("--height", type=int, metavar="PX", help="rows of a raw file's frames (default: its dataset.json)")
-    r.add_argument("--width", type=int, metavar="PX", help="columns of a raw file's frames (default: its dataset.json)")
+    r.add_argument("--height", type=arguments.integer(minimum=1), metavar="PX",
+                   help="rows of a raw file's frames (default: its dataset.json)")
+    r.add_argument("--width", type=arguments.integer(minimum=1), metavar="PX",
+                   help="columns of a raw file's frames (default: its dataset.json)")
     b = backends.add_arguments(p)
-    b.add_argument("--device", type=int, metavar="N", help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
-    b.add_argument("--tile-size", type=int, metavar="PX",
+    b.add_argument("--device", type=arguments.integer(minimum=0), metavar="N",
+                   help="cudnn only: the CUDA device index (default: CuPy's current, 0)")
+    b.add_argument("--tile-size", type=arguments.integer(minimum=1), metavar="PX",
                    help="output pixels per tile side (tiles are exact: a 3-pixel halo); default: the whole "
                         "micrograph if it fits in free GPU memory, else the largest tile that does; "
                         "512 on the reference backend. Out of GPU memory halves it and goes on")
@@ -84,23 +84,34 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    with runlog.capture(p.prog, argv):
-        try:
-            return run(args)
-        except (DataError, checkpoint.CheckpointError, files.OutputError, MrcfileMissing,
-                TifffileMissing, OutOfGpuMemory, backends.NoGpuError, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    console.survive_lost_output()
+    args = None
+    try:
+        with signals.raising():  # from the first line: no traceback for a signal at any moment
+            p = parser()
+            args = p.parse_args(argv)
+            with runlog.capture(p.prog, argv):
+                try:
+                    return run(args)
+                except signals.Stopped as exc:
+                    print(f"stopped by {exc.name}; finished outputs stay in {args.out}: the same "
+                          "command goes on from there", file=sys.stderr)
+                    return exc.handled()
+                except (ValueError, OSError, MrcfileMissing, TifffileMissing, OutOfGpuMemory,
+                        backends.NoGpuError) as exc:
+                    print(f"error: {console.describe(exc)}", file=sys.stderr)
+                    return 2
+    except signals.Stopped as exc:  # before the run began
+        print(f"stopped by {exc.name}: nothing was written", file=sys.stderr)
+        return exc.handled()
+    finally:
+        if args is not None and args.out.is_dir():
+            sweep_partials(args.out, mine=True)  # a partial output that an interruption left
 
 
 def run(args) -> int:
-    for name in ("tile_size", "height", "width", "preview_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     files.check_out_dir(args.out)
+    sweep_partials(args.out)  # outputs that killed runs left half written
     saved = checkpoint.load(args.checkpoint)
     stats = TrainingStats.from_checkpoint(saved)
     if stats is None and not args.normalize:
@@ -138,13 +149,7 @@ def run(args) -> int:
     text = label(f"cudnn_denoise {__version__} {time.strftime('%Y-%m-%d')}: ",
                  f"{saved.path.resolve()} step {saved.step}")
     try:
-        with _sigterm_raises():
-            done, bad, frames, seconds = _denoise(args, todo, denoiser, stats, text)
-    except (KeyboardInterrupt, _Stopped) as exc:
-        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        print(f"stopped by {signum.name}; finished outputs stay in {args.out}: the same command goes on "
-              "from there", file=sys.stderr)
-        return 128 + signum
+        done, bad, frames, seconds = _denoise(args, todo, denoiser, stats, text)
     finally:
         denoiser.close()
 
@@ -205,24 +210,6 @@ def _scale_note(stats: TrainingStats | None, normalize: bool) -> str:
         return "no data_stats in the checkpoint: inputs fed unchanged (--normalize)"
     into = f"each micrograph mapped to the training data's mean {stats.mean:.4g}, std {stats.std:.4g}"
     return into + ("; outputs on that scale (--normalize)" if normalize else "; outputs back on the input's scale")
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """SIGTERM raises _Stopped in the main thread while the files are denoised (so partial outputs
-    are removed as for Ctrl-C); nothing changes when not on the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum, frame):
-        raise _Stopped()
-
-    old = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ Importing cudnn_denoise never needs a GPU; the first thing that does calls requi
 
 from __future__ import annotations
 
+import ctypes
 import functools
+
+# cudaError_t values (driver_types.h) that mean "no usable GPU" rather than a broken install
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35
+CUDA_ERROR_NO_DEVICE = 100
+DRIVER_LIBRARY = "libcuda.so.1"  # installed by the NVIDIA driver, not by any wheel
 
 
 class NoGpuError(RuntimeError):
@@ -17,16 +23,39 @@ def gpu_status() -> tuple[bool, str]:
     """(usable, reason): reason says why not, or names the device when usable."""
     try:
         import cupy
-    except ImportError as exc:
-        return False, f"CuPy is not installed ({exc}); pip install 'cudnn_denoise[cuda13]' or '[cuda12]'"
+    except ImportError:
+        return False, ("CuPy is not installed (a CPU-only install); for a GPU: pip install "
+                       "'cudnn_denoise[cuda13]' or '[cuda12]'")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError without a driver, or a broken install
-        return False, f"CUDA runtime error: {exc}"
+        return False, explain_cuda_error(getattr(exc, "status", None), str(exc), driver_installed())
     if count == 0:
-        return False, "the CUDA runtime sees 0 devices"
+        return False, explain_cuda_error(CUDA_ERROR_NO_DEVICE, "0 devices", driver_installed())
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     return True, props["name"].decode()
+
+
+def driver_installed() -> bool:
+    """Whether the NVIDIA driver's CUDA library can be loaded."""
+    try:
+        ctypes.CDLL(DRIVER_LIBRARY)
+    except OSError:
+        return False
+    return True
+
+
+def explain_cuda_error(status: int | None, text: str, driver: bool) -> str:
+    """Why no GPU can be used, in a newcomer's words, from the CUDA runtime's error."""
+    if not driver and status in (CUDA_ERROR_INSUFFICIENT_DRIVER, CUDA_ERROR_NO_DEVICE):
+        return f"no NVIDIA GPU or driver was found ({DRIVER_LIBRARY} is not installed)"
+    if status == CUDA_ERROR_INSUFFICIENT_DRIVER:
+        return ("the NVIDIA driver is older than the CUDA runtime CuPy was built for: update "
+                "the driver, or install the cuda12 extra instead of cuda13 "
+                "(cudaErrorInsufficientDriver)")
+    if status == CUDA_ERROR_NO_DEVICE:
+        return "the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi)"
+    return f"CUDA runtime error: {text}"
 
 
 def require_gpu() -> None:

@@ -19,11 +19,32 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backends, checkpoint, cli, plan, trace
+from . import (
+    __version__,
+    arguments,
+    backends,
+    checkpoint,
+    cli,
+    console,
+    plan,
+    run_record,
+    signals,
+    trace,
+)
 from .checksum import checksum, format_checksum
-from .data.format import DTYPE, DataError, Dataset, add_data_arguments, dataset_from_args, open_readonly, read_exact
+from .data.format import (
+    DTYPE,
+    DataError,
+    Dataset,
+    add_data_arguments,
+    dataset_from_args,
+    open_readonly,
+    read_exact,
+)
+from .outdir import LOCK_NAME, OutputLock, Staging, make_folder
 from .params import PARAMS
 from .reference import ACTIVATIONS
+from .userio import read_json, sweep_partials
 
 FORMAT = "cudnn_denoise.dump"
 VERSION = 1
@@ -41,27 +62,32 @@ ORDER: tuple[str, ...] = (
 EXIT_CODES = """exit codes:
   0    written
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, data, checkpoint or OUT (one line says what and where)"""
+  2    bad arguments, data, checkpoint or OUT (one line says what and where)
+  130  stopped by SIGINT, 143 by SIGTERM: OUT holds what it held before"""
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> arguments.ArgumentParser:
+    p = arguments.ArgumentParser(
         prog=cli.prog("dump"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
-                   help="checkpoint folder whose parameters take the step")
+                   help="checkpoint folder whose parameters take the step (or train's --out "
+                        "folder)")
     cli.add_version(p)
     add_data_arguments(p)
     s = p.add_argument_group("the step")
-    s.add_argument("--index", required=True, type=int, metavar="I", help="first sample of the batch")
-    s.add_argument("--batch-size", type=int, metavar="B",
+    s.add_argument("--index", required=True, type=arguments.integer(minimum=0), metavar="I",
+                   help="first sample of the batch")
+    s.add_argument("--batch-size", type=arguments.integer(minimum=1), metavar="B",
                    help=f"samples I..I+B-1, in order (default: the checkpoint's run's, else {DEFAULT_BATCH_SIZE})")
-    s.add_argument("--lr", type=float,
+    s.add_argument("--lr", type=arguments.number(positive=True),
                    help=f"SGD learning rate (default: the checkpoint's run's, else {DEFAULT_LR})")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing a dump there")
+    o.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT, replacing a dump there once the new one "
+                        "is whole")
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for the step")
@@ -70,23 +96,28 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    console.survive_lost_output()
     try:
-        return run(args)
-    except (DataError, checkpoint.CheckpointError, ValueError, OSError, backends.NoGpuError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with signals.raising():
+            return run(parser().parse_args(argv))
+    except signals.Stopped as exc:
+        print(f"stopped by {exc.name}: no dump was written (OUT holds what it held before)",
+              file=sys.stderr)
+        return exc.handled()
+    except (ValueError, OSError, backends.NoGpuError) as exc:
+        print(f"error: {console.describe(exc)}", file=sys.stderr)
         return 2
 
 
 def run(args) -> int:
     saved = checkpoint.load(args.checkpoint)
-    config = saved.extra.get("config", {})
+    config = run_record.read(saved).config
     batch = args.batch_size if args.batch_size is not None else config.get("batch_size", DEFAULT_BATCH_SIZE)
     lr = args.lr if args.lr is not None else config.get("lr", DEFAULT_LR)
-    if batch < 1:
-        raise ValueError(f"--batch-size must be at least 1, not {batch}")
+    if not lr > 0:
+        raise checkpoint.CheckpointError(f"{saved.path}: its run's lr is {lr}; give --lr")
     dataset = dataset_from_args(args)
-    if not 0 <= args.index <= dataset.count - batch:
+    if args.index > dataset.count - batch:
         raise DataError(f"--index {args.index} with batch {batch} needs samples {args.index}.."
                         f"{args.index + batch - 1}, but {dataset.noisy} holds 0..{dataset.count - 1}")
     _check_out(args.out, args.overwrite)
@@ -117,7 +148,9 @@ def run(args) -> int:
         "math": args.math if backend == "cudnn" else None, "deterministic": backend == "cudnn",
         "versions": _versions(backend),
     }
-    manifest = write_dump(args.out, record, settings)
+    with OutputLock(args.out, "dump"):
+        _check_out(args.out, args.overwrite)  # again: another command may have written there
+        manifest = write_dump(args.out, record, settings)
     for entry in manifest["tensors"]:
         print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
     print(f"wrote {len(manifest['tensors'])} tensors of step {saved.step + 1} (samples {args.index}.."
@@ -142,31 +175,36 @@ def read_batch(dataset: Dataset, first: int, count: int) -> tuple[np.ndarray, np
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir():
+        sweep_partials(out)  # what killed dumps left
+    if out.is_dir() and not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise ValueError(f"--out {out}: not empty (write into it anyway with --overwrite)")
 
 
 def write_dump(out: Path, record: dict, settings: dict) -> dict:
-    """Write record's tensors as OUT/<name>.bin in ORDER, then OUT/manifest.json; return the manifest.
+    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the
+    manifest.
 
-    The manifest is written last (and any old one removed first), so a manifest means a whole dump.
+    The files are written beside OUT's old ones and moved in together, the manifest last
+    (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump.
     """
     if set(record) != set(ORDER):
         raise RuntimeError(f"record_step gave {sorted(set(record) ^ set(ORDER))} unlike dump.ORDER")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST_FILE).unlink(missing_ok=True)
     tensors = []
     for name in ORDER:
         array = np.asarray(record[name], dtype=DTYPE)  # 0-d stays 0-d: shape []
-        file = f"{name}.bin"
-        (out / file).write_bytes(array.tobytes(order="C"))
         sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
-        tensors.append({"name": name, "file": file, "shape": list(array.shape), "dtype": "float32",
-                        "byte_order": "little", **sums})
+        tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape),
+                        "dtype": "float32", "byte_order": "little", **sums})
     manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
-    tmp = out / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(_manifest_text(manifest))
-    os.replace(tmp, out / MANIFEST_FILE)
+    text = _manifest_text(manifest)  # before touching the disk: refuses what JSON cannot hold
+    make_folder(out, "--out")
+    with Staging(out, MANIFEST_FILE) as stage:
+        for name, entry in zip(ORDER, tensors):
+            array = np.asarray(record[name], dtype=DTYPE)
+            (stage.path / entry["file"]).write_bytes(array.tobytes(order="C"))
+        (stage.path / MANIFEST_FILE).write_text(text)
+        stage.commit()
     return manifest
 
 
@@ -180,7 +218,7 @@ def _manifest_text(manifest: dict) -> str:
 
 def read_dump(out: Path) -> dict[str, np.ndarray]:
     """Name -> array of a dump folder, in the manifest's order and shapes (for tests and comparisons)."""
-    manifest = json.loads((Path(out) / MANIFEST_FILE).read_text())
+    manifest = read_json(Path(out) / MANIFEST_FILE)
     return {t["name"]: np.fromfile(Path(out) / t["file"], dtype=DTYPE).reshape(t["shape"])
             for t in manifest["tensors"]}
 

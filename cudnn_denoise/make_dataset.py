@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise import cli
+from cudnn_denoise import arguments, cli, console, signals
 from cudnn_denoise.convert import NothingUsable, add_arguments, convert, preprocessing_from
 from cudnn_denoise.data.format import (
     DEFAULT_PATCH_SIZE,
@@ -32,6 +32,7 @@ from cudnn_denoise.data.format import (
 from cudnn_denoise.data.recast import recast_dataset
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
 from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
+from cudnn_denoise.outdir import OutputLock
 from cudnn_denoise.progress import Progress
 
 EXIT_CODES = f"""exit codes:
@@ -39,11 +40,13 @@ EXIT_CODES = f"""exit codes:
   1    unexpected internal error (a traceback follows: please report it)
   2    bad arguments, no input found, or an output that cannot be written (one line says what)
   {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
-       were written (none at all: no dataset); the last line gives the count"""
+       were written (none at all: no dataset); the last line gives the count
+  130  stopped by SIGINT, 143 by SIGTERM: --out holds what it held before (a dataset is replaced
+       only once the new one is whole)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> arguments.ArgumentParser:
+    parser = arguments.ArgumentParser(
         prog=cli.prog("make_dataset"),
         description="Write (noisy, clean) patch pairs as a dataset: from micrographs (--from-mrc), "
                     "from even/odd frame sums (--even, --odd), or synthetic (--samples).",
@@ -51,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_version(parser)
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="directory to write noisy.bin, clean.bin and dataset.json into")
-    parser.add_argument("--samples", type=int, metavar="N", help="synthetic: number of pairs")
+    parser.add_argument("--samples", type=arguments.integer(minimum=1), metavar="N",
+                        help="synthetic: number of pairs")
     parser.add_argument("--from-dataset", metavar="SRC",
                         help="a copy of the dataset in folder SRC with its values stored as "
                              "--dtype (SRC is never changed; --out must be another folder)")
@@ -59,23 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="type of the stored values (default float32, the seed's); float16 "
                              "halves the bytes read per sample, each value rounded to within "
                              "2**-12 (docs/formats.md, docs/performance.md)")
-    parser.add_argument("--size", type=int, default=DEFAULT_PATCH_SIZE, metavar="PX",
-                        help=f"patch height = width in pixels (default {DEFAULT_PATCH_SIZE})")
-    parser.add_argument("--seed", type=int,
+    parser.add_argument("--size", type=arguments.integer(minimum=16), default=DEFAULT_PATCH_SIZE,
+                        metavar="PX",
+                        help="patch height = width in pixels, at least 16 (default "
+                             f"{DEFAULT_PATCH_SIZE})")
+    parser.add_argument("--seed", type=arguments.integer(minimum=0),
                         help="the same seed, inputs and settings give the same bytes (default 0)")
-    parser.add_argument("--dose", type=float,
+    parser.add_argument("--dose", type=arguments.number(positive=True),
                         help="Poisson dose, electrons per pixel of clean value 1 "
                              f"(default {DEFAULT_DOSE})")
-    parser.add_argument("--sigma", type=float,
+    parser.add_argument("--sigma", type=arguments.number(minimum=0),
                         help=f"Gaussian noise sigma (default {DEFAULT_SIGMA})")
     parser.add_argument("--no-ctf", dest="ctf", action="store_false",
                         help="synthetic: leave out the CTF-like oscillation (keep the low-pass)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a dataset already in --out")
+                        help="replace a dataset already in --out: the new one is written beside it "
+                             "and replaces it only when whole (room for both is needed)")
     parser.add_argument("--check-data", action="store_true",
                         help="read the written files back and scan them for NaN, Inf and values "
                              "outside [0, 1]")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--workers", type=arguments.integer(minimum=1), default=1, metavar="N",
                         help="processes making samples in parallel; the bytes do not depend on it "
                              "(default 1)")
     parser.add_argument("--quiet", action="store_true",
@@ -85,17 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    console.survive_lost_output()
     try:
-        settings = preprocessing_from(args)
-        if args.from_dataset is not None:
-            _check_copy_flags(args, settings)
-        elif settings is None and args.samples is None:
-            raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... --odd "
-                             "INPUT..., --samples N (synthetic), or --from-dataset SRC (a copy)")
-    except ValueError as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
-        return 2
+        with signals.raising():  # from the first line: no traceback for a signal at any moment
+            args = build_parser().parse_args(argv)
+            try:
+                settings = preprocessing_from(args)
+                if args.from_dataset is not None:
+                    _check_copy_flags(args, settings)
+                elif settings is None and args.samples is None:
+                    raise ValueError("say what to make: --from-mrc INPUT..., --even INPUT... "
+                                     "--odd INPUT..., --samples N (synthetic), or --from-dataset "
+                                     "SRC (a copy)")
+                with OutputLock(args.out, "make_dataset"):
+                    return _run(args, settings)
+            except (ValueError, OSError) as exc:
+                print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+                return 2
+    except signals.Stopped as exc:
+        print(f"make_dataset: stopped by {exc.name}; the output folder holds what it held before, "
+              "or the new dataset whole", file=sys.stderr)
+        return exc.handled()
+
+
+def _run(args, settings) -> int:
+    """What the flags ask for, in --out (whose lock main() holds)."""
     if settings is not None:
         return _from_micrographs(args, settings)
     if args.from_dataset is not None:
@@ -127,8 +148,8 @@ def _make(args, make, source: str = "") -> int:
         seconds = time.perf_counter() - start
         if args.check_data:
             check_values(dataset)
-    except (DataError, ValueError) as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
@@ -192,8 +213,8 @@ def _from_micrographs(args, settings) -> int:
     except NothingUsable as exc:
         print(f"make_dataset: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUTS
-    except (DataError, ValueError, OSError) as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
         return 2
     finally:
         bar.close()

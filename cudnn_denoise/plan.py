@@ -16,17 +16,17 @@ in step with them (the GPU test fails otherwise).
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import cli
+from . import arguments, cli, console
 from .model import LOSS_SLOTS
 from .params import LAYERS, NUM_PARAMS
 
+C_INT_MAX = 2**31 - 1
 CHOSEN = "(chosen)"  # a value the cuDNN backend chooses at setup (algorithm search)
 F32 = "CUDNN_DATA_FLOAT"
 NCHW = "CUDNN_TENSOR_NCHW"
@@ -284,15 +284,17 @@ def evaluate(settings: Settings, batch: int, height: int, width: int) -> list[Ca
 # ---- the CLI ----
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=cli.prog("plan"),
-                                description="Print one training step's cuDNN and cuBLAS calls as trace lines "
-                                            "(docs/fortran.md).")
+def parser() -> arguments.ArgumentParser:
+    p = arguments.ArgumentParser(prog=cli.prog("plan"),
+                                 description="Print one training step's cuDNN and cuBLAS calls as "
+                                             "trace lines (docs/fortran.md).")
     cli.add_version(p)
-    p.add_argument("--batch", type=int, default=4, help="samples per step (default 4)")
-    p.add_argument("--height", type=int, default=1024, help="image height (default 1024)")
-    p.add_argument("--width", type=int, default=1024, help="image width (default 1024)")
-    p.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (default 0.001)")
+    size = arguments.integer(minimum=1, maximum=C_INT_MAX)  # cuDNN takes dimensions as C ints
+    p.add_argument("--batch", type=size, default=4, help="samples per step (default 4)")
+    p.add_argument("--height", type=size, default=1024, help="image height (default 1024)")
+    p.add_argument("--width", type=size, default=1024, help="image width (default 1024)")
+    p.add_argument("--lr", type=arguments.number(positive=True), default=0.001,
+                   help="SGD learning rate (default 0.001)")
     p.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one call, as train --fused")
     p.add_argument("--graph", action="store_true", help="the step that train --graph captures")
     p.add_argument("--keep-intermediates", action="store_true",
@@ -303,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    console.survive_lost_output()
     p = parser()
     a = p.parse_args(argv)
     try:

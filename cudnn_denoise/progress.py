@@ -13,6 +13,14 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def format_bytes(count: int) -> str:
+    """A byte count for people: 512 B, 3.0 KiB, 1.5 MiB, 117.2 GiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
 class Progress:
     """`update(done)` redraws a bar at most every `interval` seconds on a terminal; `line()` prints
     a permanent line (clearing the bar first); nothing is drawn when the stream is not a terminal."""

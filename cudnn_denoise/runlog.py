@@ -33,32 +33,40 @@ class _Log:
         self.lock = threading.Lock()  # denoise's reader thread may report too
         self.pending: list[str] = []
         self.file = None
+        self.lost = False  # a write to the file failed: no more are tried
 
     def add(self, text: str) -> None:
-        if "\r" in text:  # the progress bar
+        if "\r" in text or self.lost:  # the progress bar; a log that could not be written
             return
         with self.lock:
             if self.file is None:
                 self.pending.append(text)
             else:
-                self.file.write(text)
-                self.file.flush()
+                try:
+                    self.file.write(text)
+                    self.file.flush()
+                except OSError:  # a full disk: the log is a copy of the terminal, the work goes on
+                    self.lost = True
 
     def attach(self, path: Path) -> None:
         with self.lock:
             if self.file is not None:
                 return
-            # Open for the whole command; close() closes it.
-            self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-            self.file.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.command} "
-                            f"(cudnn_denoise {__version__})\n" + "".join(self.pending))
-            self.file.flush()
+            try:  # a full disk: the log is a copy of the terminal, the work goes on without it
+                # Open for the whole command; close() closes it.
+                self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+                self.file.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.command} "
+                                f"(cudnn_denoise {__version__})\n" + "".join(self.pending))
+                self.file.flush()
+            except OSError:
+                self.lost = True
             self.pending = []
 
     def close(self) -> None:
         with self.lock:
             if self.file is not None:
-                self.file.close()
+                with contextlib.suppress(OSError):  # what a full disk kept of the log stays
+                    self.file.close()
 
 
 class _Tee:

@@ -9,20 +9,38 @@ per rank, rank 0 prints and writes, and any rank's failure ends them all (cudnn_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import shutil
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
-
-from . import backends, checkpoint, cli, distributed, nccl, plan, runlog, trace
+from . import (
+    arguments,
+    backends,
+    checkpoint,
+    cli,
+    console,
+    distributed,
+    lossplot,
+    nccl,
+    plan,
+    run_record,
+    runlog,
+    signals,
+    trace,
+)
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
-from .data.format import DataError, add_data_arguments, dataset_from_args, open_dir
+from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
+from .outdir import OutputLock
 from .params import init_params
+from .run_record import Config
+from .training import LOSSES, METRICS
+from .userio import UserFileError
 
 EXIT_CODES = """exit codes:
   0    finished
@@ -35,24 +53,32 @@ EXIT_CODES = """exit codes:
   130  stopped by SIGINT, 143 by SIGTERM, after writing a checkpoint
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
+VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
+mean loss over their full batches and the PSNR are printed and written to metrics.jsonl; it costs
+one forward pass over the set each time"""
+
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 DEFAULT_DATA = {"cudnn": {"samples": 2048, "size": 512}, "reference": {"samples": 800, "size": 128}}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> arguments.ArgumentParser:
+    p = arguments.ArgumentParser(
         prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(p)
     add_data_arguments(p)
-    add_data_arguments(p, prefix="val-")
+    add_data_arguments(p, prefix="val-", description=VALIDATION)
     t = p.add_argument_group("training (defaults: the seed's run)")
-    t.add_argument("--batch-size", type=int, default=4,
+    t.add_argument("--batch-size", type=arguments.integer(minimum=1), default=4,
                    help="samples per step (default 4); under mpirun -n R, per rank: a step's batch is R times it")
-    t.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (default 0.001)")
-    t.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
-    t.add_argument("--max-steps", type=int, help="stop after N steps; 0 writes the initial checkpoint and exits")
-    t.add_argument("--seed", type=int, default=0, help="seeds the initial parameters and the shuffle (default 0)")
+    t.add_argument("--lr", type=arguments.number(positive=True), default=0.001,
+                   help="SGD learning rate (default 0.001)")
+    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=1,
+                   help="passes over the data (default 1)")
+    t.add_argument("--max-steps", type=arguments.integer(minimum=0),
+                   help="stop after N steps; 0 writes the initial checkpoint and exits")
+    t.add_argument("--seed", type=arguments.integer(minimum=0), default=0,
+                   help="seeds the initial parameters and the shuffle (default 0)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="a seeded permutation each epoch; --no-shuffle: batch k is samples kB..kB+B-1")
     t.add_argument("--drop-last", action="store_true",
@@ -68,10 +94,19 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--out", type=Path, default=Path("runs/train"),
                    help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "
                         "and loss.png (default runs/train)")
-    o.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+    o.add_argument("--checkpoint-every", type=arguments.integer(minimum=0), default=1000,
+                   metavar="N",
                    help="write the checkpoint every N steps, and always at the end (default 1000; 0: end only)")
-    o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint where it stopped")
-    o.add_argument("--log-every", type=int, default=100, metavar="N", help="a log line every N steps (default 100)")
+    again = o.add_mutually_exclusive_group()  # without either, an OUT that holds a run is refused
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in OUT from its checkpoint (its logs cut back to "
+                            "the checkpoint's step)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in OUT (its checkpoint, logs and plot) by a new "
+                            "one; without --resume or --overwrite, an OUT that holds a run is "
+                            "refused")
+    o.add_argument("--log-every", type=arguments.integer(minimum=1), default=100, metavar="N",
+                   help="a log line every N steps (default 100)")
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for each step")
@@ -88,38 +123,48 @@ def parser() -> argparse.ArgumentParser:
                    help="fp32 (default): FP32 tensors, convolutions in --math. bf16: BF16 hidden activations "
                         "and convolutions, FP32 parameters, gradients, loss and update, as PyTorch's autocast; "
                         "faster, not bit-for-bit FP32 (implies --graph-api; docs/performance.md)")
-    b.add_argument("--profile", type=int, default=0, metavar="N",
+    b.add_argument("--profile", type=arguments.integer(minimum=0), default=0, metavar="N",
                    help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
                         "print the table at the end (cudnn backend, not with --graph or --trace)")
     return p
 
 
 def default_dataset(backend: str, seed: int):
-    """The cached built-in synthetic dataset for this backend, made on first use."""
+    """The cached built-in synthetic dataset for this backend, made on first use (by one process:
+    another that wants it at the same time waits for it)."""
     from .data.synthetic import write_dataset
     from .progress import Progress
 
     spec = DEFAULT_DATA[backend]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cudnn_denoise"
     folder = cache / f"synthetic-{spec['size']}px-{spec['samples']}-seed{seed}"
-    if (folder / "dataset.json").exists():
-        print(f"data: built-in synthetic set, {spec['samples']} pairs of {spec['size']}x{spec['size']} in {folder}")
-        return open_dir(folder)
-    print(f"data: making the built-in synthetic set ({spec['samples']} pairs of {spec['size']}x{spec['size']}) "
-          f"in {folder}, once")
-    progress = Progress(spec["samples"], "pairs")
-    dataset = write_dataset(folder, spec["samples"], spec["size"], seed, overwrite=True,
-                            workers=os.cpu_count() or 1, progress=lambda done, total: progress.update(done))
-    progress.close()
+    what = f"{spec['samples']} pairs of {spec['size']}x{spec['size']}"
+    with OutputLock(folder, "train (making the built-in dataset)", "the built-in dataset's folder",
+                    wait=True):
+        if (folder / META_NAME).exists():
+            print(f"data: built-in synthetic set, {what} in {folder}")
+            return open_dir(folder)
+        print(f"data: making the built-in synthetic set ({what}) in {folder}, once")
+        progress = Progress(spec["samples"], "pairs")
+        dataset = write_dataset(folder, spec["samples"], spec["size"], seed, overwrite=True,
+                                workers=os.cpu_count() or 1,
+                                progress=lambda done, total: progress.update(done))
+        progress.close()
     return dataset
 
 
 def main(argv=None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    world = distributed.detect()
-    with runlog.capture(p.prog, argv):
-        return world.run_or_abort(_main, args, world)
+    console.survive_lost_output()
+    try:
+        with signals.raising():  # from the first line: no traceback for a signal at any moment
+            p = parser()
+            args = p.parse_args(argv)
+            world = distributed.detect()
+            with runlog.capture(p.prog, argv):
+                return world.run_or_abort(_main, args, world)
+    except signals.Stopped as exc:
+        print(f"stopped by {exc.name} before training began: nothing was written", file=sys.stderr)
+        return exc.handled()
 
 
 def _main(args, world) -> int:
@@ -127,11 +172,12 @@ def _main(args, world) -> int:
         sys.stdout = open(os.devnull, "w")  # rank 0 alone reports; errors still go to stderr
     try:
         return run(args, world)
-    except (DataError, checkpoint.CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (backends.NoGpuError, nccl.GpuRanksError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except signals.Stopped as exc:  # outside the training loop, which stops on a signal by itself
+        print(f"stopped by {exc.name} outside the training steps: every step taken, if any, is in "
+              f"{args.out / checkpoint.RUN_SUBFOLDER}", file=sys.stderr)
+        return exc.handled()
+    except (ValueError, OSError, backends.NoGpuError, nccl.GpuRanksError) as exc:
+        print(f"error: {console.describe(exc)}", file=sys.stderr)
         return 2
     except distributed.ParametersDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -139,12 +185,6 @@ def _main(args, world) -> int:
 
 
 def run(args, world: distributed.World = distributed.SINGLE) -> int:
-    from .data.stats import noisy_stats
-    from .training import Config, NonFiniteLoss, Trainer, position_from
-
-    for name in ("batch_size", "epochs", "log_every"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
@@ -159,13 +199,21 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
                          "legacy calls; docs/fortran.md lists the graph API's)")
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
-    for name in ("max_steps", "checkpoint_every", "profile"):
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     backend, why = backends.resolve(args.backend)
     if backend != "cudnn" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} needs the cudnn backend (a GPU); the {backend} backend "
                          f"({why}) computes in FP32")
+    # Rank 0 alone writes into OUT; it holds OUT's lock for the whole run.
+    with OutputLock(args.out, "train") if world.lead else contextlib.nullcontext():
+        if world.lead:
+            _check_out(args.out, args.resume, args.overwrite)
+        return _train(args, world, backend, why)
+
+
+def _train(args, world, backend: str, why: str) -> int:
+    from .data.stats import noisy_stats
+    from .training import NonFiniteLoss, Trainer
+
     print(f"backend: {backend} ({why}); math {args.math}, precision {args.precision}" if backend == "cudnn"
           else f"backend: {backend} ({why})")
     if world.size > 1:
@@ -183,28 +231,35 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
             raise DataError(f"{data.noisy}: {data.count} samples, fewer than one batch of {batch}")
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
     config.backend = backend
-    args.out.mkdir(parents=True, exist_ok=True)
     if world.lead:
         runlog.attach(args.out / runlog.LOG_NAME)
 
     position, params = None, None
     if args.resume:
-        saved = checkpoint.load(args.out / "checkpoint")
-        _check_resumable(saved.extra, config, dataset, world.size)
-        position, params = position_from(saved), saved.params
-        print(f"resuming from {args.out / 'checkpoint'} at step {position.step} (epoch {position.epoch}, "
+        saved = checkpoint.load(args.out / checkpoint.RUN_SUBFOLDER)
+        record = run_record.read(saved)
+        _check_resumable(record, saved, config, dataset, world.size)
+        position, params = run_record.position_from(saved), saved.params
+        print(f"resuming from {saved.path} at step {position.step} (epoch {position.epoch}, "
               f"batch {position.batch})")
     elif args.init is not None:
         params = checkpoint.load(args.init).params
         print(f"initial parameters from {args.init}")
     else:
         params = init_params(args.seed)
+    if args.overwrite and world.lead:
+        _remove_run(args.out)
     stats = noisy_stats(dataset)
     if not all(math.isfinite(value) for value in stats.values()):  # the checkpoint's JSON holds no NaN
         raise DataError(f"{dataset.noisy}: NaN or Inf among the samples read for the intensity statistics; "
                         "--check-data names the first bad sample")
     print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
           f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
+    if stats["min"] < 0.0 or stats["max"] > 1.0:
+        print(f"warning: {dataset.noisy}: values from {stats['min']:.4g} to {stats['max']:.4g} in "
+              f"the {stats['samples']} samples read, outside the [0, 1] of the dataset format that "
+              "the seed's lr suits: the loss may grow instead of falling; scale the data to [0, 1] "
+              "(docs/formats.md)", file=sys.stderr)
 
     tracer = trace.OFF
     if args.trace is not None:
@@ -227,7 +282,7 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
             try:
                 summary = trainer.run()
             except NonFiniteLoss as exc:
-                last = args.out / "checkpoint"
+                last = args.out / checkpoint.RUN_SUBFOLDER
                 kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
                 print(f"error: {exc}; {kept}", file=sys.stderr)
                 return 3
@@ -242,24 +297,68 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     return 0
 
 
-def _check_resumable(extra: dict, config, dataset, ranks: int = 1) -> None:
-    """Refuse to resume a run whose batches would differ from the stopped one's. The global batch
-    (batch size x ranks) must match; the number of ranks may change (2 x 4 resumes as 1 x 8)."""
-    saved = extra.get("config", {})
-    if "batch_size" in saved:
-        saved_ranks = saved.get("ranks", 1)
-        if saved["batch_size"] * saved_ranks != config.batch_size * ranks:
+RUN_FILES = (METRICS, LOSSES, lossplot.PNG)  # beside OUT/checkpoint
+
+
+def _previous_run(out: Path) -> str | None:
+    """What of an earlier run OUT holds (for the message), or None."""
+    if checkpoint.exists(out / checkpoint.RUN_SUBFOLDER):
+        try:
+            return f"a checkpoint at step {checkpoint.load(out / checkpoint.RUN_SUBFOLDER).step}"
+        except checkpoint.CheckpointError:
+            return "a checkpoint that cannot be read"
+    logs = [name for name in RUN_FILES if (out / name).exists()]
+    return f"{' and '.join(logs)} of a run without a checkpoint" if logs else None
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one unless told (--resume or --overwrite)."""
+    previous = _previous_run(out)
+    if previous is not None and not (resume or overwrite):
+        raise UserFileError(f"--out {out}: holds a run ({previous}); continue it with --resume, "
+                            "replace it with --overwrite, or choose another --out")
+
+
+def _remove_run(out: Path) -> None:
+    """--overwrite: remove the earlier run's checkpoint (with what a crashed save left) and logs."""
+    folder = out / checkpoint.RUN_SUBFOLDER
+    for path in [folder, *out.glob(f"{folder.name}.tmp-*"), *out.glob(f"{folder.name}.old-*")]:
+        shutil.rmtree(path, ignore_errors=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:
+    """Refuse to resume a run whose batches would differ from the stopped one's: the global batch
+    (batch size x ranks; the number of ranks may change: 2 x 4 resumes as 1 x 8), seed, shuffle,
+    drop_last, and the data's sample count and shape. Say which other settings differ."""
+    where = f"--resume: the checkpoint's run ({saved.path})"
+    saved_config = record.config
+    if "batch_size" in saved_config:
+        saved_ranks = saved_config.get("ranks", 1)
+        if saved_config["batch_size"] * saved_ranks != config.batch_size * ranks:
             raise checkpoint.CheckpointError(
-                f"--resume: the checkpoint's run used batch_size={saved['batch_size']} on {saved_ranks} rank(s), "
+                f"{where} used batch_size={saved_config['batch_size']} on {saved_ranks} rank(s), "
                 f"this one {config.batch_size} on {ranks}: their global batches must be equal")
     for key in ("seed", "shuffle", "drop_last"):
-        if key in saved and saved[key] != getattr(config, key):
+        if key in saved_config and saved_config[key] != getattr(config, key):
             raise checkpoint.CheckpointError(
-                f"--resume: the checkpoint's run used {key}={saved[key]!r}, this one {getattr(config, key)!r}")
-    data = extra.get("data", {})
-    if data and data.get("count") != dataset.count:
+                f"{where} used {key}={saved_config[key]!r}, this one {getattr(config, key)!r}")
+    data = record.data
+    if "count" in data and data["count"] != dataset.count:
         raise checkpoint.CheckpointError(
-            f"--resume: the checkpoint's data had {data.get('count')} samples, {dataset.noisy} has {dataset.count}")
+            f"{where} read {data['count']} samples, {dataset.noisy} holds {dataset.count}")
+    shape = (data.get("height", dataset.height), data.get("width", dataset.width))
+    if shape != (dataset.height, dataset.width):
+        raise checkpoint.CheckpointError(
+            f"{where} read samples of {shape[0]}x{shape[1]}, {dataset.noisy} holds "
+            f"{dataset.height}x{dataset.width}")
+    refused = {"batch_size", "ranks", "seed", "shuffle", "drop_last"}
+    changed = [f"{key} {value!r} (was {saved_config[key]!r})"
+               for key, value in asdict(config).items()
+               if key not in refused and key in saved_config and saved_config[key] != value]
+    if changed:
+        print(f"note: resuming with other settings than the checkpoint's run: {', '.join(changed)}")
 
 
 def _report(summary, out: Path) -> None:
@@ -276,38 +375,18 @@ def _report(summary, out: Path) -> None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
     if summary.profile:
         print("time per call of one step (--profile, CUDA events):\n" + "\n".join(summary.profile))
-    print(f"checkpoint: {summary.checkpoint}; metrics: {out / 'metrics.jsonl'}")
+    print(f"checkpoint: {summary.checkpoint}; metrics: {out / METRICS}")
     _plot(out)
 
 
 def _plot(out: Path) -> None:
-    import json
-
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        path = lossplot.write(out)
     except ImportError:
         print("loss.png skipped: matplotlib is not installed (pip install 'cudnn_denoise[plot]')")
         return
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    steps = np.loadtxt(out / "losses.tsv", ndmin=2) if (out / "losses.tsv").stat().st_size else np.zeros((0, 2))
-    if not rows or not len(steps):
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps[:, 0], steps[:, 1], lw=0.5, alpha=0.6, label="loss (every step)")
-    ax.plot([r["step"] for r in rows], [r["average"] for r in rows], "o-", label="running average")
-    if "val_loss" in rows[0]:
-        ax.plot([r["step"] for r in rows], [r["val_loss"] for r in rows], label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("MSE")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
-    print(f"loss curve: {out / 'loss.png'}")
+    if path is not None:
+        print(f"loss curve: {path}")
 
 
 if __name__ == "__main__":

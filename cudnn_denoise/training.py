@@ -14,62 +14,29 @@ averages the gradients on the GPU; its watchdog is told of every step queued.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
-import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import algorithm_table, checkpoint, trace
+from . import algorithm_table, checkpoint, run_record, signals, trace
 from .backends import build
 from .data import cache
-from .data.format import DataError, Dataset, value_range
+from .data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from .data.reader import PairReader
 from .distributed import SINGLE, World
 from .progress import Progress, format_duration
+from .run_record import Config, Position
+from .userio import write_atomic
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
 PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)
-
-
-@dataclass
-class Config:
-    """What a run was asked to do; stored in every checkpoint's manifest."""
-
-    batch_size: int = 4  # per rank; a step's global batch is batch_size x ranks
-    ranks: int = 1  # processes training together (distributed.World.size)
-    lr: float = 0.001
-    epochs: int = 1
-    max_steps: int | None = None
-    seed: int = 0
-    shuffle: bool = True
-    drop_last: bool = False  # the seed's 29,913 samples make 7,479 batches: the last one partial
-    backend: str = "cudnn"
-    math: str = "tf32"
-    deterministic: bool = False
-    fused: bool = False
-    graph: bool = False
-    graph_api: bool = False
-    precision: str = "fp32"  # "bf16": BF16 activations on the graph-API path (layers/precision.py)
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    profile: int = 0  # steps timed call by call (cuDNN backend), from PROFILE_FROM on
-    cache: str = "auto"  # the page-cache policy of the training reads (data/cache.py)
-
-
-@dataclass
-class Position:
-    """Where a run stands: resuming from a checkpoint restores exactly this."""
-
-    step: int = 0  # steps done
-    epoch: int = 0
-    batch: int = 0  # batches of `epoch` done
-    loss_sum: float = 0.0  # of every step's loss, for the running average
-    last_loss: float = float("nan")
+METRICS, LOSSES = "metrics.jsonl", "losses.tsv"  # in the run's folder: log lines, every step's loss
 
 
 class NonFiniteLoss(RuntimeError):
@@ -87,26 +54,6 @@ class Summary:
     gpu_memory_mib: float | None = None
     history: list[dict] = field(default_factory=list)
     profile: list[str] | None = None  # the per-call table of --profile
-
-
-class _Signals:
-    """SIGINT / SIGTERM set a flag: the loop finishes its step, checkpoints and stops."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class Trainer:
@@ -146,8 +93,10 @@ class Trainer:
                                  part=world.part(config.batch_size), drop_cache=not self.cache.keep)
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
-        self.metrics = (out_dir / "metrics.jsonl").open("a") if world.lead else None
-        self.losses = (out_dir / "losses.tsv").open("a") if world.lead else None  # step, loss: every step
+        if world.lead and position is not None:  # resuming: the logs may run past the checkpoint
+            cut_logs(out_dir, self.position.step)
+        self.metrics = _Log(out_dir / METRICS) if world.lead else None
+        self.losses = _Log(out_dir / LOSSES) if world.lead else None  # step, loss: every step
         self.history: list[dict] = []
 
     def _check_world(self) -> None:
@@ -200,7 +149,9 @@ class Trainer:
         bar = None if self.world.lead else io.StringIO()
         progress = Progress(self.total_steps - pos.step, "batches", stream=bar)
         stopped = None  # the signal that stopped the run: on several ranks, agreed at every step
-        with _Signals() as signals:
+        # NumPy's overflow warnings (the reference backend, a diverging run) would come before the
+        # error line that names the cause (_non_finite)
+        with signals.flag() as stop, np.errstate(over="ignore", invalid="ignore"):
             while pos.step < self.total_steps and stopped is None:
                 if pos.batch >= self.reader.batches_per_epoch:
                     pos.epoch, pos.batch = pos.epoch + 1, 0
@@ -209,7 +160,7 @@ class Trainer:
                     pos.step, pos.batch = pos.step + 1, batch.position + 1
                     steps_run += 1
                     progress.update(steps_run)
-                    stopped = self.world.agree_max(signals.received or 0) or None
+                    stopped = self.world.agree_max(stop.received or 0) or None
                     if pos.step % c.log_every == 0 or pos.step == self.total_steps:
                         self._log(progress, steps_run)
                     if c.checkpoint_every and pos.step % c.checkpoint_every == 0:
@@ -270,24 +221,35 @@ class Trainer:
         return self._partial
 
     def _flush(self) -> None:
-        """Read the pending losses; stop at the first that is not finite."""
+        """Read the pending losses and record them (stopping at the first that is not finite)."""
         if not self._pending:
             return
         losses = self.world.mean(self.model.read_losses(len(self._pending)))  # of the global batch
         steps, self._pending = self._pending, []
-        bad = [s for s, v in zip(steps, losses) if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLoss(f"step {bad[0]}: the loss is {losses[steps.index(bad[0])]}; training stopped")
         self._record(steps, losses)
 
     def _record(self, steps, losses) -> None:
-        bad = [v for v in losses if not math.isfinite(v)]
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
         if bad:
-            raise NonFiniteLoss(f"step {self.position.step + 1}: the loss is {bad[0]}; training stopped")
+            raise self._non_finite(steps[bad[0]], losses[bad[0]])
         self.position.loss_sum += float(np.sum(losses, dtype=np.float64))
         self.position.last_loss = float(losses[-1])
         if self.losses is not None:
             self.losses.write("".join(f"{s}\t{v:.9g}\n" for s, v in zip(steps, losses)))
+
+    def _non_finite(self, step: int, loss: float) -> NonFiniteLoss:
+        """NonFiniteLoss for `step`, saying whether that step's batch holds a bad sample (which
+        one, in which file) or is clean, so that the training itself diverged."""
+        epoch, batch = divmod(step - 1, self.reader.batches_per_epoch)  # as run() counts steps
+        size = self.config.batch_size * self.world.size
+        indices = self.reader.order(epoch)[batch * size:(batch + 1) * size]
+        problem = find_bad_sample(self.dataset, indices)
+        if problem is not None:
+            return NonFiniteLoss(f"step {step}: the loss is {loss} because {problem}; "
+                                 "--check-data scans every sample before training")
+        return NonFiniteLoss(f"step {step}: the loss is {loss}, though the batch's samples are "
+                             "finite and within [0, 1]: the training diverged; try a lower --lr "
+                             f"than {self.config.lr}")
 
     def _log(self, progress: Progress, steps_run: int) -> None:
         self._flush()
@@ -322,6 +284,11 @@ class Trainer:
                     total += self.model.evaluate(batch.x, batch.y)
                 count += 1
         loss = total / count
+        if not math.isfinite(loss):
+            check_values(self.val_dataset)  # names the bad sample, if one is the cause
+            raise NonFiniteLoss(f"the validation loss is {loss}, though {self.val_dataset.noisy} "
+                                f"and {self.val_dataset.clean} hold finite values in [0, 1]: the "
+                                "model diverged")
         low, high, _ = self.val_range
         peak = high - low
         psnr = 10.0 * math.log10(peak * peak / loss) if loss > 0 else float("inf")
@@ -337,13 +304,8 @@ class Trainer:
         pos = self.position
         if not self.world.lead:
             return path
-        checkpoint.save(path, self.model.get_params(), step=pos.step, extra={
-            "epoch": pos.epoch, "position": pos.batch, "loss_sum": pos.loss_sum,
-            "last_loss": pos.last_loss if math.isfinite(pos.last_loss) else None,  # JSON has no NaN
-            "config": asdict(self.config), "data_stats": self.data_stats,
-            "data": {"noisy": str(self.dataset.noisy), "clean": str(self.dataset.clean),
-                     "height": self.dataset.height, "width": self.dataset.width, "count": self.dataset.count},
-        })
+        checkpoint.save(path, self.model.get_params(), step=pos.step,
+                        extra=run_record.extra(self.config, pos, self.data_stats, self.dataset))
         return path
 
     def _gpu_memory_mib(self) -> float | None:
@@ -361,15 +323,62 @@ class Trainer:
             self.gpus.close()
 
 
-def position_from(saved) -> Position:
-    """The Position a checkpoint written by Trainer.save records."""
-    extra = saved.extra
-    missing = [k for k in ("epoch", "position", "loss_sum") if k not in extra]
-    if missing:
-        raise checkpoint.CheckpointError(f"{saved.path}: not a training checkpoint (no {', '.join(missing)})")
-    last = extra.get("last_loss")
-    return Position(step=saved.step, epoch=extra["epoch"], batch=extra["position"], loss_sum=extra["loss_sum"],
-                    last_loss=float("nan") if last is None else last)
+class _Log:
+    """A log file written by appending, whose write errors (a full disk) name it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with self._naming():
+            self._file = path.open("a")
+
+    @contextlib.contextmanager
+    def _naming(self):
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+
+    def write(self, text: str) -> None:
+        with self._naming():
+            self._file.write(text)
+
+    def flush(self) -> None:
+        with self._naming():
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._naming():
+            self._file.close()
+
+
+def cut_logs(out_dir: Path, step: int) -> None:
+    """Drop the lines of metrics.jsonl and losses.tsv after `step` (a run stopped after its last
+    checkpoint wrote them; the resumed run writes them again), and any half-written last line."""
+    for name, step_of in ((METRICS, _metrics_step), (LOSSES, _losses_step)):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if line.endswith(b"\n") and _at_most(step_of(line), step)]
+        if len(kept) < len(lines):
+            write_atomic(path, b"".join(kept))
+
+
+def _at_most(value: int | None, step: int) -> bool:
+    return value is not None and value <= step
+
+
+def _metrics_step(line: bytes) -> int | None:
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def _losses_step(line: bytes) -> int | None:
+    first = line.split(b"\t", 1)[0]
+    return int(first) if first.isdigit() else None
 
 
 def _gpu_free() -> int:

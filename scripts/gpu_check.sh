@@ -64,11 +64,12 @@ for stage in $stages; do
     reader)
         python3 benchmarks/bench_reader.py --out "$OUT" --tmp-dir /tmp 2>&1 | tee "$OUT/bench_reader.log" || status=1 ;;
     train)
-        python3 -m cudnn_denoise.train --out /tmp/train-run 2>&1 | tee "$OUT/train.log" || status=1 ;;
+        python3 -m cudnn_denoise.train --out /tmp/train-run --overwrite 2>&1 \
+            | tee "$OUT/train.log" || status=1 ;;
     seed)
         python3 -m cudnn_denoise.make_dataset --out /tmp/seed-data --samples 2000 --size 1024 --workers 16 2>&1 | tail -2
-        python3 -m cudnn_denoise.train --data /tmp/seed-data --out /tmp/seed-run ${SEED_ARGS:-} 2>&1 \
-            | tee "$OUT/seed_train.log" || status=1 ;;
+        python3 -m cudnn_denoise.train --data /tmp/seed-data --out /tmp/seed-run --overwrite \
+            ${SEED_ARGS:-} 2>&1 | tee "$OUT/seed_train.log" || status=1 ;;
     probe)
         bash benchmarks/probe/run.sh > "$OUT/cudnn_probe.log" 2>&1 || status=1
         grep "^BEST\|^legacy" "$OUT/cudnn_probe.log" ;;

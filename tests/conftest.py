@@ -1,5 +1,7 @@
 """Shared test setup: GPU-marked tests are skipped, with the reason, where no GPU is usable; the
-small dataset that the CLI and the distributed tests share."""
+small dataset that the CLI and the distributed tests share; small file systems for full disks."""
+
+import subprocess
 
 import pytest
 
@@ -46,3 +48,26 @@ def backend_api():
 def data32(tmp_path_factory):
     """40 synthetic pairs of 32 x 32 (10 batches of 4, or of 2 x 2 on two ranks): read only."""
     return write_dataset(tmp_path_factory.mktemp("data32"), 40, 32, seed=1)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """Factory: mount(size, read_only=False) -> a fresh tmpfs of `size` bytes in tmp_path, for a
+    real full disk (ENOSPC) or read-only file system (EROFS); skipped, with the reason, where
+    mounting is not allowed (it needs root). Unmounted after the test."""
+    mounted = []
+
+    def mount(size: int = 1 << 20, read_only: bool = False):
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"a small file system needs `mount -t tmpfs` (root): {done.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)

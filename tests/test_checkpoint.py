@@ -97,8 +97,8 @@ def bad_json(path):
     [
         (truncate_params, "params.bin", "10496 bytes, manifest expects 10500"),
         (flip_a_byte, "params.bin", "sha256"),
-        (lambda p: (p / "params.bin").unlink(), "params.bin", "missing"),
-        (lambda p: (p / "manifest.json").unlink(), "manifest.json", "missing"),
+        (lambda p: (p / "params.bin").unlink(), "params.bin", "no such file"),
+        (lambda p: (p / "manifest.json").unlink(), "manifest.json", "no such file"),
         (bad_json, "manifest.json", "not valid JSON"),
         (
             edit_manifest(shape2=[16, 16, 3, 2]),
@@ -114,6 +114,16 @@ def bad_json(path):
         (edit_manifest(dtype="float64"), "manifest.json", "dtype is 'float64'"),
         (edit_manifest(byte_order="big"), "manifest.json", "byte_order is 'big'"),
         (edit_manifest(step=-1), "manifest.json", "step is -1"),
+        (edit_manifest(step="7"), "manifest.json", 'step is "7", expected an integer >= 0'),
+        (edit_manifest(version=True), "manifest.json", "version is True, expected 1"),
+        (edit_manifest(tensors={"conv1": 1}), "manifest.json", "tensors is {"),
+        (edit_manifest(params_bytes="10500"), "manifest.json",
+         'params_bytes is "10500", expected an integer'),
+        (edit_manifest(sha256=12), "manifest.json", "sha256 is 12, expected a string"),
+        (edit_manifest(sha256="ab"), "manifest.json",
+         "sha256 is 'ab', expected 64 lower-case hex digits"),
+        (edit_manifest(extra=5), "manifest.json", "extra is 5, expected a JSON object"),
+        (edit_manifest(extra=None), "manifest.json", "extra is null, expected a JSON object"),
     ],
 )
 def test_load_names_the_file_and_the_mismatch(tmp_path, damage, file, message):
@@ -217,3 +227,55 @@ def test_pytorch_state_dict_round_trip(tmp_path):
     for name, tensor in state.items():
         assert torch.equal(tensors[name], tensor), name
     model.load_state_dict(tensors)  # strict: every name and shape matches
+
+
+def test_both_files_are_fsynced_before_the_rename_into_place(tmp_path, monkeypatch):
+    saved(tmp_path, step=1)
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(a, b):
+        events.append(("rename", os.fspath(a), os.fspath(b)))
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    saved(tmp_path, step=2)
+    into_place = next(i for i, e in enumerate(events)
+                      if e[0] == "rename" and e[2] == str(tmp_path / "ckpt"))
+    tmp = events[into_place][1]
+    synced = [e[1] for e in events[:into_place] if e[0] == "fsync"]
+    assert f"{tmp}/params.bin" in synced and f"{tmp}/manifest.json" in synced and tmp in synced
+    assert ("fsync", str(tmp_path)) in events[into_place:]  # the rename itself made durable
+
+
+def test_a_train_run_folder_loads_its_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    checkpoint.save(tmp_path / "run" / "checkpoint", init_params(3), step=9)
+    assert checkpoint.load(tmp_path / "run").step == 9
+    # what a save that crashed between its two renames leaves
+    shutil.move(tmp_path / "run" / "checkpoint", tmp_path / "run" / "checkpoint.old-1234abcd")
+    assert checkpoint.load(tmp_path / "run").path == tmp_path / "run" / "checkpoint.old-1234abcd"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError,
+                       match=rf"^{tmp_path / 'file'}: is a file; a checkpoint is a folder"):
+        checkpoint.load(tmp_path / "file")
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    saved(tmp_path, step=1)
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        saved(tmp_path, step=2)
+    assert str(error.value) == ("[Errno 28] No space left on device (writing the checkpoint; the "
+                                f"previous checkpoint stays): '{tmp_path / 'ckpt'}'")
+    monkeypatch.undo()
+    assert checkpoint.load(tmp_path / "ckpt").step == 1
+    assert os.listdir(tmp_path) == ["ckpt"]  # the half-written new one is gone

@@ -59,7 +59,8 @@ def test_subcommand_help_names_the_installed_command(capsys):
     assert capsys.readouterr().out.startswith("usage: cudnn-denoise make-dataset ")
     with pytest.raises(SystemExit):
         cli.main(["plan", "--batch", "x"])
-    assert "cudnn-denoise plan: error: argument --batch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --batch") and "(see cudnn-denoise plan --help)" in err
     assert cli.prog("train") == "python -m cudnn_denoise.train"  # outside the command, as before
 
 

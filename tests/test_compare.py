@@ -1,5 +1,7 @@
 """compare: ULP and relative distances between two runs, the report, and its exit status."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,28 @@ def test_an_unreadable_run_is_named_with_exit_2(runs, capsys):
     (a / "losses.tsv").write_text("1\t0.5\nstep two\n")
     assert compare.main([str(a), str(a)]) == 2
     assert "losses.tsv:2: not `step<TAB>loss`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("losses.tsv not text", "losses.tsv: not a losses.tsv (byte 0xff at offset 0 is not text)"),
+    ("params.bin a FIFO", "no params.bin in it or in its checkpoint/"),
+    ("--rtol nan", "argument --rtol: must be a finite number >= 0, not 'nan'"),
+])
+def test_unusable_runs_and_flags_are_one_line(tmp_path, capsys, fault, message):
+    values = params.init_params(0)
+    for name in ("a", "b"):
+        write_run(tmp_path / name, {1: 0.5}, values, in_checkpoint=False)
+    extra = []
+    if fault == "losses.tsv not text":
+        (tmp_path / "a" / "losses.tsv").write_bytes(b"\xff\xfe\n")
+    elif fault == "params.bin a FIFO":
+        (tmp_path / "a" / "params.bin").unlink()
+        os.mkfifo(tmp_path / "a" / "params.bin")  # not is_file(): never opened, never waited on
+    else:
+        extra = ["--rtol", "nan"]
+    try:
+        code = compare.main([str(tmp_path / "a"), str(tmp_path / "b"), *extra])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err

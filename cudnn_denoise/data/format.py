@@ -16,12 +16,15 @@ import functools
 import json
 import mmap
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..arguments import integer
+from ..fields import Fields
+from ..userio import UserFileError, open_regular, read_json, write_atomic
 
 NOISY_NAME = "noisy.bin"
 CLEAN_NAME = "clean.bin"
@@ -34,7 +37,7 @@ META_FORMAT = "cudnn_denoise.dataset"
 META_VERSION = 1
 
 
-class DataError(ValueError):
+class DataError(UserFileError):
     """A dataset file is missing, malformed, unreadable or holds bad values (message names it)."""
 
 
@@ -102,20 +105,28 @@ def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None) -> Data
 
 
 def read_meta(path: Path) -> dict:
-    """dataset.json's content, or {} when there is none; DataError if it is not a JSON object."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    """dataset.json's content, every field type-checked (check_meta), or {} when there is none."""
+    if not os.path.lexists(path):
         return {}
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read: {exc.strerror}") from exc
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: must hold a JSON object, not {type(meta).__name__}")
+    meta = read_json(path, DataError)
+    check_meta(meta, path)
     return meta
+
+
+def check_meta(meta, path: Path) -> None:
+    """DataError naming the file and the field unless `meta` is a dataset.json object whose fields
+    have the documented types: height and width (required), count, byte_order, format, version,
+    made_by, ... (dtype and value_range are checked where they are read: file_dtype,
+    value_range)."""
+    fields = Fields(meta, path, error=DataError)
+    fields.integer("height", minimum=1)
+    fields.integer("width", minimum=1)
+    fields.integer("count", minimum=1, default=None)
+    fields.string("byte_order", choices=("little",), default=None)
+    for key in ("format", "noisy", "clean", "layout"):
+        fields.string(key, default=None)
+    fields.integer("version", minimum=1, default=None)
+    fields.object("made_by", required=False)
 
 
 def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
@@ -139,11 +150,7 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
         "made_by": made_by,
         **(extra or {}),
     }
-    path = out_dir / META_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(out_dir / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def value_range(dataset: Dataset) -> tuple[float, float, str]:
@@ -166,16 +173,14 @@ def value_range(dataset: Dataset) -> tuple[float, float, str]:
 
 
 def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[int, int]:
-    """(height, width) from dataset.json, else the --patch-size, else the seed's default."""
+    """(height, width) from dataset.json (checked by read_meta), else the --patch-size, else the
+    seed's default."""
     if patch_size is not None and patch_size <= 0:
         raise DataError(f"--patch-size must be positive, not {patch_size}")
     if not meta:
         size = patch_size or DEFAULT_PATCH_SIZE
         return size, size
-    try:
-        height, width = int(meta["height"]), int(meta["width"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{meta_path}: needs integer 'height' and 'width' ({exc!r})") from exc
+    height, width = meta["height"], meta["width"]
     if patch_size is not None and (patch_size, patch_size) != (height, width):
         raise DataError(f"--patch-size {patch_size} contradicts {meta_path} ({height}x{width})")
     return height, width
@@ -191,25 +196,18 @@ def file_dtype(meta: dict, meta_path: Path) -> np.dtype:
 
 
 def open_readonly(path: Path) -> int:
-    """os.open(path, O_RDONLY), with DataError naming the file when that fails."""
-    try:
-        return os.open(path, os.O_RDONLY)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read: {exc.strerror}") from exc
+    """os.open(path, O_RDONLY) of a regular file (never blocking on a FIFO), with DataError naming
+    the file when that fails."""
+    return open_regular(path, DataError)
 
 
 def _readable_size(path: Path) -> int:
     """The file's size in bytes, after checking it exists, is a regular file and can be opened."""
     fd = open_readonly(path)
     try:
-        st = os.fstat(fd)
+        return os.fstat(fd).st_size
     finally:
         os.close(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: is not a regular file")
-    return st.st_size
 
 
 def read_exact(fd: int, buffer: memoryview, offset: int, path: Path) -> None:
@@ -319,6 +317,30 @@ def check_values(dataset: Dataset, chunk_samples: int = 16) -> None:
             raise DataError(f"{path}: sample {sample} {_describe_bad(values)}")
 
 
+def find_bad_sample(dataset: Dataset, indices) -> str | None:
+    """`FILE: sample I has ...` for the worst of these samples (of both files): the first with NaN
+    or Inf, else the one reaching furthest outside [0, 1]; None when all are finite and in [0, 1].
+
+    What a non-finite loss is blamed on: a few samples, read without the reader's buffers.
+    """
+    indices = sorted(int(i) for i in indices)
+    worst = None  # (how far outside [0, 1], message)
+    for path in (dataset.noisy, dataset.clean):
+        values = np.empty(dataset.height * dataset.width, dataset.dtype)
+        fd = open_readonly(path)
+        try:
+            for index in indices:
+                read_exact(fd, memoryview(values).cast("B"), index * dataset.sample_nbytes, path)
+                if not np.isfinite(values).all():
+                    return f"{path}: sample {index} {_describe_bad(values)}"
+                beyond = max(float(values.max()) - 1.0, -float(values.min()))
+                if beyond > 0 and (worst is None or beyond > worst[0]):
+                    worst = (beyond, f"{path}: sample {index} {_describe_bad(values)}")
+        finally:
+            os.close(fd)
+    return None if worst is None else worst[1]
+
+
 def _describe_bad(values: np.ndarray) -> str:
     """What is wrong with one sample's values: counts of NaN, Inf, out-of-range, and the range."""
     finite = values[np.isfinite(values)]
@@ -328,22 +350,24 @@ def _describe_bad(values: np.ndarray) -> str:
             f"{n_out} values outside [0, 1]{span}")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "",
+                       description: str | None = None) -> None:
     """Add --data, --noisy/--clean, --patch-size and --check-data, each after a `prefix`.
 
-    A prefix such as "val-" lets one CLI take a second dataset. dataset_from_args reads them back.
+    A prefix such as "val-" lets one CLI take a second dataset (`description` says what it is
+    for). dataset_from_args reads them back.
     """
-    group = parser.add_argument_group(f"{prefix}dataset" if prefix else "dataset")
+    group = parser.add_argument_group(f"{prefix}dataset" if prefix else "dataset", description)
     source = group.add_mutually_exclusive_group()
     source.add_argument(f"--{prefix}data", metavar="DIR",
                         help=f"directory holding {NOISY_NAME} and {CLEAN_NAME} "
                              f"(and optionally {META_NAME})")
     source.add_argument(f"--{prefix}noisy", metavar="FILE",
-                        help="noisy float32 file, sample-major (N, H, W) (float16 where a "
-                            f"{META_NAME} beside it says so); needs --clean")
+                        help=f"noisy float32 file, sample-major (N, H, W) (float16 where a "
+                             f"{META_NAME} beside it says so); needs --{prefix}clean")
     group.add_argument(f"--{prefix}clean", metavar="FILE",
-                       help="clean file paired sample by sample with --noisy, same type")
-    group.add_argument(f"--{prefix}patch-size", type=int, metavar="PX",
+                       help=f"clean file paired sample by sample with --{prefix}noisy, same type")
+    group.add_argument(f"--{prefix}patch-size", type=integer(minimum=1), metavar="PX",
                        help=f"sample height = width when no {META_NAME} says it "
                             f"(default {DEFAULT_PATCH_SIZE})")
     group.add_argument(f"--{prefix}check-data", action="store_true",

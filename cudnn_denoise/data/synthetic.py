@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cudnn_denoise.data.format import DTYPE, Dataset
+from cudnn_denoise.data.format import DTYPE, FILE_DTYPES, Dataset
 from cudnn_denoise.data.writer import check_target, ordered_map, write_pairs
 
 DEFAULT_DOSE = 5.0  # electrons per pixel where the clean image is 1
@@ -153,8 +153,10 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, not {samples}")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more, not {seed}")
     maker = SyntheticPatches(size, seed, dose=dose, sigma=sigma, ctf=ctf)  # checks the settings
-    check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite, nbytes=2 * samples * size * size * FILE_DTYPES[dtype].itemsize)
 
     def reported(pairs):
         for index, pair in enumerate(pairs):
@@ -162,7 +164,7 @@ def write_dataset(out_dir: str | os.PathLike, samples: int, size: int = 1024, se
             if progress is not None:
                 progress(index + 1, samples)
 
-    with ordered_map(maker.pair, range(samples), workers, chunksize=2) as pairs:
+    with ordered_map(maker.pair, range(samples), workers) as pairs:
         return write_pairs(out_dir, reported(pairs), size, size, maker.settings,
                            overwrite=overwrite, dtype=dtype)
 

@@ -16,6 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.format import open_readonly
+from ..userio import UserFileError
+
 MRC_SUFFIXES = (".mrc", ".mrcs")
 TIFF_SUFFIXES = (".tif", ".tiff")
 RAW_SUFFIXES = (".bin",)
@@ -25,7 +28,7 @@ FORMATS = ("mrc", "raw")
 EXIT_BAD_INPUTS = 4  # denoise and make_dataset: some inputs were named and skipped, the rest done
 
 
-class OutputError(ValueError):
+class OutputError(UserFileError):
     """The output folder cannot be used, or two inputs would write one output."""
 
 
@@ -135,7 +138,9 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str) -> list[J
 
 
 def open_source(path: Path, height: int | None, width: int | None):
-    """An MrcSource, TiffSource or RawSource (DataError naming the file if it cannot be used)."""
+    """An MrcSource, TiffSource or RawSource (DataError naming the file if it cannot be used: also
+    when it is not a regular file, which a reader might wait on forever)."""
+    os.close(open_readonly(path))
     if path.suffix.lower() in MRC_SUFFIXES:
         from .mrc_io import MrcSource
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checkpoint import CheckpointError
+from .. import run_record
+from ..checkpoint import MANIFEST_FILE, CheckpointError
 from ..data.format import DataError
 
 
@@ -56,21 +57,17 @@ class TrainingStats:
     @classmethod
     def from_checkpoint(cls, saved) -> TrainingStats | None:
         """The checkpoint's data_stats, or None when it has none; CheckpointError when malformed."""
-        stats = saved.extra.get("data_stats")
+        stats = run_record.read(saved).data_stats  # type-checked: finite numbers
         if not stats:  # absent, or {} from a run that stored none
             return None
-        where = saved.path / "manifest.json"
-        if not isinstance(stats, dict):
-            raise CheckpointError(f"{where}: extra.data_stats is not an object")
-        values = {}
+        where = saved.path / MANIFEST_FILE
         for key in ("mean", "std"):
-            value = stats.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise CheckpointError(f"{where}: extra.data_stats.{key} is {value!r}, expected a finite number")
-            values[key] = float(value)
-        if values["std"] <= 0:
-            raise CheckpointError(f"{where}: extra.data_stats.std is {values['std']}, expected > 0")
-        return cls(values["mean"], values["std"])
+            if key not in stats:
+                raise CheckpointError(f"{where}: extra.data_stats.{key} is missing, expected a "
+                                      "finite number")
+        if stats["std"] <= 0:
+            raise CheckpointError(f"{where}: extra.data_stats.std is {stats['std']}, expected > 0")
+        return cls(stats["mean"], stats["std"])
 
 
 def scaling_for(frame: np.ndarray, stats: TrainingStats | None) -> Scaling:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.format import DataError
+from ..userio import partial_name
 
 MAX_LABELS = 10  # an MRC header holds ten labels of 80 printable ASCII characters
 LABEL_CHARS = 80
@@ -122,9 +123,14 @@ class MrcWriter:
                  header: MrcHeader | None, label: str):
         mrcfile = require_mrcfile()
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # one per process
+        self.tmp = partial_name(path)  # one per process
         shape = (frames, height, width) if stack else (height, width)
         self._mrc = mrcfile.new_mmap(self.tmp, shape=shape, mrc_mode=2, overwrite=True)
+        try:
+            _allocate(self.tmp)
+        except BaseException:
+            self.abort()
+            raise
         self.stack = stack
         self.header, self.label = header or MrcHeader(), label
 
@@ -155,6 +161,16 @@ class MrcWriter:
             self._mrc.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _allocate(path: Path) -> None:
+    """Give the (sparse) new file its blocks now: a full disk is then an OSError here, instead of
+    a SIGBUS that kills the process when a page of the memory map is first written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def label(head: str, tail: str) -> str:

@@ -9,6 +9,7 @@ input. A bad input (unreadable, not 2-D, NaN) becomes a FileResult with its erro
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import signals
 from ..data.format import DataError
-from .files import Job
+from .files import Job, OutputError
 from .intensity import Scaling, TrainingStats, scaling_for
 
 
@@ -133,6 +135,17 @@ def _message(job: Job, exc: BaseException) -> str:
     return text if isinstance(exc, DataError) else f"{job.source}: {type(exc).__name__}: {text}"
 
 
+@contextlib.contextmanager
+def _writing(job: Job):
+    """An OSError while writing job's output (a full disk, a folder gone) as an OutputError
+    naming it: it ends the run, since every later output would fail the same way."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{job.output}: cannot be written ({exc.strerror or exc}); the outputs "
+                          "finished before it stay") from None
+
+
 def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writer: Callable,
                   stats: TrainingStats | None, normalize: bool,
                   on_frame: Callable[[], None] = lambda: None,
@@ -149,6 +162,7 @@ def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writ
     writer, started = None, 0.0
     try:
         for item in prefetch:
+            signals.check()  # a signal whose Stopped C code dropped (signals.check)
             if isinstance(item, _Failed):
                 if writer is not None:  # a stack that failed part way
                     writer.abort()
@@ -158,14 +172,17 @@ def denoise_files(jobs: list[Job], denoiser, *, open_source: Callable, open_writ
             source = item.source
             if item.index == 0:
                 started = time.monotonic()
-                writer = open_writer(item.job, source)
+                with _writing(item.job):
+                    writer = open_writer(item.job, source)
             y = denoiser.denoise(item.x, None if normalize else item.scaling.from_model)
-            writer.write(item.index, y)
+            with _writing(item.job):
+                writer.write(item.index, y)
             if on_output is not None:
                 on_output(item.job, item.index, source.frames, item.x, y)
             on_frame()
             if item.index == source.frames - 1:
-                writer.finish()
+                with _writing(item.job):
+                    writer.finish()
                 writer = None
                 yield FileResult(item.job, frames=source.frames, shape=(source.height, source.width),
                                  seconds=time.monotonic() - started,

@@ -16,12 +16,13 @@ temporary name and renamed, as the denoised files are.
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..userio import write_atomic
 
 DEFAULT_SIZE = 1024  # pixels of a panel's longer side, at most
 PERCENTILES = (1.0, 99.0)  # black and white
@@ -74,12 +75,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data)
 
 
 def preview_path(output: Path, index: int, frames: int) -> Path:

@@ -15,18 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ..data.format import DTYPE, META_NAME, DataError, file_dtype, open_readonly, read_meta
+from ..userio import partial_name
 
 
 def raw_shape(path: Path, height: int | None, width: int | None) -> tuple[int, int]:
     """(H, W) of a raw file: from the flags, else its folder's dataset.json."""
     meta_path = path.parent / META_NAME
-    meta = read_meta(meta_path)
-    from_meta = None
-    if meta:
-        try:
-            from_meta = int(meta["height"]), int(meta["width"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{meta_path}: needs integer 'height' and 'width'") from None
+    meta = read_meta(meta_path)  # checked: positive integer height and width
+    from_meta = (meta["height"], meta["width"]) if meta else None
     if height is None and width is None:
         if from_meta is None:
             raise DataError(f"{path}: a raw file needs --height and --width, or a {META_NAME} beside it")
@@ -80,7 +76,7 @@ class RawWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # one per process
+        self.tmp = partial_name(path)  # one per process
         self._file = open(self.tmp, "wb")
 
     def write(self, index: int, frame) -> None:

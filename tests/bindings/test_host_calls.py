@@ -126,13 +126,20 @@ def test_cublas_of_another_cuda_major_is_skipped_and_reported(monkeypatch, tmp_p
 
 
 @pytest.mark.parametrize("args, match", [
-    ((8907, 12080, 12080, 12), "needs cuDNN 9.x"),
+    ((8907, 12080, 12080, 12), "needs cuDNN 9.x"),  # cuDNN 8.9.7 (8's encoding: major * 1000)
+    ((100100, 13030, 13030, 13), "cuDNN 100100 at .* needs cuDNN 9.x"),  # a cuDNN 10.1.0
     ((92400, 13030, 12080, 13), "built for CUDA 13 but cuBLAS .* for CUDA 12"),
     ((92400, 13030, 13000, 12), "CuPy is built for CUDA 12 but cuDNN"),
 ])
 def test_version_mismatches_are_refused_naming_each_side(args, match):
     with pytest.raises(_load.LibraryMismatch, match=match):
         _load.check_versions(*args, cudnn_path="/a/libcudnn.so.9", cublas_path="/b/libcublas.so")
+
+
+@pytest.mark.parametrize("version", [90000, 91900, 99999])
+def test_every_cudnn_9_is_accepted(version):
+    _load.check_versions(version, 13030, 13030, 13, cudnn_path="/a/libcudnn.so.9",
+                         cublas_path="/b/libcublas.so")
 
 
 def test_cublas_status_names_come_from_the_declared_enum():

@@ -9,10 +9,11 @@ from cudnn_denoise.data.format import DTYPE, open_dir
 from cudnn_denoise.reference import ReferenceModel
 
 
-def poison(dataset, sample: int, pixel: int = 5):
-    """Put one NaN into sample `sample` of the noisy file (the clean targets stay); reopen it."""
+def poison(dataset, sample: int, pixel: int = 5, value: float = np.nan):
+    """Put one bad value (NaN unless told) into sample `sample` of the noisy file (the clean targets
+    stay); reopen it."""
     values = np.memmap(dataset.noisy, dtype=DTYPE, mode="r+", shape=(dataset.count, dataset.height * dataset.width))
-    values[sample, pixel] = np.nan
+    values[sample, pixel] = value
     values.flush()
     del values
     return open_dir(dataset.noisy.parent)

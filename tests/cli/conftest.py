@@ -32,7 +32,10 @@ def cli(capsys):
 
     def run(main, *args) -> Result:
         capsys.readouterr()  # drop what came before
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: a bad argument (code 2) or --help (0)
+            code = exc.code
         out, err = capsys.readouterr()
         return Result(code, out, err)
 

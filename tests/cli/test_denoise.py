@@ -109,7 +109,8 @@ def test_tile_size_is_used_and_exact(cli, ckpt, tmp_path):
 # -- MRC -------------------------------------------------------------------------------------------
 
 def test_mrc_round_trip_keeps_the_header_and_validates(cli, ckpt, tmp_path):
-    src = write_mrc(tmp_path / "mic.mrc", micrograph(), voxel_size=(1.06, 1.06, 1.06),
+    # x, y and z voxel sizes differ, so that a swap of two of them shows
+    src = write_mrc(tmp_path / "mic.mrc", micrograph(), voxel_size=(0.83, 1.06, 2.5),
                     origin=(12.5, -3.0, 0.0), labels=["motion corrected", "dose weighted"])
     out = tmp_path / "out"
     result = cli(denoise.main, src, "--checkpoint", ckpt, "-o", out, *CPU)
@@ -121,7 +122,8 @@ def test_mrc_round_trip_keeps_the_header_and_validates(cli, ckpt, tmp_path):
     with mrcfile.open(src) as before, mrcfile.open(dst) as after:
         assert after.header.mode == 2 and after.data.dtype == np.float32
         assert after.data.shape == before.data.shape
-        np.testing.assert_allclose(after.voxel_size.item(), before.voxel_size.item())
+        voxel = after.voxel_size
+        assert (voxel.x, voxel.y, voxel.z) == pytest.approx((0.83, 1.06, 2.5), rel=1e-6)
         assert after.header.origin.item() == before.header.origin.item()
         labels = after.get_labels()
         assert labels[:-1] == [label.rstrip() for label in before.get_labels()]
@@ -269,6 +271,18 @@ def test_malformed_data_stats_stop_at_once(cli, tmp_path, stats):
                  "-o", tmp_path / "out")
     assert result.code == 2
     assert "data_stats" in result.one_line_error()
+
+
+def test_a_train_run_folder_is_taken_for_its_checkpoint(cli, tmp_path):
+    run = tmp_path / "runs" / "train"
+    run.mkdir(parents=True)
+    stats = {"mean": TRAIN_MEAN, "std": TRAIN_STD}
+    checkpoint.save(run / "checkpoint", init_params(4), step=3, extra={"data_stats": stats})
+    src = write_mrc(tmp_path / "a.mrc", micrograph())
+    result = cli(denoise.main, src, "--checkpoint", run, "-o", tmp_path / "out", *CPU)
+    assert result.code == 0, result.err
+    assert f"checkpoint: {run / 'checkpoint'} (step 3)" in result.out
+    close(read_mrc(tmp_path / "out" / "a.denoised.mrc"), expected(micrograph()))
 
 
 def test_no_data_stats_needs_normalize(cli, bare_ckpt, tmp_path):

@@ -110,7 +110,12 @@ def test_overwrite(cli, data32, trained, tmp_path):
 NO_GPU = pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible: --backend cudnn would run")
 BAD = {  # name: (arguments given tmp_path, what the error line must say); batch 3 of 40 samples
     "index past the end": (lambda t: ["--index", 38], "--index 38 with batch 3 needs samples 38..40"),
-    "negative index": (lambda t: ["--index", -1], "--index -1"),
+    "negative index": (lambda t: ["--index", -1],
+                       "argument --index: must be an integer >= 0, not '-1'"),
+    "lr nan": (lambda t: ["--index", 0, "--lr", "nan"],
+               "argument --lr: must be a finite number > 0, not 'nan'"),
+    "lr inf": (lambda t: ["--index", 0, "--lr", "inf"],
+               "argument --lr: must be a finite number > 0, not 'inf'"),
     "batch past the end": (lambda t: ["--index", 30, "--batch-size", 11], "needs samples 30..40"),
     "missing checkpoint": (lambda t: ["--index", 0, "--checkpoint", t / "none"], "none: no checkpoint folder"),
     "missing data": (lambda t: ["--index", 0, "--data", t / "nodata"], "nodata: --data must be a directory"),

@@ -103,7 +103,8 @@ def test_bad_files_are_named_the_rest_written_and_the_exit_code_is_4(cli, mics, 
     (("--from-mrc", "M", "--even", "M", "--odd", "M"), "choose one"),
     (("--from-mrc", "M", "--percentiles", "99", "1"), "--percentiles needs 0 <= LOW < HIGH <= 100"),
     (("--from-mrc", "M", "--stride", "0"), "--stride must be at least 1, not 0"),
-    (("--from-mrc", "M", "--dose", "nan"), "--dose must be a finite number above 0"),
+    (("--from-mrc", "M", "--dose", "nan"),
+     "argument --dose: must be a finite number > 0, not 'nan'"),
     ((), "say what to make: --from-mrc INPUT..."),
     (("--from-mrc", "no_such_dir"), "no input micrographs: no_such_dir: no such file or folder"),
 ])
@@ -112,6 +113,8 @@ def test_flags_that_mean_nothing_are_refused_in_one_line(cli, tmp_path, flags, w
     result = cli(make_dataset.main, "--out", tmp_path / "ds", *flags)
     assert result.code == 2
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("make_dataset: error: "), result.err
+    # make_dataset's line, or argparse's for a flag's own rule
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(("make_dataset: error: ", "error: argument ")), result.err
     assert words in lines[0]
     assert not (tmp_path / "ds").exists()

@@ -50,6 +50,18 @@ def test_the_documented_step_is_what_the_plan_prints(capsys):
     assert lines == printed, f"docs/fortran.md's step listing is stale: paste the output of `{command}`"
 
 
+@pytest.mark.parametrize("flag, value, rule", [
+    ("--batch", "0", "must be an integer from 1 to 2147483647, not '0'"),  # was ZeroDivisionError
+    ("--height", "99999999999", "must be an integer from 1 to 2147483647, not '99999999999'"),
+    ("--lr", "nan", "must be a finite number > 0, not 'nan'"),  # was printed as alpha=nan
+])
+def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
+    result = cli(plan.main, flag, value)
+    assert result.code == 2 and result.out == ""
+    see = f"(see {plan.cli.prog('plan')} --help)"
+    assert result.one_line_error() == f"error: argument {flag}: {rule} {see}"
+
+
 @pytest.mark.parametrize("settings", [plan.Settings(), plan.Settings(fused=True, graph=True, math="fp32"),
                                       plan.Settings(keep_intermediates=True)], ids=["plain", "fused-graph", "keep"])
 def test_plan_calls_name_the_headers_arguments_and_enums(settings):

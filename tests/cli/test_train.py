@@ -19,7 +19,7 @@ from cudnn_denoise import checkpoint, train
 from cudnn_denoise.device import gpu_status
 from cudnn_denoise.params import LAYERS, PARAM_BY_NAME, init_params, views
 from cudnn_denoise.reference import ReferenceModel
-from cudnn_denoise.training import position_from
+from cudnn_denoise.run_record import position_from
 
 CPU = ("--backend", "reference")
 
@@ -164,9 +164,49 @@ def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(
                  "--checkpoint-every", 2, "--max-steps", 10)
     assert result.code == 3
     line = result.one_line_error()
-    assert "step 5:" in line and f"the last good checkpoint stays at {out / 'checkpoint'}" in line
+    assert line.startswith(f"error: step 5: the loss is nan because {data.noisy}: sample 17 has 1 "
+                           "NaN, 0 Inf")
+    assert "--check-data" in line
+    assert f"the last good checkpoint stays at {out / 'checkpoint'}" in line
     saved = checkpoint.load(out / "checkpoint")
     assert saved.step == 4 and np.isfinite(saved.params).all()
+
+
+def test_huge_values_past_the_statistics_are_named_not_called_divergence(cli, make_data, tmp_path):
+    data = poison(make_data(40), 17, value=1e30)
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--no-shuffle", "--max-steps", 10)
+    assert result.code == 3
+    assert result.one_line_error().startswith(
+        f"error: step 5: the loss is inf because {data.noisy}: sample 17 has 0 NaN, 0 Inf and 1 "
+        "values outside [0, 1] (finite min 0, max 1e+30)")
+
+
+def test_a_diverging_run_on_clean_data_says_so(cli, data32, tmp_path):
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--lr", 1000, "--max-steps", 30, "--epochs", 3)
+    assert result.code == 3
+    line = result.one_line_error()
+    assert ("though the batch's samples are finite and within [0, 1]: the training diverged; try a "
+            "lower --lr than 1000.0") in line
+
+
+def test_data_far_outside_0_1_gets_a_warning_at_start(cli, make_data, tmp_path):
+    data = make_data(8)
+    values = np.memmap(data.noisy, dtype=np.float32, mode="r+")
+    values *= 1000.0  # counts, as a micrograph holds, not the [0, 1] of the format
+    values.flush()
+    del values
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--max-steps", 1)
+    assert result.code == 0, result.err
+    warning = [line for line in result.err.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and warning[0].startswith(f"warning: {data.noisy}: values from ")
+    assert "outside the [0, 1]" in warning[0] and "scale the data to [0, 1]" in warning[0]
+    in_range = make_data(8, name="in-range")
+    ok = cli(train.main, "--data", in_range.noisy.parent, *CPU, "--out", tmp_path / "ok",
+             "--max-steps", 1)
+    assert ok.code == 0 and "warning" not in ok.err
 
 
 def test_nan_where_the_statistics_look_is_a_data_error(cli, make_data, tmp_path):
@@ -192,7 +232,8 @@ def _corrupt_checkpoint(tmp_path):
 NO_GPU = pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible: --backend cudnn would run")
 BAD_INPUTS = {  # name: (extra arguments given tmp_path, what the error line must say)
     "missing data dir": (lambda t: ["--data", t / "nowhere"], "nowhere: --data must be a directory"),
-    "batch size 0": (lambda t: ["--batch-size", 0], "--batch-size must be at least 1, not 0"),
+    "batch size 0": (lambda t: ["--batch-size", 0],
+                     "argument --batch-size: must be an integer >= 1, not '0'"),
     "resume without checkpoint": (lambda t: ["--resume"], "no checkpoint folder"),
     "corrupt --init": (lambda t: ["--init", _corrupt_checkpoint(t)], "params.bin: 10496 bytes, manifest expects 10500"),
     "cudnn without GPU": (lambda t: ["--backend", "cudnn"], "use --backend reference"),
@@ -281,3 +322,131 @@ def test_precision_bf16_refuses_strict_fp32_fused_and_the_reference_backend(caps
         assert train.main(["--precision", "bf16", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith(message) and "Traceback" not in err and err.count("\n") == 1, err
+
+
+# -- an OUT that holds a run, resume checks, arguments, help, signal handlers ----------------------
+
+def test_an_out_that_holds_a_run_is_refused_unless_resume_or_overwrite(cli, data32, tmp_path):
+    out = tmp_path / "run"
+    common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
+    assert cli(train.main, *common, "--max-steps", 3, "--seed", 1).code == 0
+    before = {name: (out / name).read_bytes() for name in ("metrics.jsonl", "losses.tsv")}
+    params = checkpoint.load(out / "checkpoint").params
+    refused = cli(train.main, *common, "--max-steps", 2)  # the README's next command, as it was
+    assert refused.code == 2
+    assert refused.one_line_error() == (
+        f"error: --out {out}: holds a run (a checkpoint at step 3); continue it with --resume, "
+        "replace it with --overwrite, or choose another --out")
+    assert {name: (out / name).read_bytes() for name in before} == before
+    np.testing.assert_array_equal(checkpoint.load(out / "checkpoint").params, params)
+
+    replaced = cli(train.main, *common, "--max-steps", 2, "--overwrite")
+    assert replaced.code == 0, replaced.err
+    assert checkpoint.load(out / "checkpoint").step == 2
+    assert [r["step"] for r in metrics(out)] == [1, 2]  # the new run's logs alone
+    assert np.loadtxt(out / "losses.tsv", ndmin=2)[:, 0].tolist() == [1, 2]
+    np.testing.assert_array_equal(checkpoint.load(out / "checkpoint").params,
+                                  plain_loop(init_params(0), data32,
+                                             expected_batches(40, 4, 2, shuffle=True), 0.001))
+
+
+def test_logs_of_a_run_without_a_checkpoint_are_not_appended_to(cli, data32, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "losses.tsv").write_text("1\t0.5\n")  # a run that died before its first checkpoint
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 1)
+    assert result.code == 2
+    assert "holds a run (losses.tsv of a run without a checkpoint)" in result.one_line_error()
+
+
+def test_resume_and_overwrite_exclude_each_other(cli, tmp_path):
+    result = cli(train.main, "--resume", "--overwrite", "--out", tmp_path / "run")
+    assert result.code == 2
+    assert "argument --overwrite: not allowed with argument --resume" in result.one_line_error()
+
+
+def test_resume_on_samples_of_another_shape_is_refused(cli, data32, data64, tmp_path):
+    out = tmp_path / "run"
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out,
+               "--max-steps", 2).code == 0
+    result = cli(train.main, "--data", data64.noisy.parent, *CPU, "--out", out, "--max-steps", 4,
+                 "--resume")
+    assert result.code == 2  # both sets hold 40 samples: only the shape tells them apart
+    assert result.one_line_error() == (
+        f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read samples of 32x32, "
+        f"{data64.noisy} holds 64x64")
+
+
+def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_path):
+    common = ("--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run", "--epochs", 2)
+    assert cli(train.main, *common, "--max-steps", 2).code == 0
+    result = cli(train.main, *common, "--max-steps", 4, "--resume", "--lr", 0.01)
+    assert result.code == 0, result.err
+    notes = [line for line in result.out.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: resuming with other settings than the checkpoint's run: lr 0.01 "
+                     "(was 0.001), max_steps 4 (was 2)"]
+
+
+@pytest.mark.parametrize("flag, value, rule", [
+    ("--seed", -1, "must be an integer >= 0, not '-1'"),
+    ("--lr", "nan", "must be a finite number > 0, not 'nan'"),
+    ("--lr", "inf", "must be a finite number > 0, not 'inf'"),
+    ("--epochs", 0, "must be an integer >= 1, not '0'"),
+    ("--log-every", 0, "must be an integer >= 1, not '0'"),
+    ("--max-steps", -1, "must be an integer >= 0, not '-1'"),
+    ("--checkpoint-every", "x", "must be an integer >= 0, not 'x'"),
+    ("--patch-size", 0, "must be an integer >= 1, not '0'"),
+])
+def test_a_bad_number_names_its_flag(cli, tmp_path, flag, value, rule):
+    result = cli(train.main, flag, value, "--out", tmp_path / "run")
+    assert result.code == 2
+    assert result.one_line_error() == (f"error: argument {flag}: {rule} (see python -m "
+                                       "cudnn_denoise.train --help)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_json_that_is_not_utf8_is_named(cli, make_data, tmp_path):
+    data = make_data(8)
+    meta = data.noisy.parent / "dataset.json"
+    meta.write_bytes(b'{"height": 32, "width": 32, "made_by": "\xe9t\xe9"}')
+    result = cli(train.main, "--data", data.noisy.parent, *CPU, "--out", tmp_path / "run")
+    assert result.code == 2
+    assert result.one_line_error().startswith(f"error: {meta}: is not UTF-8 text (byte 0xe9 at "
+                                              "offset ")
+
+
+def test_help_names_the_validation_flags_rightly_and_says_what_validation_does(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # no line breaks inside a flag's name
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "needs --val-clean" in text and "paired sample by sample with --val-noisy" in text
+    assert "needs --clean" in text and "paired sample by sample with --noisy" in text
+    assert "held-out pairs, never trained on: at every log line and at the end" in text
+    assert "--overwrite" in text and "an OUT that holds a run is refused" in text
+
+
+def test_train_restores_the_signal_handlers_it_found(cli, data32, tmp_path):
+    def mine(signum, frame):
+        pass
+
+    old = {sig: signal.signal(sig, mine) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ok = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "a",
+                 "--max-steps", 2)
+        bad = cli(train.main, "--data", tmp_path / "none", *CPU, "--out", tmp_path / "b")
+        refused = cli(train.main, "--seed", "-1")
+        assert (ok.code, bad.code, refused.code) == (0, 2, 2)
+        assert all(signal.getsignal(sig) is mine for sig in old)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_nan_in_the_validation_set_names_its_sample(cli, data32, make_data, tmp_path):
+    val = poison(make_data(8, seed=4, name="val"), 5)
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU,
+                 "--out", tmp_path / "run", "--max-steps", 2, "--log-every", 1)
+    assert result.code == 2
+    assert result.one_line_error() == (f"error: {val.noisy}: sample 5 has 1 NaN, 0 Inf and 0 "
+                                       "values outside [0, 1] (finite min 0, max 1)")

@@ -105,6 +105,29 @@ def test_json_not_json(identity_dataset):
         open_dir(dataset.noisy.parent)
 
 
+@pytest.mark.parametrize("meta, message", [
+    ({"height": 0, "width": 6}, "height is 0, expected an integer >= 1"),
+    ({"height": 8, "width": -6}, "width is -6, expected an integer >= 1"),
+    ({"height": "8", "width": 6}, 'height is "8", expected an integer >= 1'),
+    ({"height": None, "width": 6}, "height is null, expected an integer >= 1"),
+    ({"height": True, "width": 6}, "height is true, expected an integer >= 1"),
+    ({"width": 6}, "height is missing, expected an integer >= 1"),
+    ({"height": 8, "width": 6, "count": -2}, "count is -2, expected an integer >= 1"),
+    ({"height": 8, "width": 6, "dtype": "float64"},
+     "dtype 'float64' is not supported (float32 or float16)"),
+    ({"height": 8, "width": 6, "byte_order": 1}, 'byte_order is 1, expected one of "little"'),
+    ({"height": 8, "width": 6, "made_by": 3}, "made_by is 3, expected a JSON object"),
+    ([8, 6], "the content is [8, 6], expected a JSON object"),
+])
+def test_every_dataset_json_field_is_type_checked(identity_dataset, meta, message):
+    dataset = identity_dataset(2)
+    path = dataset.noisy.parent / META_NAME
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DataError) as error:
+        open_dir(dataset.noisy.parent)
+    assert str(error.value) == f"{path}: {message}"
+
+
 def test_not_a_regular_file(tmp_path):
     write_pair(tmp_path / "d", 3, 3)
     (tmp_path / "d" / NOISY_NAME).unlink()

@@ -116,7 +116,8 @@ def test_cli_end_to_end(tmp_path):
 def test_cli_rejects_bad_numbers(tmp_path):
     done = run_cli("--out", str(tmp_path), "--samples", "0", "--quiet")
     assert done.returncode == 2
-    assert "samples must be at least 1, not 0" in done.stderr
+    assert "argument --samples: must be an integer >= 1, not '0'" in done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_parallel_workers_write_the_same_bytes(tmp_path):

@@ -1,0 +1,88 @@
+"""loss.png: a run's loss curve, drawn from its losses.tsv (every step) and metrics.jsonl (the
+validation loss of each log line) with matplotlib (the `plot` extra).
+
+The curve of every step's loss is noisy (one batch each), so a moving average over the last
+`window` steps (window_for) is drawn over it: it follows the recent loss, where the mean since
+step 1 that the log lines print stays far above a falling curve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+PNG = "loss.png"
+
+
+def window_for(steps: int) -> int:
+    """Steps in the moving average: a fiftieth of the run, at least 10 (at most the run)."""
+    return max(1, min(steps, max(10, steps // 50)))
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """out[i] = mean of values[max(0, i - window + 1) .. i] (the first ones over fewer values)."""
+    sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def figure(out: Path):
+    """The loss figure of the run in `out`, or None when it has no step yet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = out / "losses.tsv"
+    steps = (
+        np.loadtxt(losses, ndmin=2)
+        if losses.exists() and losses.stat().st_size
+        else np.zeros((0, 2))
+    )
+    if not len(steps):
+        return None
+    rows = (
+        [
+            json.loads(line)
+            for line in (out / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        if (out / "metrics.jsonl").exists()
+        else []
+    )
+    window = window_for(len(steps))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps[:, 0], steps[:, 1], lw=0.5, alpha=0.5, label="loss (each step's batch)")
+    ax.plot(
+        steps[:, 0],
+        moving_average(steps[:, 1], window),
+        lw=1.5,
+        label=f"mean of the last {window} steps",
+    )
+    val = [r for r in rows if "val_loss" in r]
+    if val:
+        ax.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss"
+        )
+    ax.set_title(f"Training loss of {out}: {int(steps[-1, 0])} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def write(out: Path) -> Path | None:
+    """Draw OUT/loss.png (None when there is nothing to draw); ImportError without matplotlib."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(out)
+    if fig is None:
+        return None
+    fig.savefig(out / PNG, dpi=100)
+    plt.close(fig)
+    return out / PNG
