@@ -213,7 +213,8 @@ def memory_kib(pids) -> tuple[int, int]:
 
 class Watched:
     """A contender's process, run to its end (killed with its children after `timeout` s): its
-    output lines, each with the time it arrived, and its process tree's memory every 0.1 s."""
+    output lines, each with the time it arrived, and its process tree's memory every 0.1 s and at
+    each line (epochs are marked by lines: a short epoch still gets its readings)."""
 
     def __init__(self, cmd: list[str], timeout: float, on_line=None):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -230,6 +231,7 @@ class Watched:
         for line in self.proc.stdout:
             now = time.monotonic()
             self.lines.append((now, line.rstrip("\n")))
+            self._record()
             if on_line is not None:
                 on_line(now, line)
         self.code = self.proc.wait()
@@ -243,9 +245,12 @@ class Watched:
 
     def _sample(self) -> None:
         while not self._done.wait(0.1):
-            rss, pss = memory_kib(process_tree(self.proc.pid))
-            if rss:
-                self.memory.append((time.monotonic(), rss, pss))
+            self._record()
+
+    def _record(self) -> None:
+        rss, pss = memory_kib(process_tree(self.proc.pid))
+        if rss:
+            self.memory.append((time.monotonic(), rss, pss))
 
     def peak_mib(self, start: float, end: float) -> tuple[float, float]:
         """The largest (RSS of the process, PSS of its tree) sampled between start and end."""
