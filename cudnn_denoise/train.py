@@ -112,7 +112,9 @@ def parser() -> arguments.ArgumentParser:
                         "reference backend, the calls the cudnn backend makes for each step")
     b = backends.add_arguments(p)
     b.add_argument("--deterministic", action="store_true",
-                   help="deterministic cuDNN algorithms from the heuristics: runs repeat bit for bit")
+                   help="deterministic cuDNN algorithms from the heuristics: runs of the legacy step repeat "
+                        "bit for bit (with --graph-api or --precision bf16 two runs differed in the last "
+                        "bits on the H200: docs/performance.md)")
     b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
     b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
     b.add_argument("--graph-api", action="store_true",
