@@ -17,9 +17,10 @@ conv1 has no backward_data. Fortran reads the numbers; the names are for people.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .userio import write_atomic
 
 FORMAT_LINE = "# cudnn_denoise algorithm table, format 1 (docs/fortran.md)"
 DIRECTIONS = ("forward", "backward_filter", "backward_data")
@@ -57,10 +58,7 @@ def format_table(table: list[Row], batch: int, height: int, width: int, math: st
 def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,
           comment: str = "") -> Path:
     """Write the table atomically (a reader never sees half of it)."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(format_table(table, batch, height, width, math, comment))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, format_table(table, batch, height, width, math, comment).encode())
 
 
 def read(path: Path) -> tuple[dict[str, object], list[Row]]:
