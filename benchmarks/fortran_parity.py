@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise import algorithm_table, checkpoint, checksum, compare, params
+from cudnn_denoise import algorithm_table, checkpoint, checksum, compare, fortran, params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},
@@ -52,10 +52,8 @@ def run(command: list, log: Path, env=None, timeout: int = 300) -> subprocess.Co
 
 def library_env(binary: Path) -> dict:
     """The environment for denoise_train: the folders of the libraries this Python loads first."""
-    from cudnn_denoise.bindings import load, load_cudart
-
-    folders = dict.fromkeys(str(Path(lib.path).parent) for lib in (*load(), load_cudart()))
-    folders[str(binary.resolve().parent)] = None  # libgfortran carried beside the binary
+    folders = [str(f) for f in fortran.library_folders()]
+    folders.append(str(binary.resolve().parent))  # libgfortran carried beside the binary
     old = os.environ.get("LD_LIBRARY_PATH")
     return {**os.environ, "LD_LIBRARY_PATH": ":".join([*folders, *([old] if old else [])])}
 

@@ -591,15 +591,23 @@ def doc_with_step(doc: str, step: str) -> str:
     return re.sub(pattern, lambda _: f"{STEP_MARKER}\n```fortran\n{step}```", doc, flags=re.S)
 
 
-def link_flags() -> list[str]:
-    """-L, -l:NAME and -rpath flags for the cuDNN, cuBLAS and CUDA runtime that Python loads."""
+def library_paths() -> list[Path]:
+    """The cuDNN, cuBLAS and CUDA runtime files that Python loads (a bare name: the system loader's)."""
     from cudnn_denoise.bindings import load, load_cudart
 
-    cudnn_lib, cublas_lib = load()
-    paths = [Path(cudnn_lib.path), Path(cublas_lib.path), Path(load_cudart().path)]
-    folders = dict.fromkeys(p.parent for p in paths if p.parent != Path("."))  # else a loader name
+    return [Path(lib.path) for lib in (*load(), load_cudart())]
+
+
+def library_folders() -> list[Path]:
+    """The folders of library_paths(), each once, in order (none for a bare loader name)."""
+    return list(dict.fromkeys(p.parent for p in library_paths() if p.parent != Path(".")))
+
+
+def link_flags() -> list[str]:
+    """-L, -l:NAME and -rpath flags for the cuDNN, cuBLAS and CUDA runtime that Python loads."""
+    folders = library_folders()
     return ([f"-L{f}" for f in folders] + [f"-Wl,-rpath,{f}" for f in folders]
-            + [f"-l:{p.name}" for p in paths])
+            + [f"-l:{p.name}" for p in library_paths()])
 
 
 # ---- the CLI ----
