@@ -105,9 +105,9 @@ def own_choice(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     out = work / f"fortran_choice_{size}_{math_mode}"
     run([binary, "--data", data, "--init", init, "--out", out, "--math", math_mode, "--deterministic",
          "--max-steps", 0, "--batch-size", BATCH], work / f"fortran_choice_{size}_{math_mode}.log", env=env)
-    numbers = lambda table: [(r.layer, r.direction, r.algo, r.workspace, r.math_type) for r in table]  # noqa: E731
     ours = algorithm_table.read(work / f"python_{size}_{math_mode}" / "algorithms.txt")[1]
-    return numbers(algorithm_table.read(out / "algorithms.txt")[1]) == numbers(ours)
+    theirs = algorithm_table.read(out / "algorithms.txt")[1]
+    return [r.numbers() for r in theirs] == [r.numbers() for r in ours]
 
 
 def table(rows: list[dict], choices: dict) -> list[str]:

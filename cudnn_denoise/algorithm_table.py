@@ -36,6 +36,10 @@ class Row:
     math_type: int
     math_name: str
 
+    def numbers(self) -> tuple:
+        """What the Fortran program reads of a row (and writes back, with "-" for the names)."""
+        return self.layer, self.direction, self.algo, self.workspace, self.math_type
+
 
 def rows(model) -> list[Row]:
     """The rows of a legacy DenoiseCNN's choices (model.algorithms(): layer -> direction -> Choice)."""

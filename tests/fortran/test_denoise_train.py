@@ -109,8 +109,7 @@ def test_fortran_reads_the_table_python_writes(roundtrip, tmp_path):
     assert result.returncode == 0, result.stderr
     header, rows = algorithm_table.read(tmp_path / "back.txt")
     assert header == {"batch": 4, "height": 24, "width": 32, "math": "fp32"}
-    numbers = lambda table: [(r.layer, r.direction, r.algo, r.workspace, r.math_type) for r in table]  # noqa: E731
-    assert numbers(rows) == numbers(ROWS)
+    assert [r.numbers() for r in rows] == [r.numbers() for r in ROWS]
 
 
 @pytest.mark.parametrize("change, message", [
