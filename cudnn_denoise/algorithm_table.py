@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .userio import write_atomic
 
+FILE_NAME = "algorithms.txt"  # in train's --out, and in denoise_train's
 FORMAT_LINE = "# cudnn_denoise algorithm table, format 1 (docs/fortran.md)"
 DIRECTIONS = ("forward", "backward_filter", "backward_data")
 

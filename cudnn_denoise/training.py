@@ -131,7 +131,7 @@ class Trainer:
         from .bindings import cudnn
 
         c, d = self.config, self.dataset
-        algorithm_table.write(self.out_dir / "algorithms.txt", algorithm_table.rows(self.model),
+        algorithm_table.write(self.out_dir / algorithm_table.FILE_NAME, algorithm_table.rows(self.model),
                               c.batch_size, d.height, d.width, c.math,
                               comment=f"{self.model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}")
 

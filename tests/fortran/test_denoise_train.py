@@ -159,7 +159,7 @@ def test_the_reference_trainer_writes_no_table(tmp_path):
     cli = [sys.executable, "-m", "cudnn_denoise.train", "--backend", "reference", "--data", data.noisy.parent,
            "--out", tmp_path / "run", "--max-steps", 1, "--batch-size", 2]
     assert run(cli).returncode == 0
-    assert not (tmp_path / "run" / "algorithms.txt").exists()
+    assert not (tmp_path / "run" / algorithm_table.FILE_NAME).exists()
     assert np.fromfile(tmp_path / "run" / "checkpoint" / "params.bin", "<f4").size == params.NUM_PARAMS
 
 
