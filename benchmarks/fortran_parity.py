@@ -78,7 +78,8 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
     run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
          "--overwrite", *common], work / f"python_{name}.log")  # --work outlives a run: replace
-    printed = run([binary, "--out", fortran_out, "--algorithms", python_out / algorithm_table.FILE_NAME, *common],
+    printed = run([binary, "--out", fortran_out, "--overwrite", "--algorithms",
+                   python_out / algorithm_table.FILE_NAME, *common],
                   work / f"fortran_{name}.log", env=env).stdout
     result = compare.compare_runs(python_out, fortran_out)
     parity_steps = set(range(1, spec["parity"] + 1))
@@ -103,7 +104,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
 def own_choice(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, math_mode: str) -> bool:
     """denoise_train's heuristics (--deterministic) choose the algorithms Python chose."""
     out = work / f"fortran_choice_{size}_{math_mode}"
-    run([binary, "--data", data, "--init", init, "--out", out, "--math", math_mode, "--deterministic",
+    run([binary, "--data", data, "--init", init, "--out", out, "--overwrite", "--math", math_mode, "--deterministic",
          "--max-steps", 0, "--batch-size", BATCH], work / f"fortran_choice_{size}_{math_mode}.log", env=env)
     ours = algorithm_table.read(work / f"python_{size}_{math_mode}" / algorithm_table.FILE_NAME)[1]
     theirs = algorithm_table.read(out / algorithm_table.FILE_NAME)[1]
