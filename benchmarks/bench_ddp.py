@@ -75,7 +75,7 @@ def run_ours(spec: dict, world) -> int:
 
     from cudnn_denoise.data.format import open_dir
     from cudnn_denoise.params import init_params
-    from cudnn_denoise.training import Config, Trainer
+    from cudnn_denoise.training.loop import Config, Trainer
 
     config = Config(
         batch_size=BATCH,
@@ -472,9 +472,9 @@ def main(argv=None) -> int:
         spec = json.loads(args.worker)
         if spec["worker"] == "torch":
             return run_torch(spec)
-        from cudnn_denoise import distributed
+        from cudnn_denoise.distributed.world import detect
 
-        world = distributed.detect()
+        world = detect()
         return world.run_or_abort(run_ours, spec, world)
 
     for name, value in NO_MULTICAST.items():  # inherited by every launcher and rank

@@ -33,7 +33,7 @@ import numpy as np
 from cudnn_denoise.data.format import Dataset, cached_bytes, drop_cached, open_dir
 from cudnn_denoise.data.reader import PairReader
 from cudnn_denoise.data.synthetic import write_dataset
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.bindings.device import gpu_status
 
 RAW_BLOCK = 16 * 2**20
 RESULTS = Path(__file__).resolve().parent / "results"

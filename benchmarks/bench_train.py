@@ -90,7 +90,7 @@ def end_ms(start, end) -> float:
 def run_ours(options, batch, size) -> dict:
     import cupy
 
-    from cudnn_denoise.model import DenoiseCNN
+    from cudnn_denoise.network.model import DenoiseCNN
     from cudnn_denoise.params import init_params
 
     free0 = cupy.cuda.runtime.memGetInfo()[0]
@@ -111,7 +111,7 @@ def run_ours(options, batch, size) -> dict:
     losses = model.read_losses(8)
     profile = None
     if not options.get("graph"):  # a replayed graph makes no calls to time one by one
-        from cudnn_denoise.profile import CallProfiler
+        from cudnn_denoise.training.profile import CallProfiler
 
         with CallProfiler(model.stream) as profiler:
             for i in range(PROFILE_STEPS):

@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise import algorithm_table, checkpoint, checksum, compare, fortran, params
+from cudnn_denoise.port import algorithm_table, checksum
+from cudnn_denoise import checkpoint, compare, fortran, params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arguments, cli, console, signals
+from .userio import arguments, console, signals
+from . import cli
 from .checkpoint import PARAMS_FILE
 from .params import NUM_PARAMS, views
-from .userio import read_bytes
+from .userio.files import read_bytes
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, arguments, backends, checkpoint, cli, console, runlog, signals
+from . import __version__, checkpoint, cli
+from .userio import arguments, console, runlog, signals
+from .network import backends
 from .data.format import DataError
 from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
 from .inference.files import EXIT_BAD_INPUTS
 from .inference.intensity import TrainingStats
-from .inference.mrc_io import MrcfileMissing, label, require_mrcfile
+from .micrographs.mrc_io import MrcfileMissing, label, require_mrcfile
 from .inference.pipeline import denoise_files
-from .inference.tiff_io import TifffileMissing, require_tifffile
-from .progress import Progress
-from .userio import sweep_partials
+from .micrographs.tiff_io import TifffileMissing, require_tifffile
+from .userio.progress import Progress
+from .userio.files import sweep_partials
 
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists

@@ -19,19 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import (
-    __version__,
-    arguments,
-    backends,
-    checkpoint,
-    cli,
-    console,
-    plan,
-    run_record,
-    signals,
-    trace,
-)
-from .checksum import checksum, format_checksum
+from . import __version__, checkpoint, cli, plan
+from .userio import arguments, console, signals
+from .network import backends
+from .training import run_record
+from .port import trace
+from .port.checksum import checksum, format_checksum
 from .data.format import (
     DTYPE,
     DataError,
@@ -41,10 +34,10 @@ from .data.format import (
     open_readonly,
     read_exact,
 )
-from .outdir import LOCK_NAME, OutputLock, Staging, make_folder
+from .userio.outdir import LOCK_NAME, OutputLock, Staging, make_folder
 from .params import PARAMS
-from .reference import ACTIVATIONS
-from .userio import read_json, sweep_partials
+from .network.reference import ACTIVATIONS
+from .userio.files import read_json, sweep_partials
 
 FORMAT = "cudnn_denoise.dump"
 VERSION = 1
@@ -237,7 +230,7 @@ def _versions(backend: str) -> dict:
         import cupy
 
         from .bindings import versions as library_versions
-        from .device import gpu_status
+        from .bindings.device import gpu_status
 
         versions.update(library_versions(), cupy=cupy.__version__, gpu=gpu_status()[1])
     return versions

@@ -6,7 +6,7 @@ or copy one with its values stored as another dtype.
     python -m cudnn_denoise.make_dataset --out DIR --samples N [--size 1024] [--seed S]
     python -m cudnn_denoise.make_dataset --out DIR --from-dataset SRC --dtype float16
 
-Micrographs go through cudnn_denoise.convert; synthetic images come from
+Micrographs go through cudnn_denoise.micrographs.convert; synthetic images come from
 cudnn_denoise.data.synthetic, copies from cudnn_denoise.data.recast; --dtype float16 stores any
 of them as float16. The format is docs/formats.md's "Dataset".
 """
@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise import arguments, cli, console, signals
-from cudnn_denoise.convert import NothingUsable, add_arguments, convert, preprocessing_from
+from cudnn_denoise.userio import arguments, console, signals
+from cudnn_denoise import cli
+from cudnn_denoise.micrographs.convert import NothingUsable, add_arguments, convert, preprocessing_from
 from cudnn_denoise.data.format import (
     DEFAULT_PATCH_SIZE,
     FILE_DTYPES,
@@ -32,8 +33,8 @@ from cudnn_denoise.data.format import (
 from cudnn_denoise.data.recast import recast_dataset
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
 from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
-from cudnn_denoise.outdir import OutputLock
-from cudnn_denoise.progress import Progress
+from cudnn_denoise.userio.outdir import OutputLock
+from cudnn_denoise.userio.progress import Progress
 
 EXIT_CODES = f"""exit codes:
   0    written

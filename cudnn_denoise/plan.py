@@ -2,7 +2,7 @@
 
     python -m cudnn_denoise.plan [--batch 4] [--height 1024] [--width 1024] [--fused] ...
 
-prints one step as trace lines (docs/fortran.md lists the same step; trace.py writes these lines
+prints one step as trace lines (docs/fortran.md lists the same step; port/trace.py writes these lines
 for each step of the NumPy reference, which makes no library calls; tests/cli/test_trace_gpu.py
 checks that the cuDNN backend's real calls are these). A line is `function name=value ...` with
 the C argument names of cffi_build/*.h, which are also the dummy arguments of the Fortran
@@ -10,7 +10,7 @@ interfaces. Descriptors are written as `name{contents}`, buffers by their names 
 table in docs/fortran.md, "Setup"), host scalars as float32 values. What the cuDNN backend decides only when it is
 built (algorithms, workspace sizes, TF32 math types) is written CHOSEN.
 
-The model makes its calls from layers/ and model.py; this module describes them and must be kept
+The model makes its calls from layers/ and network/model.py; this module describes them and must be kept
 in step with them (the GPU test fails otherwise).
 """
 
@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import arguments, cli, console
-from .model import LOSS_SLOTS
+from .userio import arguments, console
+from . import cli
+from .network.model import LOSS_SLOTS
 from .params import LAYERS, NUM_PARAMS
 
 C_INT_MAX = 2**31 - 1
@@ -64,7 +65,7 @@ class Call:
         return re.fullmatch(pattern, line) is not None
 
 
-# ---- how values are written (trace.py writes real calls with the same functions) ----
+# ---- how values are written (port/trace.py writes real calls with the same functions) ----
 
 
 def scalar(value) -> str:
@@ -109,7 +110,7 @@ def _ints(values) -> str:
 
 
 class _Step:
-    """Builds the calls of one model shape; the methods mirror layers/ and model.py."""
+    """Builds the calls of one model shape; the methods mirror layers/ and network/model.py."""
 
     def __init__(self, s: Settings, batch: int, height: int, width: int):
         self.s, self.n, self.h, self.w = s, batch, height, width
@@ -229,7 +230,7 @@ class _Step:
         self.add("cublasSetPointerMode_v2", h, ("mode", "CUBLAS_POINTER_MODE_HOST"))
         self.add("cublasSscal_v2", h, n, ("alpha", scalar(2.0 / numel)), ("x", "dy"), ("incx", "1"))
 
-    # model.py
+    # network/model.py
     def forward(self) -> None:
         x = self.x
         for i in (1, 2):

@@ -3,7 +3,7 @@
 Parses the command line, opens the data, builds the backend and hands them to training.Trainer;
 then reports. With no --data it trains on a built-in synthetic dataset, made once and cached.
 Started by an MPI launcher (mpirun -n R ...), it trains data-parallel on R ranks: --batch-size is
-per rank, rank 0 prints and writes, and any rank's failure ends them all (cudnn_denoise.distributed).
+per rank, rank 0 prints and writes, and any rank's failure ends them all (cudnn_denoise.distributed.world).
 """
 
 from __future__ import annotations
@@ -17,30 +17,21 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from . import (
-    arguments,
-    backends,
-    checkpoint,
-    cli,
-    console,
-    distributed,
-    lossplot,
-    nccl,
-    plan,
-    run_record,
-    runlog,
-    signals,
-    trace,
-)
+from .userio import arguments, console, runlog, signals
+from .network import backends
+from . import checkpoint, cli, plan
+from .distributed import world as distributed, nccl
+from .training import lossplot, run_record
+from .port import trace
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
 from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
-from .outdir import OutputLock
+from .userio.outdir import OutputLock
 from .params import init_params
-from .run_record import Config
-from .training import LOSSES, METRICS
-from .userio import UserFileError
+from .training.run_record import Config
+from .training.loop import LOSSES, METRICS
+from .userio.files import UserFileError
 
 EXIT_CODES = """exit codes:
   0    finished
@@ -135,7 +126,7 @@ def default_dataset(backend: str, seed: int):
     """The cached built-in synthetic dataset for this backend, made on first use (by one process:
     another that wants it at the same time waits for it)."""
     from .data.synthetic import write_dataset
-    from .progress import Progress
+    from .userio.progress import Progress
 
     spec = DEFAULT_DATA[backend]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cudnn_denoise"
@@ -214,7 +205,7 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
 
 def _train(args, world, backend: str, why: str) -> int:
     from .data.stats import noisy_stats
-    from .training import NonFiniteLoss, Trainer
+    from .training.loop import NonFiniteLoss, Trainer
 
     print(f"backend: {backend} ({why}); math {args.math}, precision {args.precision}" if backend == "cudnn"
           else f"backend: {backend} ({why})")

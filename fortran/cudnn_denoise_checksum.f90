@@ -1,4 +1,4 @@
-! Checksums of float32 arrays, printed exactly as cudnn_denoise.checksum prints them in Python.
+! Checksums of float32 arrays, printed exactly as cudnn_denoise.port.checksum prints them in Python.
 !
 ! A checksum is n, the real(c_double) sum of the values added in order, the same sum of their
 ! absolute values, and the min and max; min and max are NaN if any value is NaN, and a zero min or
@@ -6,7 +6,7 @@
 ! -ffast-math or -fassociative-math. format_checksum writes one line,
 !   conv1.weight     n=144 sum=1.7585873487405479E-001 abssum=2.1937699473695830E+001 min=... max=...
 ! with the sums in ES24.16E3 and min and max in ES16.8E3, leading blanks removed, so Python's
-! cudnn_denoise.checksum.format_checksum gives the same text for the same values.
+! cudnn_denoise.port.checksum.format_checksum gives the same text for the same values.
 module cudnn_denoise_checksum
   use, intrinsic :: iso_c_binding, only: c_float, c_double
   use, intrinsic :: iso_fortran_env, only: int64

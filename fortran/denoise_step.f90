@@ -1,5 +1,5 @@
 ! One SGD step of the seed's CNN as cuDNN and cuBLAS calls: the legacy step of the cudnn backend
-! (cudnn_denoise/model.py, layers/), call for call, in the order `python -m cudnn_denoise.plan`
+! (cudnn_denoise/network/model.py, layers/), call for call, in the order `python -m cudnn_denoise.plan`
 ! prints (tests/fortran/test_port.py checks it; docs/fortran.md shows this file). Setup, which
 ! fills model_t, is denoise_setup; the program around it is denoise_train.
 module denoise_step

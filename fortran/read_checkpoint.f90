@@ -1,4 +1,4 @@
-! Print one checksum line per tensor of a checkpoint, the lines cudnn_denoise.checksum prints.
+! Print one checksum line per tensor of a checkpoint, the lines cudnn_denoise.port.checksum prints.
 !
 ! Usage: read_checkpoint CHECKPOINT_DIR   (the folder holding params.bin and manifest.json)
 ! Exits with status 1, saying why on stderr, if params.bin is missing or has the wrong size.

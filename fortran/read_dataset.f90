@@ -2,7 +2,7 @@
 !
 ! Usage: read_dataset FILE HEIGHT WIDTH float32|float16 INDEX
 ! Prints format_checksum("sample INDEX", values): the line Python prints for the same sample,
-! cudnn_denoise.checksum.format_checksum(name, values as float32). Exit status 2 for a usage
+! cudnn_denoise.port.checksum.format_checksum(name, values as float32). Exit status 2 for a usage
 ! error or an unreadable sample.
 ! Build: make -C fortran (see the Makefile), or by hand in fortran/:
 !   gfortran -std=f2008 -Wall -O2 cudnn_denoise_checksum.f90 cudnn_denoise_dataset.f90 \

@@ -56,7 +56,7 @@ status=0
 for stage in $stages; do
     case $stage in
     tests)
-        eval "test_args=(${TEST_ARGS:-tests})"  # e.g. TEST_ARGS="tests/test_model_gpu.py -k bf16"
+        eval "test_args=(${TEST_ARGS:-tests})"  # e.g. TEST_ARGS="tests/network/test_model_gpu.py -k bf16"
         python3 -m pytest -q -rA -p no:cacheprovider -m gpu "${test_args[@]}" 2>&1 | tee "$OUT/gpu_tests.log" || status=1 ;;
     bench)
         eval "bench_args=(${BENCH_ARGS:-})"  # shell words: quotes keep variant names with spaces whole

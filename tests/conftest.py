@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from cudnn_denoise.data.synthetic import write_dataset
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.bindings.device import gpu_status
 
 
 def pytest_report_header(config):

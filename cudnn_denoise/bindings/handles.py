@@ -6,7 +6,7 @@ is queued on that stream. Release as every owned object (owned.py).
 
 from __future__ import annotations
 
-from ..device import require_gpu
+from .device import require_gpu
 from . import load
 from ._ffi import ffi
 from .owned import Owned

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arguments import integer
-from ..fields import Fields
-from ..userio import UserFileError, open_regular, read_json, write_atomic
+from ..userio.arguments import integer
+from ..userio.fields import Fields
+from ..userio.files import UserFileError, open_regular, read_json, write_atomic
 
 NOISY_NAME = "noisy.bin"
 CLEAN_NAME = "clean.bin"

@@ -2,7 +2,7 @@
 
 The seed's preprocessing of real data (EMPIAR-10025): each micrograph scaled to [0, 1], cut into
 patches, the scaled patch the clean target and Poisson + Gaussian noise added for the input. Here
-as array functions on frames already read; convert.py reads the files and writes the dataset.
+as array functions on frames already read; micrographs/convert.py reads the files and writes the dataset.
 
 - Scaling (robust_range, to_unit): PERCENTILES of the micrograph's pixels (numpy.percentile,
   linear interpolation) go to 0 and 1, values outside are clipped. Even and odd sums of one movie

@@ -17,7 +17,7 @@ Order: shuffled, an epoch visits `np.random.default_rng((seed, epoch)).permutati
 sequential, 0 .. count-1. Batch p is order[p*B : (p+1)*B]; with drop_last the final partial batch
 is skipped, else it comes with fewer rows. `start` resumes at batch `start` of the same order.
 part=(start, stop) reads only rows [start, stop) of each batch (one rank's share of a global batch
-in data-parallel training, cudnn_denoise.distributed): same order, same batch positions, fewer rows.
+in data-parallel training, cudnn_denoise.distributed.world): same order, same batch positions, fewer rows.
 
 How it works: `workers` threads keep `prefetch` batches in flight (4 and 4 by default: with 2
 workers, warm reads into the H100 machine's GPU measured 9-10 GB/s, with 4 about 13.6). Each reads
@@ -307,7 +307,7 @@ class _GpuCopier:
     float16 files the device staging buffers and the cuDNN handle that widens them."""
 
     def __init__(self, file_dtype: np.dtype):
-        from cudnn_denoise.device import require_gpu
+        from cudnn_denoise.bindings.device import require_gpu
 
         require_gpu()
         import cupy

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import signals
-from ..outdir import Staging, make_folder
-from ..progress import format_bytes
+from ..userio import signals
+from ..userio.outdir import Staging, make_folder
+from ..userio.progress import format_bytes
 from .format import (
     CLEAN_NAME,
     FILE_DTYPES,

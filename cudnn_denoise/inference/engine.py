@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import backends, reference
+from ..network import backends, reference
 from . import tiling
 
 # Device memory per window pixel: DenoiseCNN keeps its training buffers even for forward (four

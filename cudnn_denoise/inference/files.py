@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.format import open_readonly
-from ..userio import UserFileError
+from ..userio.files import UserFileError
 
 MRC_SUFFIXES = (".mrc", ".mrcs")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -142,14 +142,14 @@ def open_source(path: Path, height: int | None, width: int | None):
     when it is not a regular file, which a reader might wait on forever)."""
     os.close(open_readonly(path))
     if path.suffix.lower() in MRC_SUFFIXES:
-        from .mrc_io import MrcSource
+        from ..micrographs.mrc_io import MrcSource
 
         return MrcSource(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
-        from .tiff_io import TiffSource
+        from ..micrographs.tiff_io import TiffSource
 
         return TiffSource(path)
-    from .raw_io import RawSource
+    from ..micrographs.raw_io import RawSource
 
     return RawSource(path, height, width)
 
@@ -157,10 +157,10 @@ def open_source(path: Path, height: int | None, width: int | None):
 def open_writer(job: Job, source, fmt: str, label: str):
     """The writer of job.output for the frames of `source` (MrcWriter or RawWriter)."""
     if fmt == "raw":
-        from .raw_io import RawWriter
+        from ..micrographs.raw_io import RawWriter
 
         return RawWriter(job.output)
-    from .mrc_io import MrcWriter
+    from ..micrographs.mrc_io import MrcWriter
 
     stack = source.frames > 1 or job.output.suffix == ".mrcs"
     return MrcWriter(job.output, source.frames, source.height, source.width, stack=stack,

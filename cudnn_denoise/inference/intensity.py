@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import run_record
+from ..training import run_record
 from ..checkpoint import MANIFEST_FILE, CheckpointError
 from ..data.format import DataError
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import signals
+from ..userio import signals
 from ..data.format import DataError
 from .files import Job, OutputError
 from .intensity import Scaling, TrainingStats, scaling_for

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..userio import write_atomic
+from ..userio.files import write_atomic
 
 DEFAULT_SIZE = 1024  # pixels of a panel's longer side, at most
 PERCENTILES = (1.0, 99.0)  # black and white

@@ -5,5 +5,6 @@ algorithms.py  choosing convolution algorithms (cudnnFind...AlgorithmEx or the _
 algorithm_cache.py  the chosen algorithms and engines on disk, per GPU, cuDNN, shape and policy
 conv.py relu.py mse.py  the layers; each method's docstring names the calls it makes
 fusion.py  the NHWC graph-API path: one fused operation graph per convolution direction
+sgd.py  the SGD update: one cublasSaxpy over the flat buffers
 precision.py  --precision bf16: which tensors are BF16, and the FP32 <-> BF16 conversions
 """

@@ -12,7 +12,7 @@ from cudnn_denoise.bindings.descriptors import (
     TensorDescriptor,
 )
 from cudnn_denoise.bindings.errors import CUDNN_STATUS_NAMES, CudnnError
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.bindings.device import gpu_status
 
 
 def test_versions_are_cudnn9_and_one_cuda_major():
@@ -76,7 +76,7 @@ def test_every_declared_status_has_a_name():
 @pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here")
 def test_no_gpu_gives_the_clear_error():
     from cudnn_denoise.bindings.handles import CublasHandle, CudnnHandle
-    from cudnn_denoise.device import NoGpuError
+    from cudnn_denoise.bindings.device import NoGpuError
 
     for handle in (CudnnHandle, CublasHandle):
         with pytest.raises(NoGpuError, match="no CUDA GPU is visible: "):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cudnn_denoise.data.format import DTYPE, open_dir
-from cudnn_denoise.reference import ReferenceModel
+from cudnn_denoise.network.reference import ReferenceModel
 
 
 def poison(dataset, sample: int, pixel: int = 5, value: float = np.nan):

@@ -28,9 +28,10 @@ from attack import (
     wait_until,
 )
 
-from cudnn_denoise import checkpoint, userio
+from cudnn_denoise import checkpoint
+from cudnn_denoise.userio import files as userio
 from cudnn_denoise.data.format import NOISY_NAME, write_meta
-from cudnn_denoise.outdir import LOCK_NAME, OutputLock
+from cudnn_denoise.userio.outdir import LOCK_NAME, OutputLock
 from cudnn_denoise.params import init_params
 
 CPU = ("--backend", "reference")

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, denoise, dump, run_record, train
+from cudnn_denoise import checkpoint, denoise, dump, train
+from cudnn_denoise.training import run_record
 from cudnn_denoise.params import init_params
 
 CPU = ("--backend", "reference")

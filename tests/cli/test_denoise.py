@@ -1,6 +1,6 @@
 """The denoise CLI on the CPU (reference backend): raw and MRC inputs, stacks, float16 and int16,
 intensity scaling, skip-existing and --overwrite, bad inputs among good ones, and the checks that
-come before any work. Tiling itself is tested in tests/test_tiling.py."""
+come before any work. Tiling itself is tested in tests/inference/test_tiling.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from cudnn_denoise import checkpoint, denoise
 from cudnn_denoise.data.format import write_meta
 from cudnn_denoise.params import init_params
-from cudnn_denoise.reference import forward_fixed_order
+from cudnn_denoise.network.reference import forward_fixed_order
 
 mrcfile = pytest.importorskip("mrcfile", reason="the MRC tests need the mrc extra: pip install mrcfile")
 from micrograph_files import read_mrc, write_mrc  # after the skip: they need mrcfile

@@ -17,7 +17,7 @@ from cudnn_denoise import checkpoint, denoise
 from cudnn_denoise.inference import tiling
 from cudnn_denoise.inference.engine import Denoiser
 from cudnn_denoise.params import init_params
-from cudnn_denoise.reference import ReferenceModel
+from cudnn_denoise.network.reference import ReferenceModel
 
 pytestmark = pytest.mark.gpu
 

@@ -10,8 +10,8 @@ import pytest
 
 from cli_support import samples
 from cudnn_denoise import checkpoint, dump, train
-from cudnn_denoise.checksum import checksum, format_checksum
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.port.checksum import checksum, format_checksum
+from cudnn_denoise.bindings.device import gpu_status
 from cudnn_denoise.params import init_params
 from torch_oracle import rel_error, torch_record
 

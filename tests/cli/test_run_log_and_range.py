@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise import runlog, train
+from cudnn_denoise.userio import runlog
+from cudnn_denoise import train
 
 CPU = ("--backend", "reference")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise import dump, fortran, plan, train, trace
+from cudnn_denoise import dump, fortran, plan, train
+from cudnn_denoise.port import trace
 from cudnn_denoise.bindings import cublas, cudnn, ffi, library
 from cudnn_denoise.bindings.cdata import ONE, ZERO, host_float
 from cudnn_denoise.bindings.descriptors import ConvolutionDescriptor, FilterDescriptor, TensorDescriptor
@@ -249,7 +250,8 @@ def test_the_committed_gpu_trace_follows_the_plan():
     python -m cudnn_denoise.train --data D --max-steps 2 --log-every 1 --backend cudnn --trace F."""
     from pathlib import Path
 
-    from cudnn_denoise import plan, trace
+    from cudnn_denoise import plan
+    from cudnn_denoise.port import trace
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "examples" / "trace_train_h100.txt").read_text()
     sections = trace.read_sections(text)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from cudnn_denoise import dump, plan, train, trace
+from cudnn_denoise import dump, plan, train
+from cudnn_denoise.port import trace
 
 pytestmark = pytest.mark.gpu
 

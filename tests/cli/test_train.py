@@ -16,10 +16,10 @@ import pytest
 
 from cli_support import expected_batches, plain_loop, poison
 from cudnn_denoise import checkpoint, train
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.bindings.device import gpu_status
 from cudnn_denoise.params import LAYERS, PARAM_BY_NAME, init_params, views
-from cudnn_denoise.reference import ReferenceModel
-from cudnn_denoise.run_record import position_from
+from cudnn_denoise.network.reference import ReferenceModel
+from cudnn_denoise.training.run_record import position_from
 
 CPU = ("--backend", "reference")
 

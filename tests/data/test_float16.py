@@ -23,7 +23,7 @@ from cudnn_denoise.data.reader import PairReader
 from cudnn_denoise.data.stats import noisy_stats
 from cudnn_denoise.data.synthetic import SyntheticPatches, write_dataset
 from cudnn_denoise.dump import read_batch
-from cudnn_denoise.inference.raw_io import RawSource
+from cudnn_denoise.micrographs.raw_io import RawSource
 
 
 def make_dataset(*args):

@@ -17,8 +17,8 @@ import numpy as np
 from mpi4py import MPI
 
 from cudnn_denoise import train
-from cudnn_denoise.reference import ReferenceModel
-from cudnn_denoise.training import Trainer
+from cudnn_denoise.network.reference import ReferenceModel
+from cudnn_denoise.training.loop import Trainer
 
 
 def diverge_at(step: int) -> None:

@@ -10,10 +10,11 @@ ncclCommInitRank without a GPU; the error is printed, naming the call).
 import hashlib
 import os
 
-from cudnn_denoise import distributed, nccl
+from cudnn_denoise.distributed import nccl
+from cudnn_denoise.distributed.world import detect
 from cudnn_denoise.bindings import NcclError
 
-world = distributed.detect()
+world = detect()
 uid = nccl.unique_id(world)
 print(
     f"rank {world.rank} of {world.size}: id {hashlib.sha256(uid).hexdigest()} {len(uid)} bytes",

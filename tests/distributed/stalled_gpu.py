@@ -13,10 +13,10 @@ import threading
 
 import cupy
 
-from cudnn_denoise import nccl
-from cudnn_denoise.distributed import World
+from cudnn_denoise.distributed import nccl
+from cudnn_denoise.distributed.world import World
 from cudnn_denoise.params import NUM_PARAMS
-from cudnn_denoise.watchdog import Watchdog
+from cudnn_denoise.distributed.watchdog import Watchdog
 
 world = World()
 comm = nccl.Communicator(0, 1, nccl.unique_id(world))

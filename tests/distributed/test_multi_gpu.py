@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, watchdog
+from cudnn_denoise import checkpoint
+from cudnn_denoise.distributed import watchdog
 from cudnn_denoise.data.synthetic import write_dataset
 from cudnn_denoise.params import init_params
 from mpi_support import needs_mpi

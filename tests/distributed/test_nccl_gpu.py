@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, nccl, watchdog
+from cudnn_denoise import checkpoint
+from cudnn_denoise.distributed import nccl, watchdog
 from cudnn_denoise.data.synthetic import write_dataset
-from cudnn_denoise.distributed import World
+from cudnn_denoise.distributed.world import World
 from cudnn_denoise.params import NUM_PARAMS, init_params
 from mpi_support import needs_mpi
 
@@ -46,7 +47,7 @@ def communicator():
 
 
 def make_model(graph: bool, **options):
-    from cudnn_denoise.model import DenoiseCNN
+    from cudnn_denoise.network.model import DenoiseCNN
 
     options = {
         "math": "fp32",

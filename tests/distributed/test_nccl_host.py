@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise import nccl
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.distributed import nccl
+from cudnn_denoise.bindings.device import gpu_status
 from mpi_support import needs_mpi
 
 HERE = Path(__file__).resolve().parent

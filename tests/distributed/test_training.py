@@ -13,9 +13,9 @@ import pytest
 from mpi_support import needs_mpi
 from cudnn_denoise import checkpoint
 from cudnn_denoise.data.reader import PairReader
-from cudnn_denoise.distributed import World, launched_by_mpi
+from cudnn_denoise.distributed.world import World, launched_by_mpi
 from cudnn_denoise.params import init_params
-from cudnn_denoise.reference import OUTPUT, backward, forward, mse_loss
+from cudnn_denoise.network.reference import OUTPUT, backward, forward, mse_loss
 
 TRAIN = ("-m", "cudnn_denoise.train", "--backend", "reference", "--lr", "0.01", "--log-every", "5")
 RTOL = 1e-6  # float32: the two runs sum the same gradients in another order

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from cudnn_denoise import distributed
+from cudnn_denoise.distributed.world import detect
 
 
 def enter(world, collective: str) -> None:
@@ -33,7 +33,7 @@ def enter(world, collective: str) -> None:
 
 if __name__ == "__main__":
     collective = sys.argv[1]
-    world = distributed.detect()
+    world = detect()
     token = np.zeros(1, dtype=np.int64)
     if world.rank == 0:
 

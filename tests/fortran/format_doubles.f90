@@ -1,6 +1,6 @@
 ! Reads the float64 values of the file named on the command line (raw, native byte order) and
 ! prints scientific(x, 16) and scientific(x, 8) of each, one value a line, for comparison with
-! Python's cudnn_denoise.checksum.scientific.
+! Python's cudnn_denoise.port.checksum.scientific.
 program format_doubles
   use, intrinsic :: iso_c_binding, only: c_double
   use, intrinsic :: iso_fortran_env, only: int64

@@ -1,4 +1,4 @@
-"""cudnn_denoise.checksum on its own (no compiler): what it adds, in which order, and how it prints.
+"""cudnn_denoise.port.checksum on its own (no compiler): what it adds, in which order, and how it prints.
 
 test_fortran.py checks that Fortran prints the same text.
 """
@@ -6,7 +6,7 @@ test_fortran.py checks that Fortran prints the same text.
 import numpy as np
 import pytest
 
-from cudnn_denoise import checksum
+from cudnn_denoise.port import checksum
 
 
 def in_order(values, absolute=False) -> float:

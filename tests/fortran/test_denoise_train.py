@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import algorithm_table, checkpoint, fortran, params
+from cudnn_denoise.port import algorithm_table
+from cudnn_denoise import checkpoint, fortran, params
 from cudnn_denoise.data.synthetic import write_dataset
-from cudnn_denoise.device import gpu_status
+from cudnn_denoise.bindings.device import gpu_status
 from test_fortran import build, compile_program, run  # noqa: F401 (build: the Makefile's build, a fixture)
 
 HERE = Path(__file__).resolve().parent

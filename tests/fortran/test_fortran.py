@@ -3,7 +3,7 @@
 fortran/ is built with its Makefile (gfortran -std=f2008 -Wall -Werror); enum values and struct
 layouts are compared with a C program built against the installed headers (installed_headers.py),
 host-side cuDNN/cuBLAS calls go through the interfaces into the real libraries, and read_checkpoint
-must print exactly the lines of cudnn_denoise.checksum.format_checksum.
+must print exactly the lines of cudnn_denoise.port.checksum.format_checksum.
 """
 
 import os
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, checksum, fortran, params
+from cudnn_denoise import checkpoint, fortran, params
+from cudnn_denoise.port import checksum
 from cudnn_denoise.bindings import cublas, cudnn, ffi, load_cudart, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values

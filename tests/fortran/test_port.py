@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise import checkpoint, checksum, dump, fortran, params, plan
+from cudnn_denoise import checkpoint, dump, fortran, params, plan
+from cudnn_denoise.port import checksum
 from cudnn_denoise.data.synthetic import write_dataset
 from test_fortran import FFLAGS, build, run  # noqa: F401 (build: the Makefile's build, a fixture)
 

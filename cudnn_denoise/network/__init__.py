@@ -1,0 +1,6 @@
+"""The network twice: on cuDNN and cuBLAS (model.py), and in NumPy on the CPU (reference.py).
+
+model.py  DenoiseCNN: the three layers, the step, the flat parameter and gradient buffers
+reference.py  the same forward, backward and SGD step in float64 NumPy, the CPU oracle
+backends.py  denoise's choice between the two
+"""

@@ -1,0 +1,86 @@
+"""The algorithm table: the cuDNN algorithms a model chose, as text the Fortran program reads.
+
+train writes OUT/algorithms.txt for the legacy cudnn step; `denoise_train --algorithms FILE`
+(fortran/denoise_algorithms.f90) reads it, so that both run the same kernels. Format 1, one fact a
+line, `#` lines are comments (docs/fortran.md, "The algorithm table"):
+
+    batch 4
+    height 256
+    width 256
+    math fp32
+    conv1 forward 1 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM 0 2 CUDNN_FMA_MATH
+    ...       (layer, direction, algo, its name, workspace bytes, math type, its name)
+
+The directions come in the order the model chooses them (forward, backward_filter, backward_data);
+conv1 has no backward_data. Fortran reads the numbers; the names are for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..userio.files import write_atomic
+
+FILE_NAME = "algorithms.txt"  # in train's --out, and in denoise_train's
+FORMAT_LINE = "# cudnn_denoise algorithm table, format 1 (docs/fortran.md)"
+DIRECTIONS = ("forward", "backward_filter", "backward_data")
+
+
+@dataclass(frozen=True)
+class Row:
+    layer: str
+    direction: str
+    algo: int
+    algo_name: str
+    workspace: int  # bytes
+    math_type: int
+    math_name: str
+
+    def numbers(self) -> tuple:
+        """What the Fortran program reads of a row (and writes back, with "-" for the names)."""
+        return self.layer, self.direction, self.algo, self.workspace, self.math_type
+
+
+def rows(model) -> list[Row]:
+    """The rows of a legacy DenoiseCNN's choices (model.algorithms(): layer -> direction -> Choice)."""
+    from ..bindings import ffi
+
+    math_names = dict(ffi.typeof("cudnnMathType_t").elements)
+    return [Row(layer, d, c.algo, c.algo_name, c.workspace, c.math_type, math_names.get(c.math_type, "-"))
+            for layer, choices in model.algorithms().items()
+            for d in DIRECTIONS if (c := choices.get(d)) is not None]
+
+
+def format_table(table: list[Row], batch: int, height: int, width: int, math: str, comment: str = "") -> str:
+    lines = [FORMAT_LINE] + ([f"# {comment}"] if comment else [])
+    lines += [f"batch {batch}", f"height {height}", f"width {width}", f"math {math}"]
+    lines += [f"{r.layer} {r.direction} {r.algo} {r.algo_name} {r.workspace} {r.math_type} {r.math_name}"
+              for r in table]
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,
+          comment: str = "") -> Path:
+    """Write the table atomically (a reader never sees half of it)."""
+    return write_atomic(path, format_table(table, batch, height, width, math, comment).encode())
+
+
+def read(path: Path) -> tuple[dict[str, object], list[Row]]:
+    """The header values (batch, height, width as ints, math) and the rows of a table."""
+    header: dict[str, object] = {}
+    table = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        words = line.split()
+        if not words or line.startswith("#"):
+            continue
+        if words[0] in ("batch", "height", "width") and len(words) == 2 and words[1].isdigit():
+            header[words[0]] = int(words[1])
+        elif words[0] == "math" and len(words) == 2:
+            header["math"] = words[1]
+        elif len(words) == 7 and words[1] in DIRECTIONS:
+            layer, direction, algo, algo_name, workspace, math_type, math_name = words
+            table.append(Row(layer, direction, int(algo), algo_name, int(workspace), int(math_type), math_name))
+        else:
+            raise ValueError(f"{path}:{number}: not a line of an algorithm table: {line!r}")
+    return header, table

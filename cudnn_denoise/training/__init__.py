@@ -1,0 +1,7 @@
+"""Training runs: the loop behind `python -m cudnn_denoise.train` and what a run folder records.
+
+loop.py  Trainer: batches in, steps, losses, validation, checkpoints, signals
+run_record.py  the run's configuration and its check on --resume
+lossplot.py  losses.tsv drawn as a PNG
+profile.py  --profile: per-phase times of the step
+"""
