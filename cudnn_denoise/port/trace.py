@@ -141,8 +141,8 @@ def buffer_name(buffers: dict, address: int, nbytes: int | None) -> str:
 
 @functools.cache
 def _declarations() -> dict:
-    """Function name -> fortran.Function: the headers' argument names and Fortran declarations."""
-    from ..fortran import read_declarations
+    """Function name -> declarations.Function: the headers' argument names and Fortran declarations."""
+    from .declarations import read_declarations
 
     return {f.name: f for f in read_declarations().functions}
 
@@ -232,9 +232,9 @@ def render(record: _Record, kind: str, buffers: dict, objects: dict) -> str:
             text = _enum_name(ctype.cname, value)
         elif ctype.kind == "primitive":
             text = repr(float(value)) if ctype.cname in ("float", "double") else str(int(value))
-        elif "intent(out)" in var.decl:
+        elif var.passing == "out":
             text = "(out)"
-        elif "intent(in)" in var.decl:  # const int dimA[]
+        elif var.passing == "in":  # const int dimA[]
             is_array = isinstance(value, ffi.CData) and ffi.typeof(value).kind == "array"
             text = "[" + ",".join(str(v) for v in value) + "]" if is_array else "(in)"
         elif ctype.item.kind == "struct":  # a handle, descriptor or stream

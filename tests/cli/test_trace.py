@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cudnn_denoise import dump, fortran, plan, train
+from cudnn_denoise import dump, plan, train
+from cudnn_denoise.port import declarations
 from cudnn_denoise.port import trace
 from cudnn_denoise.bindings import cublas, cudnn, ffi, library
 from cudnn_denoise.bindings.cdata import ONE, ZERO, host_float
@@ -66,7 +67,7 @@ def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
 @pytest.mark.parametrize("settings", [plan.Settings(), plan.Settings(fused=True, graph=True, math="fp32"),
                                       plan.Settings(keep_intermediates=True)], ids=["plain", "fused-graph", "keep"])
 def test_plan_calls_name_the_headers_arguments_and_enums(settings):
-    declared = {f.name: [a.name for a in f.args] for f in fortran.read_declarations().functions}
+    declared = {f.name: [a.name for a in f.args] for f in declarations.read_declarations().functions}
     calls = plan.step(settings, 3, 5, 7, 0.01) + plan.evaluate(settings, 3, 5, 7)
     for call in calls:
         assert [name for name, _ in call.args] == declared[call.function], call.function

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cudnn_denoise import checkpoint, fortran, params
+from cudnn_denoise.port import declarations
 from cudnn_denoise.port import checksum
 from cudnn_denoise.bindings import cublas, cudnn, ffi, load_cudart, load_nccl
 from declared import enum_constants, function_names
@@ -102,15 +103,15 @@ def test_every_declared_function_has_one_interface():
 
 def test_parser_refuses_what_it_has_no_rule_for():
     with pytest.raises(ValueError, match="explicit value"):
-        fortran.parse("typedef enum { A = 1, B } e_t;")
+        declarations.parse("typedef enum { A = 1, B } e_t;")
     with pytest.raises(ValueError, match="needs a name"):
-        fortran.parse("int f(int);")
+        declarations.parse("int f(int);")
     with pytest.raises(ValueError, match="no rule for argument"):
-        fortran.parse("int f(int **p);")  # only void ** (cudaMalloc's devPtr) has a rule
+        declarations.parse("int f(int **p);")  # only void ** (cudaMalloc's devPtr) has a rule
 
 
 def test_a_void_pointer_pointer_is_an_address_returned_by_reference():
-    (f,) = fortran.parse("int cudaMalloc(void **devPtr, unsigned int flags);").functions
+    (f,) = declarations.parse("int cudaMalloc(void **devPtr, unsigned int flags);").functions
     assert [(a.name, a.decl) for a in f.args] == [("devPtr", "type(c_ptr), intent(out)"),
                                                   ("flags", "integer(c_int), value")]
 
@@ -141,7 +142,7 @@ def test_every_enum_constant_equals_the_installed_headers(build, tmp_path):
 
 
 def test_perf_structs_have_the_layout_of_the_headers(build, tmp_path):
-    structs = fortran.read_declarations().structs
+    structs = declarations.read_declarations().structs
     assert len(structs) == 4  # the three perf structs and ncclUniqueId
     expressions, lines = [], ["program print_layout", "  use cudnn_interfaces", "  implicit none"]
     for i, s in enumerate(structs):
