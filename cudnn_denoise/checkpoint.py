@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cudnn_denoise.userio.fields import Fields
 from cudnn_denoise.params import NUM_PARAMS, PARAMS
+from cudnn_denoise.userio.fields import Fields
 from cudnn_denoise.userio.files import UserFileError, fsync_dir, read_bytes, read_json
 
 FORMAT = "cudnn_denoise.checkpoint"

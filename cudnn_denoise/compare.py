@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .userio import arguments, console, signals
 from . import cli
 from .checkpoint import PARAMS_FILE
 from .params import NUM_PARAMS, views
+from .userio import arguments, console, signals
 from .userio.files import read_bytes
 
 

@@ -14,18 +14,18 @@ import time
 from pathlib import Path
 
 from . import __version__, checkpoint, cli
-from .userio import arguments, console, runlog, signals
-from .network import backends
 from .data.format import DataError
 from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
 from .inference.files import EXIT_BAD_INPUTS
 from .inference.intensity import TrainingStats
-from .micrographs.mrc_io import MrcfileMissing, label, require_mrcfile
 from .inference.pipeline import denoise_files
+from .micrographs.mrc_io import MrcfileMissing, label, require_mrcfile
 from .micrographs.tiff_io import TifffileMissing, require_tifffile
-from .userio.progress import Progress
+from .network import backends
+from .userio import arguments, console, runlog, signals
 from .userio.files import sweep_partials
+from .userio.progress import Progress
 
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists

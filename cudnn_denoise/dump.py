@@ -10,8 +10,6 @@ can be diffed with the Fortran program's; everything else goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import platform
 import sys
@@ -19,12 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint, cli, plan
-from .userio import arguments, console, signals
-from .network import backends
-from .training import run_record
-from .port import trace
-from .port.checksum import checksum, format_checksum
+from . import __version__, checkpoint, cli
 from .data.format import (
     DTYPE,
     DataError,
@@ -34,23 +27,16 @@ from .data.format import (
     open_readonly,
     read_exact,
 )
-from .userio.outdir import LOCK_NAME, OutputLock, Staging, make_folder
-from .params import PARAMS
-from .network.reference import ACTIVATIONS
-from .userio.files import read_json, sweep_partials
+from .network import backends
+from .port import calls, trace
+from .port.checksum import format_checksum
+from .port.dump_format import write_dump
+from .training import run_record
+from .userio import arguments, console, signals
+from .userio.files import sweep_partials
+from .userio.outdir import LOCK_NAME, OutputLock
 
-FORMAT = "cudnn_denoise.dump"
-VERSION = 1
-MANIFEST_FILE = "manifest.json"
 DEFAULT_BATCH_SIZE, DEFAULT_LR = 4, 0.001  # when the checkpoint's config does not say (the seed's)
-
-# The order of the files: reference.ReferenceModel.record_step's (the cuDNN model's dict has the
-# same names in another order). The gradients run backwards: dconv3 drelu2 dconv2 drelu1 dconv1.
-ORDER: tuple[str, ...] = (
-    "x", "target", "params", *ACTIVATIONS, "loss",
-    *(f"d{name}" for name in reversed(ACTIVATIONS)),
-    *(f"d{p.name}" for p in PARAMS), "dparams", "lr", "params.updated",
-)
 
 EXIT_CODES = """exit codes:
   0    written
@@ -120,7 +106,7 @@ def run(args) -> int:
     x, target = read_batch(dataset, args.index, batch)
     tracer = trace.OFF
     if args.trace is not None:
-        tracer = trace.open_trace(args.trace, backend, plan.Settings(keep_intermediates=True, math=args.math))
+        tracer = trace.open_trace(args.trace, backend, calls.Settings(keep_intermediates=True, math=args.math))
     with tracer:
         with tracer.setup(f"model for batch {batch} x 1 x {dataset.height} x {dataset.width}"):
             model = backends.build(backend, saved.params, batch=batch, height=dataset.height,
@@ -172,55 +158,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         sweep_partials(out)  # what killed dumps left
     if out.is_dir() and not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise ValueError(f"--out {out}: not empty (write into it anyway with --overwrite)")
-
-
-def write_dump(out: Path, record: dict, settings: dict) -> dict:
-    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the
-    manifest.
-
-    The files are written beside OUT's old ones and moved in together, the manifest last
-    (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump.
-    """
-    if set(record) != set(ORDER):
-        raise RuntimeError(f"record_step gave {sorted(set(record) ^ set(ORDER))} unlike dump.ORDER")
-    tensors = []
-    for name in ORDER:
-        array = np.asarray(record[name], dtype=DTYPE)  # 0-d stays 0-d: shape []
-        sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
-        tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape),
-                        "dtype": "float32", "byte_order": "little", **sums})
-    manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
-    text = _manifest_text(manifest)  # before touching the disk: refuses what JSON cannot hold
-    make_folder(out, "--out")
-    with Staging(out, MANIFEST_FILE) as stage:
-        for name, entry in zip(ORDER, tensors):
-            array = np.asarray(record[name], dtype=DTYPE)
-            (stage.path / entry["file"]).write_bytes(array.tobytes(order="C"))
-        (stage.path / MANIFEST_FILE).write_text(text)
-        stage.commit()
-    return manifest
-
-
-def _manifest_text(manifest: dict) -> str:
-    """manifest.json's text: strict JSON (no NaN), one line per tensor."""
-    rows = ",\n".join("  " + json.dumps(t, allow_nan=False) for t in manifest["tensors"])
-    settings = json.dumps(manifest["settings"], indent=1, allow_nan=False).replace("\n", "\n ")
-    return (f'{{\n "format": {json.dumps(manifest["format"])},\n "version": {manifest["version"]},\n'
-            f' "tensors": [\n{rows}\n ],\n "settings": {settings}\n}}\n')
-
-
-def read_dump(out: Path) -> dict[str, np.ndarray]:
-    """Name -> array of a dump folder, in the manifest's order and shapes (for tests and comparisons)."""
-    manifest = read_json(Path(out) / MANIFEST_FILE)
-    return {t["name"]: np.fromfile(Path(out) / t["file"], dtype=DTYPE).reshape(t["shape"])
-            for t in manifest["tensors"]}
-
-
-def _json_number(value):
-    """value, or for NaN and the infinities the text that the checksum line shows (JSON has none)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
 
 
 def _versions(backend: str) -> dict:

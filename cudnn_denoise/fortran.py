@@ -16,8 +16,14 @@ import sys
 from pathlib import Path
 
 from cudnn_denoise import cli
-from cudnn_denoise.port.fortran_source import (CHECKPOINT_FILE, INTERFACES_FILE, ROOT, STEP_FILE,
-                                               doc_with_step, generate)
+from cudnn_denoise.port.fortran_source import (
+    CHECKPOINT_FILE,
+    INTERFACES_FILE,
+    ROOT,
+    STEP_FILE,
+    doc_with_step,
+    generate,
+)
 
 
 def library_paths() -> list[Path]:

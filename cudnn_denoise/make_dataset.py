@@ -19,9 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise import cli
-from cudnn_denoise.micrographs.convert import NothingUsable, add_arguments, convert, preprocessing_from
 from cudnn_denoise.data.format import (
     DEFAULT_PATCH_SIZE,
     FILE_DTYPES,
@@ -33,6 +31,13 @@ from cudnn_denoise.data.format import (
 from cudnn_denoise.data.recast import recast_dataset
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
 from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
+from cudnn_denoise.micrographs.convert import (
+    NothingUsable,
+    add_arguments,
+    convert,
+    preprocessing_from,
+)
+from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress
 

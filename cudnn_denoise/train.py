@@ -17,21 +17,22 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .userio import arguments, console, runlog, signals
-from .network import backends
-from . import checkpoint, cli, plan
-from .distributed import world as distributed, nccl
-from .training import lossplot, run_record
-from .port import trace
+from . import checkpoint, cli
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
 from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
+from .distributed import nccl
+from .distributed import world as distributed
 from .layers.precision import PRECISIONS
-from .userio.outdir import OutputLock
+from .network import backends
 from .params import init_params
-from .training.run_record import Config
+from .port import calls, trace
+from .training import lossplot, run_record
 from .training.loop import LOSSES, METRICS
+from .training.run_record import Config
+from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
+from .userio.outdir import OutputLock
 
 EXIT_CODES = """exit codes:
   0    finished
@@ -256,7 +257,7 @@ def _train(args, world, backend: str, why: str) -> int:
 
     tracer = trace.OFF
     if args.trace is not None:
-        tracer = trace.open_trace(args.trace, backend, plan.Settings(fused=config.fused, graph=config.graph,
+        tracer = trace.open_trace(args.trace, backend, calls.Settings(fused=config.fused, graph=config.graph,
                                                                        math=config.math))
     with tracer:
         trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,

@@ -58,12 +58,12 @@ def test_subcommand_help_names_the_installed_command(capsys):
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith("usage: cudnn-denoise make-dataset ")
     with pytest.raises(SystemExit):
-        cli.main(["plan", "--batch", "x"])
+        cli.main(["plan", "--batch-size", "x"])
     err = capsys.readouterr().err
-    assert err.startswith("error: argument --batch") and "(see cudnn-denoise plan --help)" in err
+    assert err.startswith("error: argument --batch-size") and "(see cudnn-denoise plan --help)" in err
     assert cli.prog("train") == "python -m cudnn_denoise.train"  # outside the command, as before
 
 
 def test_a_subcommand_runs_with_its_arguments(capsys):
-    assert cli.main(["plan", "--batch", "2", "--height", "8", "--width", "8"]) == 0
+    assert cli.main(["plan", "--batch-size", "2", "--height", "8", "--width", "8"]) == 0
     assert "cudnnConvolutionForward" in capsys.readouterr().out

@@ -89,13 +89,14 @@ def test_every_package_folder_ships_in_the_wheel(tmp_path):
 def test_format_names_keep_their_spelling():
     """Files written by earlier versions carry these strings; they name formats, not modules, and
     must not follow a module that moves."""
-    from cudnn_denoise import checkpoint, dump
+    from cudnn_denoise import checkpoint
     from cudnn_denoise.data import format, micrographs, synthetic
     from cudnn_denoise.layers import algorithm_cache
+    from cudnn_denoise.port import dump_format
     from cudnn_denoise.userio import outdir
 
     assert checkpoint.FORMAT == "cudnn_denoise.checkpoint"
-    assert dump.FORMAT == "cudnn_denoise.dump"
+    assert dump_format.FORMAT == "cudnn_denoise.dump"
     assert format.META_FORMAT == "cudnn_denoise.dataset"
     assert micrographs.GENERATOR == "cudnn_denoise.data.micrographs"
     assert synthetic.SyntheticPatches(size=16, seed=0).settings["generator"] == "cudnn_denoise.data.synthetic"

@@ -6,9 +6,9 @@ is queued on that stream. Release as every owned object (owned.py).
 
 from __future__ import annotations
 
-from .device import require_gpu
 from . import load
 from ._ffi import ffi
+from .device import require_gpu
 from .owned import Owned
 
 

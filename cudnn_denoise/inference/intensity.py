@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..training import run_record
 from ..checkpoint import MANIFEST_FILE, CheckpointError
 from ..data.format import DataError
+from ..training import run_record
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..userio import signals
 from ..data.format import DataError
+from ..userio import signals
 from .files import Job, OutputError
 from .intensity import Scaling, TrainingStats, scaling_for
 

@@ -1,6 +1,6 @@
 """The call trace: every cuDNN and cuBLAS call of a run, one line each, in a plain text file.
 
-    tracer = trace.open_trace(path, backend, plan.Settings(...))   # or trace.OFF
+    tracer = trace.open_trace(path, backend, calls.Settings(...))   # or trace.OFF
     with tracer.setup("model for batch 4"):
         model = build(...); tracer.register(model)
     with tracer.step(1, x, target, lr, slot=0):
@@ -11,7 +11,7 @@ With the cuDNN backend the tracer sits in the one call hook of bindings/library.
 call as it was made: `function name=value ...` with the headers' argument names, descriptors read
 back from cuDNN, enums by name, host scalars as float32, device pointers by the name of the model's
 buffer they point into (Registry). The NumPy reference makes no library calls: for each of its steps
-the tracer writes the calls that the cuDNN backend makes for the same step (plan.py), with CHOSEN
+the tracer writes the calls that the cuDNN backend makes for the same step (port/calls.py), with CHOSEN
 where that backend decides at setup. The format is in docs/fortran.md, "The call trace".
 
 Lines of a section are written when it ends, when the model's buffers and descriptors have names.
@@ -26,15 +26,15 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from .. import plan
 from ..bindings import ffi, library
+from . import calls
 
 FORMAT = "# cudnn_denoise call trace, format 1 (docs/fortran.md, \"The call trace\")"
 HOST_SCALARS = {"alpha", "beta", "alpha1", "alpha2", "valuePtr"}  # cuDNN reads these from host memory
 _SETUP, _COMPUTE, _OTHER = "setup", "compute", "other"
 
 
-def open_trace(path, backend: str, settings: plan.Settings) -> "Tracer":
+def open_trace(path, backend: str, settings: calls.Settings) -> "Tracer":
     """A tracer writing to path (replaced) for a run of `backend` with these model settings."""
     return Tracer(open(path, "w"), backend, settings)
 
@@ -152,27 +152,31 @@ def _enum_name(enum: str, value: int) -> str:
 
 
 def describe(descriptor) -> str:
-    """A descriptor's contents as cuDNN returns them, in plan.py's notation ("" for other kinds)."""
-    from ..bindings.descriptors import (ActivationDescriptor, ConvolutionDescriptor, FilterDescriptor,
-                                       TensorDescriptor)
+    """A descriptor's contents as cuDNN returns them, in port/calls.py's notation ("" for other kinds)."""
+    from ..bindings.descriptors import (
+        ActivationDescriptor,
+        ConvolutionDescriptor,
+        FilterDescriptor,
+        TensorDescriptor,
+    )
 
     if isinstance(descriptor, TensorDescriptor):
         dtype, dims, strides = descriptor.get_4d()
-        return plan.tensor_text(_enum_name("cudnnDataType_t", dtype), dims, strides)
+        return calls.tensor_text(_enum_name("cudnnDataType_t", dtype), dims, strides)
     if isinstance(descriptor, FilterDescriptor):
         dtype, fmt, dims = descriptor.get_4d()
-        return plan.filter_text(_enum_name("cudnnDataType_t", dtype), _enum_name("cudnnTensorFormat_t", fmt),
+        return calls.filter_text(_enum_name("cudnnDataType_t", dtype), _enum_name("cudnnTensorFormat_t", fmt),
                                 dims)
     if isinstance(descriptor, ConvolutionDescriptor):
         c = descriptor.get_2d()
-        return plan.convolution_text((c["pad_h"], c["pad_w"]), (c["u"], c["v"]),
+        return calls.convolution_text((c["pad_h"], c["pad_w"]), (c["u"], c["v"]),
                                      (c["dilation_h"], c["dilation_w"]),
                                      _enum_name("cudnnConvolutionMode_t", c["mode"]),
                                      _enum_name("cudnnDataType_t", c["compute_type"]),
                                      _enum_name("cudnnMathType_t", descriptor.math_type()))
     if isinstance(descriptor, ActivationDescriptor):
         mode, nan, coef = descriptor.get()
-        return plan.activation_text(_enum_name("cudnnActivationMode_t", mode),
+        return calls.activation_text(_enum_name("cudnnActivationMode_t", mode),
                                     _enum_name("cudnnNanPropagation_t", nan), coef)
     return ""
 
@@ -189,7 +193,7 @@ def _extent(descriptor) -> int | None:
         elements = dims[0] * dims[1] * dims[2] * dims[3]
     else:
         return None
-    return 4 * elements if _enum_name("cudnnDataType_t", dtype) == plan.F32 else None
+    return 4 * elements if _enum_name("cudnnDataType_t", dtype) == calls.F32 else None
 
 
 def _cublas_extent(arg: str, named: dict) -> int | None:
@@ -245,7 +249,7 @@ def render(record: _Record, kind: str, buffers: dict, objects: dict) -> str:
             text = name + (describe(obj) if kind == _COMPUTE and obj is not None else "")
             previous = obj
         elif _is_host_scalar(var.name, is_cublas, record.device_pointer_mode):
-            text = "(out)" if var.name == "result" else plan.scalar(ffi.cast("float *", value)[0])
+            text = "(out)" if var.name == "result" else calls.scalar(ffi.cast("float *", value)[0])
         elif kind == _SETUP:
             text = "device" if _address(value) else "NULL"
         else:
@@ -272,7 +276,7 @@ def _is_host_scalar(name: str, is_cublas: bool, device_pointer_mode: bool) -> bo
 class Tracer:
     """Writes a run's calls, section by section (setup, step N, evaluate), to one text file."""
 
-    def __init__(self, file, backend: str, settings: plan.Settings):
+    def __init__(self, file, backend: str, settings: calls.Settings):
         self.file, self.backend, self.settings = file, backend, settings
         self.registry = Registry()
         self._records: list[_Record] = []
@@ -291,7 +295,7 @@ class Tracer:
             about = "every cuDNN and cuBLAS call as it was made"
         else:
             about = (f"no library calls; each step lists the calls the cudnn backend makes for it "
-                     f"(cudnn_denoise.plan), {plan.CHOSEN} where its setup decides")
+                     f"(cudnn_denoise.plan), {calls.CHOSEN} where its setup decides")
         flags = " ".join(f"{k}={'yes' if v is True else 'no' if v is False else v}"
                          for k, v in vars(settings).items())
         self._write(FORMAT)
@@ -361,7 +365,7 @@ class Tracer:
             else:  # as DenoiseCNN: a graph is captured per batch shape, again when lr changes
                 replayed = self.settings.graph and self._captured.get(batch) == lr
                 if not replayed:
-                    self._write_plan(plan.step(self.settings, batch, height, width, lr, slot))
+                    self._write_plan(calls.step(self.settings, batch, height, width, lr, slot))
                 self._captured[batch] = lr
         if self.settings.graph and replayed:
             self._write(f"# step {number} made no calls: it replayed the CUDA graph captured earlier")
@@ -377,7 +381,7 @@ class Tracer:
         with self._section(f"evaluate: batch {batch} x 1 x {height} x {width}", _COMPUTE):
             yield
             if self.backend != "cudnn":
-                self._write_plan(plan.evaluate(self.settings, batch, height, width))
+                self._write_plan(calls.evaluate(self.settings, batch, height, width))
 
     def __enter__(self):
         return self

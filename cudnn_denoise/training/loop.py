@@ -24,18 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..port import algorithm_table, trace
 from .. import checkpoint
-from . import run_record
-from ..userio import signals
-from ..network.backends import build
 from ..data import cache
 from ..data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from ..data.reader import PairReader
 from ..distributed.world import SINGLE, World
-from ..userio.progress import Progress, format_duration
-from .run_record import Config, Position
+from ..network.backends import build
+from ..port import algorithm_table, trace
+from ..userio import signals
 from ..userio.files import write_atomic
+from ..userio.progress import Progress, format_duration
+from . import run_record
+from .run_record import Config, Position
 
 LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
 PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from cudnn_denoise import checkpoint, denoise, dump, train
-from cudnn_denoise.training import run_record
 from cudnn_denoise.params import init_params
+from cudnn_denoise.port.dump_format import read_dump
+from cudnn_denoise.training import run_record
 
 CPU = ("--backend", "reference")
 FAULTS = {  # name: (what replaces part of a good extra, what the error names)
@@ -162,4 +163,4 @@ def test_the_good_extra_is_accepted(cli, data32, tmp_path):
     assert (
         json.loads((tmp_path / "dump" / "manifest.json").read_text())["settings"]["batch_size"] == 4
     )
-    np.testing.assert_array_equal(dump.read_dump(tmp_path / "dump")["params"], init_params(0))
+    np.testing.assert_array_equal(read_dump(tmp_path / "dump")["params"], init_params(0))

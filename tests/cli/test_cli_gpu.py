@@ -11,9 +11,11 @@ import json
 
 import numpy as np
 import pytest
+from torch_oracle import rel_error
 
 from cudnn_denoise import checkpoint, dump, train
-from torch_oracle import rel_error
+from cudnn_denoise.port import dump_format
+from cudnn_denoise.port.dump_format import read_dump
 
 pytestmark = pytest.mark.gpu
 
@@ -89,12 +91,12 @@ def test_cudnn_dump_matches_the_reference_dump(cli, make_data, tmp_path):
         result = cli(dump.main, "--checkpoint", ckpt.path, "--data", data.noisy.parent, "--index", 3,
                      "--out", out, "--backend", backend, "--math", "fp32")
         assert result.code == 0, result.err
-        dumps[backend] = dump.read_dump(out)
+        dumps[backend] = read_dump(out)
     gpu, cpu = dumps["cudnn"], dumps["reference"]
-    assert list(gpu) == list(cpu) == list(dump.ORDER)
+    assert list(gpu) == list(cpu) == list(dump_format.ORDER)
     for name in ("x", "target", "params", "lr"):
         np.testing.assert_array_equal(gpu[name], cpu[name], err_msg=name)
-    errors = {name: rel_error(gpu[name], cpu[name]) for name in dump.ORDER}
+    errors = {name: rel_error(gpu[name], cpu[name]) for name in dump_format.ORDER}
     assert {name: e for name, e in errors.items() if not e < 1e-5} == {}, errors
 
 

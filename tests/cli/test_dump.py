@@ -7,13 +7,15 @@ import json
 
 import numpy as np
 import pytest
-
 from cli_support import samples
+from torch_oracle import rel_error, torch_record
+
 from cudnn_denoise import checkpoint, dump, train
-from cudnn_denoise.port.checksum import checksum, format_checksum
 from cudnn_denoise.bindings.device import gpu_status
 from cudnn_denoise.params import init_params
-from torch_oracle import rel_error, torch_record
+from cudnn_denoise.port import dump_format
+from cudnn_denoise.port.checksum import checksum, format_checksum
+from cudnn_denoise.port.dump_format import read_dump
 
 CPU = ("--backend", "reference")
 
@@ -33,14 +35,14 @@ def test_dump_equals_pytorch(cli, data32, trained, tmp_path):
     result = cli(dump.main, "--checkpoint", trained.path, "--data", data32.noisy.parent, "--index", 5,
                  "--out", out, *CPU)
     assert result.code == 0, result.err
-    files = dump.read_dump(out)
-    assert list(files) == list(dump.ORDER)
+    files = read_dump(out)
+    assert list(files) == list(dump_format.ORDER)
     x, target = samples(data32, [5, 6, 7])  # batch 3, from the checkpoint's run
     np.testing.assert_array_equal(files["x"], x)
     np.testing.assert_array_equal(files["target"], target)
     np.testing.assert_array_equal(files["params"], trained.params)
     oracle = torch_record(trained.params, x, target, 0.02)
-    errors = {name: rel_error(files[name], oracle[name]) for name in dump.ORDER}
+    errors = {name: rel_error(files[name], oracle[name]) for name in dump_format.ORDER}
     assert {name: e for name, e in errors.items() if not e < 1e-5} == {}, errors
 
 
@@ -50,7 +52,7 @@ def test_manifest_lists_every_file_with_shape_and_checksum(cli, data32, trained,
                "--out", out, *CPU).code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "cudnn_denoise.dump" and manifest["version"] == 1
-    assert [t["name"] for t in manifest["tensors"]] == list(dump.ORDER)
+    assert [t["name"] for t in manifest["tensors"]] == list(dump_format.ORDER)
     assert sorted(p.name for p in out.iterdir()) == sorted([t["file"] for t in manifest["tensors"]] + ["manifest.json"])
     hidden, image = [3, 16, 32, 32], [3, 1, 32, 32]
     shapes = {"x": image, "target": image, "conv1": hidden, "relu2": hidden, "conv3": image, "dconv3": image,
@@ -76,7 +78,7 @@ def test_printed_lines_are_the_files_checksums(cli, data32, trained, tmp_path):
     result = cli(dump.main, "--checkpoint", trained.path, "--data", data32.noisy.parent, "--index", 10,
                  "--out", out, *CPU)
     assert result.code == 0, result.err
-    expected = [format_checksum(name, array) for name, array in dump.read_dump(out).items()]
+    expected = [format_checksum(name, array) for name, array in read_dump(out).items()]
     assert result.out.splitlines() == expected  # stdout holds these lines and nothing else
 
 
@@ -87,11 +89,11 @@ def test_defaults_and_overrides(cli, data32, tmp_path):
     assert cli(dump.main, *args, "--index", 36, "--out", out).code == 0
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     assert (settings["batch_size"], settings["lr"]) == (4, 0.001)
-    assert dump.read_dump(out)["x"].shape == (4, 1, 32, 32)
+    assert read_dump(out)["x"].shape == (4, 1, 32, 32)
 
     out = tmp_path / "given"
     assert cli(dump.main, *args, "--index", 1, "--batch-size", 2, "--lr", 0.5, "--out", out).code == 0
-    files = dump.read_dump(out)
+    files = read_dump(out)
     np.testing.assert_array_equal(files["x"], samples(data32, [1, 2])[0])
     assert files["lr"] == np.float32(0.5)
     # SGD in float32, as the saxpy: params.updated = params - lr * dparams.
@@ -104,7 +106,7 @@ def test_overwrite(cli, data32, trained, tmp_path):
     assert cli(dump.main, *args, "--index", 0).code == 0
     assert cli(dump.main, *args, "--index", 4).code == 2
     assert cli(dump.main, *args, "--index", 4, "--overwrite").code == 0
-    np.testing.assert_array_equal(dump.read_dump(out)["x"], samples(data32, [4, 5, 6])[0])
+    np.testing.assert_array_equal(read_dump(out)["x"], samples(data32, [4, 5, 6])[0])
 
 
 NO_GPU = pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible: --backend cudnn would run")

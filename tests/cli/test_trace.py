@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from cudnn_denoise import dump, plan, train
-from cudnn_denoise.port import declarations
-from cudnn_denoise.port import trace
 from cudnn_denoise.bindings import cublas, cudnn, ffi, library
 from cudnn_denoise.bindings.cdata import ONE, ZERO, host_float
-from cudnn_denoise.bindings.descriptors import ConvolutionDescriptor, FilterDescriptor, TensorDescriptor
+from cudnn_denoise.bindings.descriptors import (
+    ConvolutionDescriptor,
+    FilterDescriptor,
+    TensorDescriptor,
+)
+from cudnn_denoise.port import calls, declarations, trace
 
 CPU = ("--backend", "reference")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fortran.md"
@@ -53,7 +56,7 @@ def test_the_documented_step_is_what_the_plan_prints(capsys):
 
 
 @pytest.mark.parametrize("flag, value, rule", [
-    ("--batch", "0", "must be an integer from 1 to 2147483647, not '0'"),  # was ZeroDivisionError
+    ("--batch-size", "0", "must be an integer from 1 to 2147483647, not '0'"),  # was ZeroDivisionError
     ("--height", "99999999999", "must be an integer from 1 to 2147483647, not '99999999999'"),
     ("--lr", "nan", "must be a finite number > 0, not 'nan'"),  # was printed as alpha=nan
 ])
@@ -64,32 +67,32 @@ def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
     assert result.one_line_error() == f"error: argument {flag}: {rule} {see}"
 
 
-@pytest.mark.parametrize("settings", [plan.Settings(), plan.Settings(fused=True, graph=True, math="fp32"),
-                                      plan.Settings(keep_intermediates=True)], ids=["plain", "fused-graph", "keep"])
+@pytest.mark.parametrize("settings", [calls.Settings(), calls.Settings(fused=True, graph=True, math="fp32"),
+                                      calls.Settings(keep_intermediates=True)], ids=["plain", "fused-graph", "keep"])
 def test_plan_calls_name_the_headers_arguments_and_enums(settings):
     declared = {f.name: [a.name for a in f.args] for f in declarations.read_declarations().functions}
-    calls = plan.step(settings, 3, 5, 7, 0.01) + plan.evaluate(settings, 3, 5, 7)
-    for call in calls:
+    planned = calls.step(settings, 3, 5, 7, 0.01) + calls.evaluate(settings, 3, 5, 7)
+    for call in planned:
         assert [name for name, _ in call.args] == declared[call.function], call.function
         for constant in re.findall(r"\bCU(?:DNN|BLAS)_[A-Z0-9_]+", call.line()):
             assert hasattr((cudnn if constant.startswith("CUDNN") else cublas).lib, constant), constant
 
 
 def test_plan_variants():
-    plain = functions(c.line() for c in plan.step(plan.Settings(), 4, 8, 8, 0.1))
+    plain = functions(c.line() for c in calls.step(calls.Settings(), 4, 8, 8, 0.1))
     assert len(plain) == 28 and plain.count("cublasSgemv_v2") == 6
     assert "cudnnConvolutionBackwardBias" not in plain
-    fused = functions(c.line() for c in plan.step(plan.Settings(fused=True), 4, 8, 8, 0.1))
+    fused = functions(c.line() for c in calls.step(calls.Settings(fused=True), 4, 8, 8, 0.1))
     assert fused[:4] == ["cudnnConvolutionBiasActivationForward"] * 2 + ["cudnnConvolutionForward", "cudnnAddTensor"]
     assert fused[4:] == plain[8:]
-    graph = plan.step(plan.Settings(graph=True), 4, 8, 8, 0.1, slot=7)
+    graph = calls.step(calls.Settings(graph=True), 4, 8, 8, 0.1, slot=7)
     assert "x=x_static" in graph[0].line() and "result=loss_sums[1024]" in graph[11].line()
-    evaluate = functions(c.line() for c in plan.evaluate(plan.Settings(graph=True), 4, 8, 8))
+    evaluate = functions(c.line() for c in calls.evaluate(calls.Settings(graph=True), 4, 8, 8))
     assert evaluate == plain[:14]
 
 
 def test_matches_takes_chosen_values_as_wildcards():
-    call = plan.step(plan.Settings(), 4, 8, 8, 0.1)[0]
+    call = calls.step(calls.Settings(), 4, 8, 8, 0.1)[0]
     real = (call.line().replace("convDesc=conv1.conv_desc.forward{pad=1,1 stride=1,1 dilation=1,1 "
                                 "CUDNN_CROSS_CORRELATION CUDNN_DATA_FLOAT (chosen)}",
                                 "convDesc=conv1.conv_desc.forward{pad=1,1 stride=1,1 dilation=1,1 "
@@ -113,7 +116,7 @@ def test_reference_trace_is_stable_and_lists_the_documented_calls(cli, data32, t
     documented = functions(documented_step()[1])
     for slot, (title, lines) in enumerate(sections[1:]):
         assert functions(lines) == documented, title
-        assert lines == [c.line() for c in plan.step(plan.Settings(), 4, 32, 32, 0.02, slot=slot)], title
+        assert lines == [c.line() for c in calls.step(calls.Settings(), 4, 32, 32, 0.02, slot=slot)], title
     header = texts[0].splitlines()[:3]
     assert header[0] == trace.FORMAT and header[1].startswith("# backend reference")
     assert header[2] == "# settings: fused=no graph=no keep_intermediates=no math=tf32"
@@ -125,12 +128,12 @@ def test_reference_trace_of_a_graph_run_captures_once_and_evaluates(cli, data32,
                        val.noisy.parent, "--log-every", 2)
     sections = trace.read_sections(text)
     assert [title for title, _ in sections] == ["setup", "step 1", "step 2", "evaluate", "evaluate"]
-    settings = plan.Settings(fused=True, graph=True)
-    assert sections[1][1] == [c.line() for c in plan.step(settings, 4, 32, 32, 0.001)]
+    settings = calls.Settings(fused=True, graph=True)
+    assert sections[1][1] == [c.line() for c in calls.step(settings, 4, 32, 32, 0.001)]
     assert sections[2][1] == []
     assert "# step 1 was captured into a CUDA graph" in text
     assert "# step 2 made no calls: it replayed the CUDA graph captured earlier" in text
-    assert sections[3][1] == [c.line() for c in plan.evaluate(settings, 4, 32, 32)]
+    assert sections[3][1] == [c.line() for c in calls.evaluate(settings, 4, 32, 32)]
 
 
 def test_dump_trace_lists_the_step_with_separate_relu_buffers(cli, data32, tmp_path):
@@ -142,8 +145,8 @@ def test_dump_trace_lists_the_step_with_separate_relu_buffers(cli, data32, tmp_p
     assert result.code == 0, result.err
     sections = trace.read_sections((tmp_path / "dump.trace").read_text())
     assert [title for title, _ in sections] == ["setup", "step 1"]
-    settings = plan.Settings(keep_intermediates=True, math="fp32")
-    assert sections[1][1] == [c.line() for c in plan.step(settings, 3, 32, 32, 0.5)]
+    settings = calls.Settings(keep_intermediates=True, math="fp32")
+    assert sections[1][1] == [c.line() for c in calls.step(settings, 3, 32, 32, 0.5)]
     assert "y=h1" in sections[1][1][2]  # relu1 writes its own buffer
 
 
@@ -195,8 +198,8 @@ def test_real_calls_are_written_as_the_plan_writes_them():
                                          address(0x90000), 1, address(0x2000), 1), False),
     ]
     lines = [trace.render(r, "compute", buffers, objects) for r in records]
-    settings = plan.Settings(math="fp32")
-    expected = plan.step(settings, n, h, w, 0.25, slot=3)
+    settings = calls.Settings(math="fp32")
+    expected = calls.step(settings, n, h, w, 0.25, slot=3)
     assert expected[0].matches(lines[0]), lines[0]
     assert "algo=CUDNN_CONVOLUTION_FWD_ALGO_GEMM workSpace=workspace workSpaceSizeInBytes=512" in lines[0]
     assert lines[1] == expected[11].line()  # the dot product's result in device memory: loss_sums[3]
@@ -218,7 +221,7 @@ def test_buffer_names():
 
 def test_hooked_setup_calls_name_a_temporary_descriptor(tmp_path):
     path = tmp_path / "calls.trace"
-    with trace.open_trace(path, "cudnn", plan.Settings()) as tracer:
+    with trace.open_trace(path, "cudnn", calls.Settings()) as tracer:
         with tracer.setup("descriptors"):
             with TensorDescriptor() as desc:
                 desc.set_4d(cudnn.CUDNN_TENSOR_NCHW, cudnn.CUDNN_DATA_FLOAT, 1, 1, 1, 8)
@@ -240,7 +243,7 @@ def test_tracer_refuses_to_share_the_hook(tmp_path):
     previous = library.set_hook(lambda name, args: None)
     try:
         with pytest.raises(RuntimeError, match="another call hook"):
-            trace.open_trace(tmp_path / "calls.trace", "cudnn", plan.Settings())
+            trace.open_trace(tmp_path / "calls.trace", "cudnn", calls.Settings())
     finally:
         library.set_hook(previous)
 
@@ -251,15 +254,14 @@ def test_the_committed_gpu_trace_follows_the_plan():
     python -m cudnn_denoise.train --data D --max-steps 2 --log-every 1 --backend cudnn --trace F."""
     from pathlib import Path
 
-    from cudnn_denoise import plan
-    from cudnn_denoise.port import trace
+    from cudnn_denoise.port import calls, trace
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "examples" / "trace_train_h100.txt").read_text()
     sections = trace.read_sections(text)
     steps = [lines for title, lines in sections if title.startswith("step")]
     assert len(steps) == 2
-    calls = plan.step(plan.Settings(), 4, 64, 64, 0.001, slot=0)
+    planned = calls.step(calls.Settings(), 4, 64, 64, 0.001, slot=0)
     for lines in steps:
-        assert len(lines) == len(calls)
-        mismatched = [(c.line(), line) for c, line in zip(calls, lines) if not c.matches(line)]
+        assert len(lines) == len(planned)
+        mismatched = [(c.line(), line) for c, line in zip(planned, lines) if not c.matches(line)]
         assert not mismatched, mismatched[:1]

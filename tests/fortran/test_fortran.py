@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cudnn_denoise import checkpoint, fortran, params
-from cudnn_denoise.port import declarations
-from cudnn_denoise.port import checksum
-from cudnn_denoise.bindings import cublas, cudnn, ffi, load_cudart, load_nccl
 from declared import enum_constants, function_names
 from installed_headers import c_values
+
+from cudnn_denoise import checkpoint, fortran, params
+from cudnn_denoise.bindings import cublas, cudnn, ffi, load_cudart, load_nccl
+from cudnn_denoise.port import checksum, declarations
 
 ROOT = Path(__file__).resolve().parents[2]
 FORTRAN_DIR = ROOT / "fortran"

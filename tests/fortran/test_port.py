@@ -6,17 +6,16 @@ Skipped, with the reason, where gfortran or make is missing (the build fixture o
 """
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cudnn_denoise import checkpoint, dump, fortran, params, plan
-from cudnn_denoise.port import checksum
-from cudnn_denoise.data.synthetic import write_dataset
 from test_fortran import FFLAGS, build, run  # noqa: F401 (build: the Makefile's build, a fixture)
+
+from cudnn_denoise import checkpoint, fortran, params
+from cudnn_denoise.data.synthetic import write_dataset
+from cudnn_denoise.port import calls, checksum, dump_format
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fortran.md"
 
@@ -50,7 +49,7 @@ def test_read_dump_prints_the_dump_clis_lines(build, reference_run):
     result = run([build / "read_dump", out])
     assert result.returncode == 0, result.stderr
     assert result.stdout == printed
-    assert len(printed.splitlines()) == len(dump.ORDER)
+    assert len(printed.splitlines()) == len(dump_format.ORDER)
 
 
 def test_read_dump_names_every_file_of_the_wrong_size_and_reads_the_rest(build, reference_run, tmp_path):
@@ -77,7 +76,7 @@ def test_read_dump_refuses_a_folder_without_a_dump_manifest(build, tmp_path):
     assert run([build / "read_dump", tmp_path]).returncode == 2
 
 
-# ---- the step of the Fortran program against plan.py and the docs ----
+# ---- the step of the Fortran program against port/calls.py and the docs ----
 
 STEP = Path(fortran.STEP_FILE)
 
@@ -107,7 +106,7 @@ def step_calls(source: str, fused: bool) -> list[str]:
 
 @pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
 def test_the_fortran_programs_step_makes_the_plans_calls_in_order(fused):
-    expected = [call.function for call in plan.step(plan.Settings(fused=fused), 4, 64, 64, 0.001)]
+    expected = [call.function for call in calls.step(calls.Settings(fused=fused), 4, 64, 64, 0.001)]
     assert step_calls(STEP.read_text(), fused) == expected
 
 
@@ -125,10 +124,10 @@ def test_a_reordered_or_missing_call_is_seen():
     swapped = source.replace("      call relu_forward(m, m%a1)\n      call conv_forward(m, m%conv(2), m%a1, m%a2)\n",
                              "      call conv_forward(m, m%conv(2), m%a1, m%a2)\n      call relu_forward(m, m%a1)\n")
     assert swapped != source
-    expected = [call.function for call in plan.step(plan.Settings(), 4, 64, 64, 0.001)]
+    expected = [call.function for call in calls.step(calls.Settings(), 4, 64, 64, 0.001)]
     assert step_calls(swapped, fused=False) != expected
     dropped = source.replace("    call conv_backward_bias(m, m%conv(2), m%dh2)\n", "")
-    fused = [call.function for call in plan.step(plan.Settings(fused=True), 4, 64, 64, 0.001)]
+    fused = [call.function for call in calls.step(calls.Settings(fused=True), 4, 64, 64, 0.001)]
     assert dropped != source and len(step_calls(dropped, fused=True)) == len(fused) - 2  # its two gemv
 
 

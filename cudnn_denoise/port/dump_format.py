@@ -1,0 +1,79 @@
+"""The dump format (docs/formats.md, "Dump"): one step's every intermediate as OUT/<name>.bin (raw
+little-endian float32, C order, no header) and OUT/manifest.json with each tensor's checksums.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..data.format import DTYPE
+from ..network.reference import ACTIVATIONS
+from ..params import PARAMS
+from ..userio.files import read_json
+from ..userio.outdir import Staging, make_folder
+from .checksum import checksum
+
+FORMAT = "cudnn_denoise.dump"
+VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+# The order of the files: reference.ReferenceModel.record_step's (the cuDNN model's dict has the
+# same names in another order). The gradients run backwards: dconv3 drelu2 dconv2 drelu1 dconv1.
+ORDER: tuple[str, ...] = (
+    "x", "target", "params", *ACTIVATIONS, "loss",
+    *(f"d{name}" for name in reversed(ACTIVATIONS)),
+    *(f"d{p.name}" for p in PARAMS), "dparams", "lr", "params.updated",
+)
+
+
+def write_dump(out: Path, record: dict, settings: dict) -> dict:
+    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the
+    manifest.
+
+    The files are written beside OUT's old ones and moved in together, the manifest last
+    (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump.
+    """
+    if set(record) != set(ORDER):
+        raise RuntimeError(f"record_step gave {sorted(set(record) ^ set(ORDER))} unlike dump_format.ORDER")
+    tensors = []
+    for name in ORDER:
+        array = np.asarray(record[name], dtype=DTYPE)  # 0-d stays 0-d: shape []
+        sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
+        tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape),
+                        "dtype": "float32", "byte_order": "little", **sums})
+    manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
+    text = _manifest_text(manifest)  # before touching the disk: refuses what JSON cannot hold
+    make_folder(out, "--out")
+    with Staging(out, MANIFEST_FILE) as stage:
+        for name, entry in zip(ORDER, tensors):
+            array = np.asarray(record[name], dtype=DTYPE)
+            (stage.path / entry["file"]).write_bytes(array.tobytes(order="C"))
+        (stage.path / MANIFEST_FILE).write_text(text)
+        stage.commit()
+    return manifest
+
+
+def _manifest_text(manifest: dict) -> str:
+    """manifest.json's text: strict JSON (no NaN), one line per tensor."""
+    rows = ",\n".join("  " + json.dumps(t, allow_nan=False) for t in manifest["tensors"])
+    settings = json.dumps(manifest["settings"], indent=1, allow_nan=False).replace("\n", "\n ")
+    return (f'{{\n "format": {json.dumps(manifest["format"])},\n "version": {manifest["version"]},\n'
+            f' "tensors": [\n{rows}\n ],\n "settings": {settings}\n}}\n')
+
+
+def read_dump(out: Path) -> dict[str, np.ndarray]:
+    """Name -> array of a dump folder, in the manifest's order and shapes (for tests and comparisons)."""
+    manifest = read_json(Path(out) / MANIFEST_FILE)
+    return {t["name"]: np.fromfile(Path(out) / t["file"], dtype=DTYPE).reshape(t["shape"])
+            for t in manifest["tensors"]}
+
+
+def _json_number(value):
+    """value, or for NaN and the infinities the text that the checksum line shows (JSON has none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
