@@ -17,10 +17,11 @@ from . import __version__, checkpoint, cli
 from .data.format import DataError
 from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
-from .inference.files import EXIT_BAD_INPUTS
 from .inference.intensity import TrainingStats
 from .inference.pipeline import denoise_files
+from .micrographs import sources
 from .micrographs.mrc_io import MrcfileMissing, label, require_mrcfile
+from .micrographs.sources import EXIT_BAD_INPUTS
 from .micrographs.tiff_io import TifffileMissing, require_tifffile
 from .network import backends
 from .userio import arguments, console, runlog, signals
@@ -122,7 +123,7 @@ def run(args) -> int:
             "micrographs cannot be brought into the model's range; pass --normalize to feed them unchanged "
             "and write the model's output as it is")
 
-    inputs, problems = files.expand(args.inputs)
+    inputs, problems = sources.expand(args.inputs)
     inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
     if not inputs:
         raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
@@ -188,7 +189,7 @@ def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
 
     results = denoise_files(
         jobs, denoiser, stats=stats, normalize=args.normalize, on_frame=on_frame,
-        open_source=lambda path: files.open_source(path, args.height, args.width),
+        open_source=lambda path: sources.open_source(path, args.height, args.width),
         open_writer=lambda job, source: files.open_writer(job, source, args.format, text),
         on_output=write_preview if args.preview else None)
     with contextlib.closing(results):

@@ -30,13 +30,13 @@ from cudnn_denoise.data.format import (
 )
 from cudnn_denoise.data.recast import recast_dataset
 from cudnn_denoise.data.synthetic import DEFAULT_DOSE, DEFAULT_SIGMA, write_dataset
-from cudnn_denoise.inference.files import EXIT_BAD_INPUTS
 from cudnn_denoise.micrographs.convert import (
     NothingUsable,
     add_arguments,
     convert,
     preprocessing_from,
 )
+from cudnn_denoise.micrographs.sources import EXIT_BAD_INPUTS
 from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress

@@ -1,31 +1,23 @@
-"""Which files: inputs expanded from files, folders and glob patterns; outputs named and checked.
+"""denoise's jobs: each input's output named and checked, before the first micrograph is read.
 
-Inputs are .mrc / .mrcs (MRC, through mrcfile), .tif / .tiff (TIFF, through tifffile) and .bin
-(raw float32 in the dataset format; denoise only). A folder stands for its files with those
-suffixes (not recursive); a pattern is expanded by glob. Output i is OUT/<stem><suffix><ext>: ext
+The inputs come from micrographs/sources.py (files, folders and patterns). Output i is
+OUT/<stem><suffix><ext>: ext
 is .mrc or .mrcs after the input's for MRC inputs, .mrc for TIFF ones, .mrcs for raw ones (the
-dataset format is a stack) with --format mrc, .bin with --format raw. Everything here runs before
-the first micrograph is read. make_dataset reads its micrographs through the same functions.
+dataset format is a stack) with --format mrc, .bin with --format raw.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.format import open_readonly
+from ..micrographs.sources import MRC_SUFFIXES, TIFF_SUFFIXES
 from ..userio.files import UserFileError
 
-MRC_SUFFIXES = (".mrc", ".mrcs")
-TIFF_SUFFIXES = (".tif", ".tiff")
-RAW_SUFFIXES = (".bin",)
-MICROGRAPH_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES  # files with a shape of their own
-SUFFIXES = MICROGRAPH_SUFFIXES + RAW_SUFFIXES
 FORMATS = ("mrc", "raw")
-EXIT_BAD_INPUTS = 4  # denoise and make_dataset: some inputs were named and skipped, the rest done
+
 
 
 class OutputError(UserFileError):
@@ -46,41 +38,6 @@ class Job:
     @property
     def is_tiff(self) -> bool:
         return self.source.suffix.lower() in TIFF_SUFFIXES
-
-
-def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list[Path], list[str]]:
-    """(files, problems): the input files named by files, folders and patterns, each once, in the
-    order given (folders and patterns sorted); a problem line for each name that gives none.
-    Only files whose suffix is in `suffixes` count (all readable kinds by default)."""
-    files: list[Path] = []
-    seen: set[Path] = set()
-    problems = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in suffixes and p.is_file())
-            if not found:
-                problems.append(f"{spec}: a folder without {' / '.join(suffixes)} files")
-        elif path.exists():
-            if path.suffix.lower() not in suffixes:
-                problems.append(f"{spec}: not a {' / '.join(suffixes)} file")
-                continue
-            found = [path]
-        elif glob.has_magic(spec):
-            found = sorted(Path(p) for p in glob.glob(spec)
-                           if Path(p).suffix.lower() in suffixes and Path(p).is_file())
-            if not found:
-                problems.append(f"{spec}: matches no {' / '.join(suffixes)} file")
-        else:
-            problems.append(f"{spec}: no such file or folder")
-            continue
-        for file in found:
-            key = file.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(file)
-    return files, problems
 
 
 def without_outputs(files: list[Path], out_dir: Path, suffix: str) -> tuple[list[Path], int]:
@@ -135,23 +92,6 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str) -> list[J
         claimed[key] = file
         jobs.append(Job(file, output))
     return jobs
-
-
-def open_source(path: Path, height: int | None, width: int | None):
-    """An MrcSource, TiffSource or RawSource (DataError naming the file if it cannot be used: also
-    when it is not a regular file, which a reader might wait on forever)."""
-    os.close(open_readonly(path))
-    if path.suffix.lower() in MRC_SUFFIXES:
-        from ..micrographs.mrc_io import MrcSource
-
-        return MrcSource(path)
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        from ..micrographs.tiff_io import TiffSource
-
-        return TiffSource(path)
-    from ..micrographs.raw_io import RawSource
-
-    return RawSource(path, height, width)
 
 
 def open_writer(job: Job, source, fmt: str, label: str):

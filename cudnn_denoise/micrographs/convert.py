@@ -1,7 +1,7 @@
 """Micrograph files into a dataset: read, scale, cut, add noise or pair even/odd halves, write.
 
 make_dataset --from-mrc and --even/--odd call convert(). The inputs are listed and every file's
-header read first (inference/files.py and its readers: MRC through mrcfile, TIFF through
+header read first (micrographs/sources.py and its readers: MRC through mrcfile, TIFF through
 tifffile), so an unreadable file or a shape without a patch is named before any pixel is read.
 Then each micrograph (a file, a frame of a stack, or a frame of an even/odd pair) is read,
 scaled and cut (data/micrographs.py), in order, in worker processes when asked (each depends
@@ -32,7 +32,7 @@ from ..data.micrographs import (
     to_unit,
 )
 from ..data.writer import check_target, ordered_map, write_pairs
-from ..inference import files
+from . import sources
 
 
 class NothingUsable(DataError):
@@ -165,11 +165,11 @@ def cut_micrograph(p: Preprocessing, m: Micrograph) -> Cut:
 def _groups(p: Preprocessing, inputs, evens, odds, skip) -> list[tuple[Path, ...]]:
     """The files of each micrograph group: (file,) or (even, odd); DataError when there is none."""
     if p.mode == "noise":
-        found, problems = files.expand(list(inputs), files.MICROGRAPH_SUFFIXES)
+        found, problems = sources.expand(list(inputs), sources.MICROGRAPH_SUFFIXES)
         groups = [(path,) for path in found]
     else:
-        even_files, problems = files.expand(list(evens), files.MICROGRAPH_SUFFIXES)
-        odd_files, odd_problems = files.expand(list(odds), files.MICROGRAPH_SUFFIXES)
+        even_files, problems = sources.expand(list(evens), sources.MICROGRAPH_SUFFIXES)
+        odd_files, odd_problems = sources.expand(list(odds), sources.MICROGRAPH_SUFFIXES)
         pairs, unmatched = match_halves(even_files, odd_files)
         problems += odd_problems
         groups = pairs
@@ -211,7 +211,7 @@ def _scan(groups: list[tuple[Path, ...]], p: Preprocessing, skip) -> list[Microg
 
 def _header(path: Path) -> tuple[int, int, int, list[float] | None]:
     """(frames, height, width, pixel size [x, y] in angstrom or None) of one file."""
-    source = files.open_source(path, None, None)
+    source = sources.open_source(path, None, None)
     try:
         pixel = None
         if source.header is not None:
@@ -223,7 +223,7 @@ def _header(path: Path) -> tuple[int, int, int, list[float] | None]:
 
 
 def _read(path: Path, frame: int) -> np.ndarray:
-    source = files.open_source(path, None, None)
+    source = sources.open_source(path, None, None)
     try:
         return source.read(frame)
     finally:

@@ -1,0 +1,74 @@
+"""Micrograph inputs: files, folders and glob patterns expanded, and each opened by its suffix.
+
+Inputs are .mrc / .mrcs (MRC, through mrcfile), .tif / .tiff (TIFF, through tifffile) and .bin
+(raw float32 in the dataset format; denoise only). A folder stands for its files with those
+suffixes (not recursive); a pattern is expanded by glob. denoise and make_dataset --from-mrc read
+their inputs through these functions.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from ..data.format import open_readonly
+
+MRC_SUFFIXES = (".mrc", ".mrcs")
+TIFF_SUFFIXES = (".tif", ".tiff")
+RAW_SUFFIXES = (".bin",)
+MICROGRAPH_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES  # files with a shape of their own
+SUFFIXES = MICROGRAPH_SUFFIXES + RAW_SUFFIXES
+EXIT_BAD_INPUTS = 4  # denoise and make_dataset: some inputs were named and skipped, the rest done
+
+
+def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list[Path], list[str]]:
+    """(files, problems): the input files named by files, folders and patterns, each once, in the
+    order given (folders and patterns sorted); a problem line for each name that gives none.
+    Only files whose suffix is in `suffixes` count (all readable kinds by default)."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    problems = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in suffixes and p.is_file())
+            if not found:
+                problems.append(f"{spec}: a folder without {' / '.join(suffixes)} files")
+        elif path.exists():
+            if path.suffix.lower() not in suffixes:
+                problems.append(f"{spec}: not a {' / '.join(suffixes)} file")
+                continue
+            found = [path]
+        elif glob.has_magic(spec):
+            found = sorted(Path(p) for p in glob.glob(spec)
+                           if Path(p).suffix.lower() in suffixes and Path(p).is_file())
+            if not found:
+                problems.append(f"{spec}: matches no {' / '.join(suffixes)} file")
+        else:
+            problems.append(f"{spec}: no such file or folder")
+            continue
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    return files, problems
+
+
+def open_source(path: Path, height: int | None, width: int | None):
+    """An MrcSource, TiffSource or RawSource (DataError naming the file if it cannot be used: also
+    when it is not a regular file, which a reader might wait on forever)."""
+    os.close(open_readonly(path))
+    if path.suffix.lower() in MRC_SUFFIXES:
+        from .mrc_io import MrcSource
+
+        return MrcSource(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        from .tiff_io import TiffSource
+
+        return TiffSource(path)
+    from .raw_io import RawSource
+
+    return RawSource(path, height, width)
