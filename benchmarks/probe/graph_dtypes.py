@@ -4,7 +4,7 @@
 
 The C probe (cudnn_probe.c) gives every tensor of a graph one data type. A BF16 step needs graphs
 whose tensors differ: FLOAT filters and 1-channel tensors beside BF16 hidden activations, FLOAT
-bias gradients from BF16 data. Each graph here is built by layers/fusion.py's builders and timed over
+bias gradients from BF16 data. Each graph here is built by layers/graphs.py's builders and timed over
 every engine configuration as the model chooses (FusedOp.choose, on random buffers), at
 4 x 1024 x 1024. layers/precision.py's choice of types comes from this table.
 """
@@ -18,7 +18,7 @@ import cupy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cudnn_denoise.layers import fusion  # noqa: E402
+from cudnn_denoise.layers import engines, graphs  # noqa: E402
 from cudnn_denoise.layers.algorithms import Policy  # noqa: E402
 from cudnn_denoise.layers.context import Context  # noqa: E402
 from cudnn_denoise.layers.precision import BFLOAT16, FLOAT  # noqa: E402
@@ -33,25 +33,25 @@ def cases() -> list:
     conv1, conv2, conv3 = LAYERS
     cases = []
     for spec, name in ((conv1, "conv1"), (conv2, "conv2"), (conv3, "conv3")):
-        fwd = lambda d, s=spec: fusion.forward_graph(s, N, H, W, d)  # noqa: E731
-        wgrad = lambda d, s=spec: fusion.wgrad_graph(s, N, H, W, d)  # noqa: E731
+        fwd = lambda d, s=spec: graphs.forward_graph(s, N, H, W, d)  # noqa: E731
+        wgrad = lambda d, s=spec: graphs.wgrad_graph(s, N, H, W, d)  # noqa: E731
         out = B if spec.relu else F
         cases += [(f"{name} fwd all bf16, y {out[11:]}", fwd, {"x": B, "w": B, "b": B, "y": out}),
                   (f"{name} fwd bf16, bias f32, y {out[11:]}", fwd, {"x": B, "w": B, "y": out}),
                   (f"{name} wgrad bf16, dw bf16", wgrad, {"x": B, "dy": B, "dw": B}),
                   (f"{name} wgrad bf16, dw f32", wgrad, {"x": B, "dy": B})]
-    cases.append(("conv1 fwd f32, y bf16", lambda d: fusion.forward_graph(conv1, N, H, W, d), {"y": B}))
+    cases.append(("conv1 fwd f32, y bf16", lambda d: graphs.forward_graph(conv1, N, H, W, d), {"y": B}))
     for spec, name in ((conv2, "conv2"), (conv3, "conv3")):
         for bias in (False, True):
-            dgrad = lambda d, s=spec, b=bias: fusion.dgrad_graph(s, N, H, W, b, d)  # noqa: E731
+            dgrad = lambda d, s=spec, b=bias: graphs.dgrad_graph(s, N, H, W, b, d)  # noqa: E731
             tail = " +dbias" if bias else ""
             cases += [(f"{name} dgrad+drelu{tail} all bf16", dgrad, {"dy": B, "w": B, "h": B, "da": B}),
                       (f"{name} dgrad+drelu{tail} f32 conv, h/da bf16", dgrad, {"h": B, "da": B})]
-        cases.append((f"{name} dgrad bf16 alone", lambda d, s=spec: fusion.plain_dgrad_graph(s, N, H, W, d),
+        cases.append((f"{name} dgrad bf16 alone", lambda d, s=spec: graphs.plain_dgrad_graph(s, N, H, W, d),
                       {"dy": B, "w": B, "dh": B}))
     for bias, dtypes, label in ((False, B, "bf16"), (True, B, "bf16 +dbias"), (True, F, "f32 +dbias")):
         cases.append((f"relu bwd alone {label}",
-                      lambda d, b=bias: fusion.relu_backward_graph(16, N, H, W, d, bias_gradient=b),
+                      lambda d, b=bias: graphs.relu_backward_graph(16, N, H, W, d, bias_gradient=b),
                       {role: dtypes for role in ("dh", "h", "da")}))
     return cases
 
@@ -62,7 +62,7 @@ def main() -> int:
     print(f"{ctx.gpu_name}, cuDNN {ctx.cudnn.cudnnGetVersion()}, {N} x {H} x {W}", flush=True)
     for name, build, dtypes in cases():
         try:
-            op = fusion.FusedOp(ctx, name, *build(dtypes), "probe")
+            op = engines.FusedOp(ctx, name, *build(dtypes), "probe")
         except Exception as exc:  # noqa: BLE001 - a probe reports every refusal and goes on
             print(f"{name:48s} graph refused: {str(exc).splitlines()[0][:120]}", flush=True)
             continue

@@ -1,7 +1,7 @@
 """Graph (backend) API descriptors: cudnnBackendCreateDescriptor, Set/GetAttribute, Finalize, Destroy.
 
 A backend descriptor is a bag of typed attributes, frozen by cudnnBackendFinalize. This module
-mirrors those calls and nothing more (what the training step builds from them is layers/fusion.py):
+mirrors those calls and nothing more (what the training step builds from them is layers/graphs.py):
 
     t = BackendDescriptor("CUDNN_BACKEND_TENSOR_DESCRIPTOR")
     t.set("CUDNN_ATTR_TENSOR_DIMENSIONS", "CUDNN_TYPE_INT64", [4, 16, 1024, 1024]).finalize()

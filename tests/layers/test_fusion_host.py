@@ -4,7 +4,7 @@ KRSC filter layout that path keeps on the device."""
 import numpy as np
 import pytest
 
-from cudnn_denoise.layers import fusion
+from cudnn_denoise.layers import fusion, graphs
 from cudnn_denoise.layers.precision import BFLOAT16, FLOAT, PRECISIONS, layer_types
 from cudnn_denoise.params import LAYERS, PARAMS, from_krsc, init_params, to_krsc, views
 
@@ -21,20 +21,20 @@ def test_every_operation_of_the_step_finalizes(index, precision):
     is left for the GPU is the graph, its heuristics and its plans."""
     spec = LAYERS[index]
     types = layer_types(precision, spec, first=index == 0)
-    ops, roles = fusion.forward_graph(spec, 3, 37, 53, types.forward)
+    ops, roles = graphs.forward_graph(spec, 3, 37, 53, types.forward)
     assert uids(roles) == {"x": 1, "w": 2, "b": 3, "y": 4}
     assert len(ops) == (3 if spec.relu else 2)  # conv, bias add [, ReLU]
-    ops, roles = fusion.wgrad_graph(spec, 3, 37, 53, types.wgrad)
+    ops, roles = graphs.wgrad_graph(spec, 3, 37, 53, types.wgrad)
     assert len(ops) == 1 and uids(roles) == {"x": 1, "dy": 2, "dw": 3}
     for bias in (True, False):
-        ops, roles = fusion.dgrad_graph(spec, 3, 37, 53, bias, types.dgrad)
+        ops, roles = graphs.dgrad_graph(spec, 3, 37, 53, bias, types.dgrad)
         assert len(ops) == (3 if bias else 2) and ("db" in roles) == bias
-    ops, roles = fusion.plain_dgrad_graph(spec, 3, 37, 53, types.dgrad)
+    ops, roles = graphs.plain_dgrad_graph(spec, 3, 37, 53, types.dgrad)
     assert len(ops) == 1 and uids(roles) == {"dy": 1, "w": 2, "dh": 3}
-    ops, roles = fusion.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad)
+    ops, roles = graphs.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad)
     assert len(ops) == 2 and uids(roles) == {"dh": 1, "h": 2, "da": 3, "db": 4}
     assert roles["db"].dtype == FLOAT  # bias gradients stay FP32 in every precision
-    ops, roles = fusion.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad, bias_gradient=False)
+    ops, roles = graphs.relu_backward_graph(spec.in_channels, 3, 37, 53, types.dgrad, bias_gradient=False)
     assert len(ops) == 1 and uids(roles) == {"dh": 1, "h": 2, "da": 3}
 
 
@@ -50,9 +50,9 @@ def test_bf16_types_keep_parameters_loss_and_bias_gradients_fp32():
 
 @pytest.mark.usefixtures("backend_api")
 def test_tensors_are_nhwc_in_nchw_dimension_order():
-    t = fusion.tensor(5, (4, 16, 32, 48))
+    t = graphs.tensor(5, (4, 16, 32, 48))
     assert t.get("CUDNN_ATTR_TENSOR_STRIDES", "CUDNN_TYPE_INT64", 4) == [32 * 48 * 16, 1, 48 * 16, 16]
-    assert fusion.nhwc_strides(16, 16, 3, 3) == [144, 1, 48, 16]  # a KRSC filter
+    assert graphs.nhwc_strides(16, 16, 3, 3) == [144, 1, 48, 16]  # a KRSC filter
 
 
 def test_krsc_reorders_each_filter_and_round_trips():
@@ -77,17 +77,17 @@ def test_each_dgrad_form_builds_its_graphs(precision):
     types = layer_types(precision, spec, first=False)
     tag = " bf16" if precision == "bf16" else ""
     options = fusion.dgrad_options(spec, 2, 8, 8, types, fusion.DGRAD_FORMS, scratch=True)
-    names = {form: [name for name, _ in graphs] for form, _, _, graphs in options}
+    names = {form: [name for name, _ in built] for form, _, _, built in options}
     assert names == {
         "fused": [f"graph backward_data relu bias{tag}"],
         "fused cublas": [f"graph backward_data relu{tag}"],
         "split": [f"graph backward_data{tag}", f"graph relu_backward bias{tag}"],
         "split cublas": [f"graph backward_data{tag}", f"graph relu_backward{tag}"],
     }
-    for form, bias, split, graphs in options:
+    for form, bias, split, built in options:
         assert (bias, split) == (not form.endswith("cublas"), form.startswith("split"))
-        assert ("db" in graphs[-1][1][1]) == bias  # the last graph's roles
-        assert split == (len(graphs) == 2)
+        assert ("db" in built[-1][1][1]) == bias  # the last graph's roles
+        assert split == (len(built) == 2)
     without_scratch = fusion.dgrad_options(spec, 2, 8, 8, types, fusion.DGRAD_FORMS, scratch=False)
     assert [o[0] for o in without_scratch] == ["fused", "fused cublas"]
     forced = fusion.dgrad_options(spec, 2, 8, 8, types, ("split cublas",), scratch=True)
