@@ -23,8 +23,8 @@ from .data.cache import POLICIES as CACHE_POLICIES
 from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
 from .distributed import nccl
 from .distributed import world as distributed
-from .layers.precision import PRECISIONS
-from .network import backends
+from .network import backends, options
+from .network.options import PRECISIONS
 from .params import init_params
 from .port import calls, trace
 from .training import lossplot, run_record
@@ -182,15 +182,15 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
-    if args.precision == "bf16":
-        if args.math == "fp32":
-            raise ValueError("--precision bf16 rounds activations to BF16 on tensor cores: it cannot be combined "
-                             "with --math fp32 (strict FP32)")
-        args.graph_api = True  # BF16 exists on the graph-API path only
-    if args.graph_api and (args.fused or args.trace is not None):
-        raise ValueError("--graph-api (and --precision bf16, which runs on it) fuses through the graph API: it "
-                         "cannot be combined with --fused (the legacy fused call) or --trace (which follows the "
-                         "legacy calls; docs/fortran.md lists the graph API's)")
+    if args.precision == "bf16" and not args.graph_api:
+        args.graph_api, graph_api = True, "--graph-api (which --precision bf16 runs on)"
+    else:
+        graph_api = "--graph-api"
+    options.check({**options.FLAGS, "graph_api": graph_api}, math=args.math, precision=args.precision,
+                  fused=args.fused, graph_api=args.graph_api)
+    if args.graph_api and args.trace is not None:
+        raise ValueError(f"{graph_api} cannot be combined with --trace, which follows the legacy calls "
+                         "(docs/fortran.md lists the graph API's)")
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     backend, why = backends.resolve(args.backend)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bindings.device import NoGpuError, gpu_status
-from .model import MATH_MODES
+from .options import MATH_MODES
 
 BACKENDS = ("auto", "cudnn", "reference")
 

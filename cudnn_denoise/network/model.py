@@ -34,8 +34,8 @@ import numpy as np
 
 from ..bindings.device import require_gpu
 from ..params import LAYERS, NUM_PARAMS, from_krsc, to_krsc, views
+from .options import check as check_options
 
-MATH_MODES = ("tf32", "fp32")
 
 def default_workspace_limit(batch: int, height: int, width: int) -> int:
     """Bytes one algorithm may use: four hidden activations' worth, plus 64 MiB.
@@ -66,6 +66,8 @@ class DenoiseCNN:
                  workspace_limit: int | None = None, keep_intermediates: bool = False,
                  graph: bool = False, graph_api: bool = False, precision: str = "fp32",
                  algorithm_cache: bool = True, stream=None):
+        check_options(math=math, precision=precision, fused=fused, graph_api=graph_api,
+                      keep_intermediates=keep_intermediates)
         require_gpu()
         import cupy
 
@@ -74,23 +76,9 @@ class DenoiseCNN:
         from ..layers.conv import Conv2d
         from ..layers.fusion import FusedConv2d
         from ..layers.mse import MSELoss
-        from ..layers.precision import BFLOAT16, FLOAT, PRECISIONS, Convert, layer_types
+        from ..layers.precision import BFLOAT16, FLOAT, Convert, layer_types
         from ..layers.relu import ReLU
 
-        if math not in MATH_MODES:
-            raise ValueError(f"math must be one of {MATH_MODES}, not {math!r}")
-        if keep_intermediates and (fused or graph_api):
-            raise ValueError("keep_intermediates needs the unfused forward (the fused calls keep no pre-activation)")
-        if fused and graph_api:
-            raise ValueError("fused (cudnnConvolutionBiasActivationForward) and graph_api (fused graph API "
-                             "engines) are two ways to fuse the forward: choose one")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        if precision == "bf16" and not graph_api:
-            raise ValueError("precision bf16 runs on the graph-API path: pass graph_api=True too")
-        if precision == "bf16" and math == "fp32":
-            raise ValueError("precision bf16 rounds activations to BF16 on tensor cores: it cannot be strict "
-                             "fp32 (math='fp32')")
         self.shape = (batch, 1, height, width)
         self.math, self.deterministic, self.fused = math, deterministic, fused
         self.keep_intermediates = keep_intermediates

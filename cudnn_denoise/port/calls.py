@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..network import options
 from ..network.model import LOSS_SLOTS
 from ..params import LAYERS, NUM_PARAMS
 
@@ -39,8 +40,7 @@ class Settings:
     math: str = "tf32"  # fp32 fixes every convolution's math type to CUDNN_FMA_MATH
 
     def __post_init__(self):
-        if self.fused and self.keep_intermediates:  # as DenoiseCNN
-            raise ValueError("keep_intermediates needs the unfused forward (the fused call keeps no pre-activation)")
+        options.check(options.FLAGS, math=self.math, fused=self.fused, keep_intermediates=self.keep_intermediates)
 
 
 @dataclass(frozen=True)

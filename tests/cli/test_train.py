@@ -305,18 +305,21 @@ def test_profile_refuses_graph_and_trace(capsys, tmp_path):
 def test_graph_api_refuses_fused_and_trace(capsys, tmp_path):
     from cudnn_denoise import train
 
-    for extra in (["--fused"], ["--trace", str(tmp_path / "t.txt")]):
+    cases = {"--fused": "error: --fused (cudnnConvolutionBiasActivationForward) and --graph-api (fused",
+             "--trace": "error: --graph-api cannot be combined with --trace"}
+    for flag, message in cases.items():
+        extra = [flag] if flag == "--fused" else [flag, str(tmp_path / "t.txt")]
         assert train.main(["--graph-api", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: --graph-api (and --precision bf16, which runs on it) fuses through the "
-                              "graph API") and "Traceback" not in err
+        assert err.startswith(message) and "Traceback" not in err, err
 
 
 def test_precision_bf16_refuses_strict_fp32_fused_and_the_reference_backend(capsys, tmp_path):
     from cudnn_denoise import train
 
     cases = {("--math", "fp32"): "error: --precision bf16 rounds activations to BF16 on tensor cores",
-             ("--fused",): "error: --graph-api (and --precision bf16",
+             ("--fused",): "error: --fused (cudnnConvolutionBiasActivationForward) and --graph-api (which "
+                           "--precision bf16 runs on)",
              ("--backend", "reference"): "error: --precision bf16 needs the cudnn backend (a GPU)"}
     for extra, message in cases.items():
         assert train.main(["--precision", "bf16", "--out", str(tmp_path / "run"), *extra]) == 2
