@@ -32,11 +32,10 @@ from .port import calls, trace
 from .port.checksum import format_checksum
 from .port.dump_format import write_dump
 from .training import run_record
+from .training.run_record import SEED
 from .userio import arguments, console, signals
 from .userio.files import sweep_partials
 from .userio.outdir import LOCK_NAME, OutputLock
-
-DEFAULT_BATCH_SIZE, DEFAULT_LR = 4, 0.001  # when the checkpoint's config does not say (the seed's)
 
 EXIT_CODES = """exit codes:
   0    written
@@ -58,9 +57,9 @@ def parser() -> arguments.ArgumentParser:
     s.add_argument("--index", required=True, type=arguments.integer(minimum=0), metavar="I",
                    help="first sample of the batch")
     s.add_argument("--batch-size", type=arguments.integer(minimum=1), metavar="B",
-                   help=f"samples I..I+B-1, in order (default: the checkpoint's run's, else {DEFAULT_BATCH_SIZE})")
+                   help=f"samples I..I+B-1, in order (default: the checkpoint's run's, else {SEED.batch_size})")
     s.add_argument("--lr", type=arguments.number(positive=True),
-                   help=f"SGD learning rate (default: the checkpoint's run's, else {DEFAULT_LR})")
+                   help=f"SGD learning rate (default: the checkpoint's run's, else {SEED.lr})")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
@@ -91,8 +90,8 @@ def main(argv=None) -> int:
 def run(args) -> int:
     saved = checkpoint.load(args.checkpoint)
     config = run_record.read(saved).config
-    batch = args.batch_size if args.batch_size is not None else config.get("batch_size", DEFAULT_BATCH_SIZE)
-    lr = args.lr if args.lr is not None else config.get("lr", DEFAULT_LR)
+    batch = args.batch_size if args.batch_size is not None else config.get("batch_size", SEED.batch_size)
+    lr = args.lr if args.lr is not None else config.get("lr", SEED.lr)
     if not lr > 0:
         raise checkpoint.CheckpointError(f"{saved.path}: its run's lr is {lr}; give --lr")
     dataset = dataset_from_args(args)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 
 from . import cli
+from .data.format import DEFAULT_PATCH_SIZE
 from .port.calls import C_INT_MAX, Settings, step
+from .training.run_record import SEED
 from .userio import arguments, console
 
 
@@ -20,11 +22,14 @@ def parser() -> arguments.ArgumentParser:
                                              "trace lines (docs/fortran.md).")
     cli.add_version(p)
     size = arguments.integer(minimum=1, maximum=C_INT_MAX)  # cuDNN takes dimensions as C ints
-    p.add_argument("--batch-size", type=size, default=4, help="samples per step (default 4)")
-    p.add_argument("--height", type=size, default=1024, help="image height (default 1024)")
-    p.add_argument("--width", type=size, default=1024, help="image width (default 1024)")
-    p.add_argument("--lr", type=arguments.number(positive=True), default=0.001,
-                   help="SGD learning rate (default 0.001)")
+    p.add_argument("--batch-size", type=size, default=SEED.batch_size,
+                   help=f"samples per step (default {SEED.batch_size})")
+    p.add_argument("--height", type=size, default=DEFAULT_PATCH_SIZE,
+                   help=f"image height (default {DEFAULT_PATCH_SIZE})")
+    p.add_argument("--width", type=size, default=DEFAULT_PATCH_SIZE,
+                   help=f"image width (default {DEFAULT_PATCH_SIZE})")
+    p.add_argument("--lr", type=arguments.number(positive=True), default=SEED.lr,
+                   help=f"SGD learning rate (default {SEED.lr})")
     p.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one call, as train --fused")
     p.add_argument("--graph", action="store_true", help="the step that train --graph captures")
     p.add_argument("--keep-intermediates", action="store_true",

@@ -29,7 +29,7 @@ from .params import init_params
 from .port import calls, trace
 from .training import lossplot, run_record
 from .training.loop import LOSSES, METRICS
-from .training.run_record import Config
+from .training.run_record import SEED, Config
 from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
 from .userio.outdir import OutputLock
@@ -61,12 +61,13 @@ def parser() -> arguments.ArgumentParser:
     add_data_arguments(p)
     add_data_arguments(p, prefix="val-", description=VALIDATION)
     t = p.add_argument_group("training (defaults: the seed's run)")
-    t.add_argument("--batch-size", type=arguments.integer(minimum=1), default=4,
-                   help="samples per step (default 4); under mpirun -n R, per rank: a step's batch is R times it")
-    t.add_argument("--lr", type=arguments.number(positive=True), default=0.001,
-                   help="SGD learning rate (default 0.001)")
-    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=1,
-                   help="passes over the data (default 1)")
+    t.add_argument("--batch-size", type=arguments.integer(minimum=1), default=SEED.batch_size,
+                   help=f"samples per step (default {SEED.batch_size}); under mpirun -n R, per rank: a "
+                        "step's batch is R times it")
+    t.add_argument("--lr", type=arguments.number(positive=True), default=SEED.lr,
+                   help=f"SGD learning rate (default {SEED.lr})")
+    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=SEED.epochs,
+                   help=f"passes over the data (default {SEED.epochs})")
     t.add_argument("--max-steps", type=arguments.integer(minimum=0),
                    help="stop after N steps; 0 writes the initial checkpoint and exits")
     t.add_argument("--seed", type=arguments.integer(minimum=0), default=0,

@@ -30,6 +30,7 @@ from ..data.format import DataError, Dataset, check_values, find_bad_sample, val
 from ..data.reader import PairReader
 from ..distributed.world import SINGLE, World
 from ..network.backends import build
+from ..network.model import LOSS_SLOTS
 from ..port import algorithm_table, trace
 from ..userio import signals
 from ..userio.files import write_atomic
@@ -37,7 +38,6 @@ from ..userio.progress import Progress, format_duration
 from . import run_record
 from .run_record import Config, Position
 
-LOSS_SLOTS = 1024  # losses kept on the device between reads (DenoiseCNN.loss_sums)
 PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)
 METRICS, LOSSES = "metrics.jsonl", "losses.tsv"  # in the run's folder: log lines, every step's loss
 

@@ -46,6 +46,9 @@ class Config:
     cache: str = "auto"  # the page-cache policy of the training reads (data/cache.py)
 
 
+SEED = Config()  # the seed's run: every program's defaults for batch size, lr and epochs
+
+
 @dataclass
 class Position:
     """Where a run stands: resuming from a checkpoint restores exactly this."""
