@@ -405,7 +405,7 @@ contains
   subroutine log_line()
     real(c_double) :: seconds, rate, val_loss, val_psnr
     character(len=:), allocatable :: fields
-    character(len=48) :: tail
+    character(len=:), allocatable :: tail
     call flush_losses()
     seconds = seconds_since(started)
     rate = step_count() / max(seconds, 1d-9)
@@ -419,15 +419,28 @@ contains
       call validate(val, m, stream, val_loss, val_psnr)
       fields = fields // ', "val_loss": ' // trim(real_text(val_loss)) // ', "val_psnr": ' // &
           trim(real_text(val_psnr)) // ', "val_data_range": ' // trim(real_text(val%peak))
-      write(tail, '(A, F7.4, A, F0.2, A)') "  val loss ", val_loss, "  PSNR ", val_psnr, " dB"
+      tail = "  val loss " // fixed(val_loss, 4) // "  PSNR " // fixed(val_psnr, 2) // " dB"
     end if
     write(metrics_unit, '(A)') fields // '}'
     flush(metrics_unit)
     print '(A, I6, A, I0, A, F7.4, A, F7.4, A, F7.1, A)', "batch ", position%step, "  epoch ", &
         position%epoch_of(batches_per_epoch), "  loss ", position%last_loss, "  average ", &
-        position%loss_sum / position%step, "  ", rate, " batches/s" // trim(tail)
+        position%loss_sum / position%step, "  ", rate, " batches/s" // tail
     flush(output_unit)
   end subroutine log_line
+
+  ! value with `decimals` decimals, as Python's f"{value:.{decimals}f}" (gfortran's F0.d drops the
+  ! leading zero of 0.5)
+  function fixed(value, decimals) result(text)
+    real(c_double), intent(in) :: value
+    integer, intent(in) :: decimals
+    character(len=:), allocatable :: text
+    character(len=40) :: buffer
+    character(len=16) :: edit
+    write(edit, '("(F40.", I0, ")")') decimals
+    write(buffer, edit) value
+    text = trim(adjustl(buffer))
+  end function fixed
 
   ! A double as JSON-readable text with 17 significant digits.
   function real_text(value) result(text)
@@ -471,23 +484,23 @@ contains
     text = trim(merge("true ", "false", value))
   end function json_bool
 
-  ! After the last step (or a signal): the final parameters' checksum lines, then the buffers
-  ! freed; a signal ends the program with 128 + its number, as train.
+  ! After the last step (or a signal): with --val-data the final validation, the final
+  ! parameters' checksum lines (last), then the buffers freed; a signal ends the program with 128 + its number, as train.
   subroutine finish()
     integer :: i
     integer(c_int) :: signum
     real(c_double) :: val_loss, val_psnr
+    if (len(val_dir) > 0) then
+      call validate(val, m, stream, val_loss, val_psnr)
+      print '(A)', "validation: loss " // fixed(val_loss, 4) // ", PSNR " // fixed(val_psnr, 2) // &
+          " dB (data range " // trim(real_text(val%peak)) // ")"
+      call validation_close(val)
+    end if
     print '(A)', "parameters: " // out_dir // "/" // RUN_SUBFOLDER // "/params.bin"
     do i = 1, NUM_TENSORS
       print '(A)', format_checksum(trim(PARAM_NAMES(i)), &
           params(PARAM_OFFSETS(i) + 1 : PARAM_OFFSETS(i) + PARAM_SIZES(i)))
     end do
-    if (len(val_dir) > 0) then
-      call validate(val, m, stream, val_loss, val_psnr)
-      print '(A, F0.4, A, F0.2, A, G0, A)', "validation: loss ", val_loss, ", PSNR ", val_psnr, &
-          " dB (data range ", val%peak, ")"
-      call validation_close(val)
-    end if
     flush(output_unit)
     call reader_close()
     call model_destroy(m)
