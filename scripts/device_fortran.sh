@@ -5,7 +5,9 @@
 #   bash scripts/device_fortran.sh            (PYTHON: an environment with cudnn_denoise[cuda13])
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)  # a worktree's .git is a file
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
 build=$PWD/.device/fortran-build
 make -s -C fortran BUILD="$build" PYTHON="${PYTHON:-python}"
 mkdir -p .device/fortran
