@@ -4,7 +4,7 @@ and steps/s of each, in one run (issue 16; docs/fortran.md, "Running the Fortran
     python benchmarks/fortran_parity.py --bin fortran/build/denoise_train --out DIR [--quick]
 
 For each of 4 x 1 x 256 x 256 and 4 x 1 x 1024 x 1024, strict FP32 and TF32, unfused and fused
-forward: `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
+forward (and TF32 unfused from the same set stored as float16, which both readers widen on the GPU): `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
 checkpoint, then `denoise_train` on the same data and checkpoint with the algorithm table that
 train wrote (its --out/algorithms.txt), then cudnn_denoise.compare on the two runs. Every step's
 loss is compared (the first 50, resp. 20, are the issue's parity runs; the rest make the speed
@@ -76,8 +76,8 @@ def metrics(folder: Path) -> list[dict]:
 
 
 def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
-               math_mode: str, fused: bool) -> dict:
-    name = f"{size}_{math_mode}{'_fused' if fused else ''}"
+               math_mode: str, fused: bool, dtype: str = "float32") -> dict:
+    name = f"{size}_{math_mode}{'_fused' if fused else ''}{'' if dtype == 'float32' else '_' + dtype}"
     epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
     common = ["--data", data, "--init", init, "--math", math_mode, "--deterministic", "--max-steps",
               spec["steps"], "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
@@ -95,7 +95,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     overall = result.params[-1]
     ours = [checksum.format_checksum(n, v) for n, v in params.views(compare.read_params(python_out)).items()]
     return {
-        "config": name, "size": size, "math": math_mode, "fused": fused, "steps": spec["steps"],
+        "config": name, "size": size, "math": math_mode, "fused": fused, "dtype": dtype, "steps": spec["steps"],
         "parity_steps": spec["parity"], "parity_losses_identical": parity_same,
         "losses": vars(result.losses), "params": vars(overall),
         "per_tensor": [vars(d) for d in result.params[:-1]],
@@ -182,7 +182,7 @@ def table(rows: list[dict], choices: dict) -> list[str]:
     for r in rows:
         lo, pa = r["losses"], r["params"]
         lines.append(
-            f"| {BATCH}x1x{r['size']}x{r['size']} | {r['math']} | {'fused' if r['fused'] else 'unfused'} | "
+            f"| {BATCH}x1x{r['size']}x{r['size']}{'' if r['dtype'] == 'float32' else ' ' + r['dtype']} | {r['math']} | {'fused' if r['fused'] else 'unfused'} | "
             f"{r['steps']} | {lo['identical']}/{lo['count']}, {lo['worst_ulp']}, {lo['worst_relative']:.2g} | "
             f"{pa['identical']}/{pa['count']}, {pa['worst_ulp']}, {pa['worst_relative']:.2g} | "
             f"{r['python_steps_per_s']:.1f} | {r['fortran_steps_per_s']:.1f} | "
@@ -214,6 +214,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import cupy
 
+    from cudnn_denoise.data.format import open_dir
+    from cudnn_denoise.data.recast import recast_dataset
     from cudnn_denoise.data.synthetic import write_dataset
 
     gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
@@ -236,6 +238,10 @@ def main(argv=None) -> int:
                       f"python {row['python_steps_per_s']:.1f} fortran {row['fortran_steps_per_s']:.1f} steps/s "
                       f"({time.monotonic() - started:.0f} s)", flush=True)
             choices[f"{size} {math_mode}"] = own_choice(args.work, args.bin, env, data, init, size, math_mode)
+        half = args.work / f"data_{size}_float16"  # widened on the GPU by each reader
+        if not (half / "dataset.json").exists():
+            recast_dataset(open_dir(data), half, "float16")
+        rows.append(one_config(args.work, args.bin, env, half, init, size, spec, "tf32", False, "float16"))
         if size == 1024:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
             val_same = validation(args.work, args.bin, env, data, init)

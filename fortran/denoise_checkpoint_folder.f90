@@ -15,12 +15,12 @@ module denoise_checkpoint_folder
   use cudnn_denoise_checkpoint, only: NUM_PARAMS, NUM_TENSORS, PARAM_NAMES, PARAM_OFFSETS, &
       PARAMS_BIN_BYTES, CONV1_WEIGHT_SHAPE, CONV2_WEIGHT_SHAPE, CONV3_WEIGHT_SHAPE, read_params
   use cudnn_denoise_sha256, only: sha256_hex
-  use denoise_check, only: fail, int_text
+  use denoise_check, only: fail, int_text, c_text
   use denoise_json, only: file_text, json_has, json_integer, json_string
   implicit none
   private
   public :: RUN_SUBFOLDER, checkpoint_t, save_checkpoint, load_checkpoint, remove_folder, &
-      rename_file, c_text
+      rename_file
 
   character(len=*), parameter :: RUN_SUBFOLDER = "checkpoint"  ! train --out DIR keeps DIR/checkpoint
   character(len=*), parameter :: FORMAT = "cudnn_denoise.checkpoint"
@@ -283,15 +283,5 @@ contains
     write(buffer, '(Z0)') value
     text = trim(buffer)
   end function hex
-
-  function c_text(text) result(chars)
-    character(len=*), intent(in) :: text
-    character(kind=c_char) :: chars(len(text) + 1)
-    integer :: i
-    do i = 1, len(text)
-      chars(i) = text(i:i)
-    end do
-    chars(len(text) + 1) = c_null_char
-  end function c_text
 
 end module denoise_checkpoint_folder

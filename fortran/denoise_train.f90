@@ -3,7 +3,7 @@
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
 !                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--deterministic]
 !                 [--drop-last] [--algorithms FILE] [--log-every N] [--checkpoint-every N]
-!                 [--val-data DIR] [--overwrite]
+!                 [--val-data DIR] [--cache auto|keep|drop] [--overwrite]
 !
 ! It reads the dataset (DIR/dataset.json, noisy.bin, clean.bin: stream access) in the order that
 ! `train --no-shuffle` uses, the initial parameters from a checkpoint (a checkpoint folder, a train
@@ -30,15 +30,16 @@ program denoise_train
   use cudnn_denoise_checkpoint, only: NUM_PARAMS, NUM_TENSORS, PARAM_NAMES, PARAM_OFFSETS, &
       PARAM_SIZES, read_params, write_params
   use cudnn_denoise_checksum, only: format_checksum
-  use denoise_check, only: check_cuda, check_cublas, fail, int_text
+  use denoise_check, only: check_cuda, check_cublas, fail, int_text, c_text
   use denoise_step, only: model_t, LOSS_SLOTS, train_step
   use denoise_setup, only: model_options_t, model_create, model_destroy
   use denoise_algorithms, only: algorithm_table_t, write_table
-  use denoise_reader, only: reader_open, reader_load, reader_batch, reader_release, reader_close, &
-      reader_read_seconds
+  use denoise_reader, only: SLOTS, reader_open, reader_start, reader_queue, reader_batch, &
+      reader_release, reader_close, reader_wait_seconds
+  use denoise_cache, only: choose_cache
   use denoise_dataset_meta, only: dataset_meta_t, read_dataset_meta
   use denoise_checkpoint_folder, only: RUN_SUBFOLDER, checkpoint_t, save_checkpoint, &
-      load_checkpoint, remove_folder, c_text
+      load_checkpoint, remove_folder
   use denoise_run_position, only: position_t, position_from, run_extra, cut_logs
   use denoise_validation, only: validation_t, validation_open, validate, validation_close
   use denoise_signals, only: catch_signals, signal_received
@@ -54,7 +55,7 @@ program denoise_train
   end interface
 
   ! what the command line asks for (train's flags and defaults)
-  character(len=:), allocatable :: data_dir, init_path, out_dir, val_dir
+  character(len=:), allocatable :: data_dir, init_path, out_dir, val_dir, cache
   integer :: batch = 4, epochs = 1, log_every = 100
   integer(int64) :: max_steps = -1, checkpoint_every = 1000
   real(c_double) :: lr_arg = 0.001_c_double
@@ -89,7 +90,7 @@ program denoise_train
       stream, params, table)
   call write_table(out_dir // "/algorithms.txt", table)
   if (len(val_dir) > 0) call validation_open(val, val_dir, batch, data%height, data%width)
-  call reader_open(data%noisy, data%clean, data%height, data%width, batch, batches_per_epoch)
+  call open_reader()
   call train()
   call finish()
 
@@ -105,6 +106,7 @@ contains
     init_path = ""
     out_dir = ""
     val_dir = ""
+    cache = "auto"
     n = command_argument_count()
     i = 1
     do while (i <= n)
@@ -124,7 +126,7 @@ contains
       case ("--resume")
         resume = .true.
       case ("--data", "--init", "--out", "--algorithms", "--math", "--max-steps", "--epochs", &
-          "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data")
+          "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache")
         if (i == n) call fail(flag // " needs a value", 2)
         i = i + 1
         select case (flag)
@@ -150,6 +152,8 @@ contains
           checkpoint_every = int_argument(i, flag, 0)
         case ("--val-data")
           val_dir = argument(i)
+        case ("--cache")
+          cache = argument(i)
         case ("--lr")
           lr_arg = real_argument(i, flag)
         end select
@@ -164,6 +168,8 @@ contains
         "replaces it: pass one of them", 2)
     if (math /= "tf32" .and. math /= "fp32") call fail("--math must be tf32 or fp32, not " // math, 2)
     options%strict_fp32 = math == "fp32"
+    if (cache /= "auto" .and. cache /= "keep" .and. cache /= "drop") call fail("--cache must be " // &
+        "one of auto, keep, drop, not '" // cache // "'", 2)
   end subroutine parse_arguments
 
   subroutine usage()
@@ -171,7 +177,7 @@ contains
     print '(A)', "                     [--epochs E] [--batch-size B] [--lr LR] [--math tf32|fp32]"
     print '(A)', "                     [--fused] [--deterministic] [--drop-last] [--algorithms FILE]"
     print '(A)', "                     [--log-every N] [--checkpoint-every N] [--val-data DIR]"
-    print '(A)', "                     [--overwrite]"
+    print '(A)', "                     [--cache auto|keep|drop] [--overwrite]"
     print '(A)', "Trains the seed's CNN with the cuDNN calls of python -m cudnn_denoise.train"
     print '(A)', "--backend cudnn --no-shuffle (legacy step) and writes losses.tsv, metrics.jsonl,"
     print '(A)', "algorithms.txt and checkpoint/ into --out, as train does. Defaults as train: batch 4,"
@@ -182,7 +188,8 @@ contains
     print '(A)', "takes the algorithm table a Python run wrote (its --out/algorithms.txt); without it"
     print '(A)', "cuDNN's heuristics choose (deterministic ones with --deterministic). --drop-last:"
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
-    print '(A)', "by the batch. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
+    print '(A)', "by the batch. --cache: the page cache of the reads, as train's. float16 sets are"
+    print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"
     print '(A)', "was not finite, 130/143 stopped by SIGINT/SIGTERM."
   end subroutine usage
@@ -225,8 +232,6 @@ contains
     character(len=:), allocatable :: path
     call read_dataset_meta(data_dir, data)
     path = data_dir // "/dataset.json"
-    if (data%half) call fail(path // ": dtype float16: this program reads float32 datasets " // &
-        "(python -m cudnn_denoise.make_dataset --dtype float32, or recast the set)", 2)
     if (data%count < batch) call fail(path // ": " // int_text(int(data%count, c_int64_t)) // &
         " samples, fewer than one batch of " // int_text(int(batch, c_int64_t)), 2)
     if (mod(data%count, batch) /= 0 .and. .not. drop_last) call fail(path // ": " // &
@@ -241,6 +246,16 @@ contains
         " (" // data_dir // ")"
   end subroutine open_dataset
 
+
+  ! The reader, with train's --cache choice (printed as train prints it).
+  subroutine open_reader()
+    character(len=:), allocatable :: why
+    logical :: keep
+    call choose_cache(cache, 2_int64 * merge(2, 4, data%half) * data%height * data%width * &
+        data%count, keep, why)
+    print '(A)', "data: page cache: " // merge("keep", "drop", keep) // " (" // why // ")"
+    call reader_open(data, batch, batches_per_epoch, keep)
+  end subroutine open_reader
 
   ! --init (a checkpoint, a train run's folder, a folder with a params.bin, a params.bin), or with
   ! --resume the checkpoint of the run in --out, whose position and settings must fit this run.
@@ -336,8 +351,10 @@ contains
         merge(", fused forward", "               ", options%fused)
     call catch_signals()
     call system_clock(started, clock_rate)
-    ! batch b = step - 1; the next one is read while the GPU runs this step
-    if (position%step < total_steps) call reader_load(position%step)
+    ! batch b = step - 1; SLOTS batches are read ahead, the next one copied while this step runs
+    do step = position%step, min(position%step + SLOTS, total_steps) - 1
+      call reader_start(step)
+    end do
     do step = position%step + 1, total_steps
       call reader_batch(step - 1, stream, m%x, m%target)
       call train_step(m, lr, pending)
@@ -345,7 +362,8 @@ contains
       pending = pending + 1
       position%step = step
       if (signal_received() /= 0) exit
-      if (step < total_steps) call reader_load(step)
+      if (step < total_steps) call reader_queue(step)
+      if (step - 1 + SLOTS < total_steps) call reader_start(step - 1 + SLOTS)
       if (mod(step, int(log_every, int64)) == 0 .or. step == total_steps) then
         call log_line()
       else if (pending == LOSS_SLOTS) then
@@ -361,7 +379,7 @@ contains
     call system_clock(now)
     print '(A, I0, A, F0.3, A, F0.1, A, F0.3, A)', "done: ", step_count(), " steps in ", &
         seconds_since(started), " s (", step_count() / max(seconds_since(started), 1d-9), &
-        " batches/s); reading took ", reader_read_seconds(), " s of it"
+        " batches/s); the host waited ", reader_wait_seconds(), " s of it for reads"
   end subroutine train
 
   integer(int64) function step_count()

@@ -1,7 +1,7 @@
 ! --val-data: the held-out set scored at each log line, as train's Trainer._validate does: the
 ! mean of evaluate's loss over its full batches (in order), and the PSNR 10 log10(R^2 / MSE) for
 ! its value range R (dataset.json's value_range, else [0, 1]). The batches are read and copied
-! synchronously: a validation runs between steps, at log lines only.
+! synchronously (float16 ones widened on the host): a validation runs between steps, at log lines.
 module denoise_validation
   use, intrinsic :: iso_c_binding
   use, intrinsic :: iso_fortran_env, only: int64
@@ -10,6 +10,7 @@ module denoise_validation
   use denoise_check, only: check_cuda, fail, int_text
   use denoise_dataset_meta, only: dataset_meta_t, read_dataset_meta
   use denoise_step, only: model_t, LOSS_SLOTS, evaluate, at
+  use cudnn_denoise_dataset, only: binary16_to_real
   implicit none
   private
   public :: validation_t, validation_open, validate, validation_close
@@ -31,8 +32,6 @@ contains
     character(len=:), allocatable :: path
     path = folder // "/dataset.json"
     call read_dataset_meta(folder, val%data)
-    if (val%data%half) call fail("--val-data " // path // ": dtype float16: this program " // &
-        "reads float32 datasets", 2)
     if (val%data%height /= height .or. val%data%width /= width) call fail("--val-data " // path // &
         ": samples of " // int_text(int(val%data%height, c_int64_t)) // "x" // &
         int_text(int(val%data%width, c_int64_t)) // ", the training set's are " // &
@@ -65,8 +64,8 @@ contains
     m%x = val%dev_x
     m%target = val%dev_target
     do b = 0, val%batches - 1
-      call read_batch(val%data%noisy, b, val%x)
-      call read_batch(val%data%clean, b, val%target)
+      call read_batch(val%data%noisy, b, val%data%half, val%x)
+      call read_batch(val%data%clean, b, val%data%half, val%target)
       call check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize")  ! the last evaluate
       call check_cuda(cudaMemcpy(val%dev_x, c_loc(val%x), 4_c_size_t * size(val%x), &
           cudaMemcpyHostToDevice), "cudaMemcpy (validation batch)")
@@ -85,14 +84,24 @@ contains
     if (loss > 0) psnr = 10 * log10(val%peak * val%peak / loss)
   end subroutine validate
 
-  subroutine read_batch(path, b, values)
+  ! batch b of a file, float16 values widened on the host (exactly: every binary16 is a float32)
+  subroutine read_batch(path, b, half, values)
     character(len=*), intent(in) :: path
     integer, intent(in) :: b
+    logical, intent(in) :: half
     real(c_float), intent(out) :: values(:)
+    integer(c_int16_t) :: bits(size(values))
     integer :: unit, iostat
+    integer(int64) :: position
+    position = int(b, int64) * size(values) * merge(2, 4, half) + 1
     open(newunit=unit, file=path, access="stream", form="unformatted", action="read", &
         status="old", iostat=iostat)
-    if (iostat == 0) read(unit, pos=int(b, int64) * size(values) * 4 + 1, iostat=iostat) values
+    if (iostat == 0 .and. half) then
+      read(unit, pos=position, iostat=iostat) bits
+      values = binary16_to_real(bits)
+    else if (iostat == 0) then
+      read(unit, pos=position, iostat=iostat) values
+    end if
     if (iostat /= 0) call fail(path // ": cannot read validation batch " // &
         int_text(int(b, c_int64_t)), 2)
     close(unit)

@@ -50,6 +50,7 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
     (["--frobnicate"], "unknown argument '--frobnicate'"),
     (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer of at least 0, not '-1'"),
     (["--resume"], "one of --init or --resume are required"),  # both given
+    (["--cache", "sometimes"], "--cache must be one of auto, keep, drop, not 'sometimes'"),
 ])
 def test_bad_arguments_are_named_with_exit_2(build, inputs, tmp_path, args, message):
     required = ["--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "o"] if args else []
@@ -71,6 +72,19 @@ def test_bad_inputs_name_their_file(build, inputs, tmp_path):
     (data / "clean.bin").write_bytes((data / "clean.bin").read_bytes()[:-4])
     result = train(build, "--data", data, "--init", inputs / "init", "--out", tmp_path / "o")
     assert result.returncode == 2 and f"{data}/clean.bin has {8 * 16 * 16 * 4 - 4} bytes" in result.stderr
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+def test_a_float16_set_is_read_as_train_reads_it(build, inputs, tmp_path):
+    from cudnn_denoise.data.recast import recast_dataset
+
+    half = recast_dataset(write_dataset(tmp_path / "data", 8, 16, seed=1), tmp_path / "half", "float16")
+    result = train(build, "--data", half.noisy.parent, "--init", inputs / "init", "--out", tmp_path / "out")
+    assert "data: 8 pairs of 16x16" in result.stdout  # accepted: widened on the GPU by the reader
+    assert result.returncode == 2 and "no NVIDIA GPU" in result.stderr
+    (half.noisy.parent / "clean.bin").write_bytes(half.clean.read_bytes()[:-2])
+    result = train(build, "--data", half.noisy.parent, "--init", inputs / "init", "--out", tmp_path / "out")
+    assert result.returncode == 2 and f"clean.bin has {8 * 16 * 16 * 2 - 2} bytes" in result.stderr
 
 
 def test_resume_needs_a_checkpoint_in_out(build, inputs, tmp_path):
