@@ -4,7 +4,8 @@ and steps/s of each, in one run (issue 16; docs/fortran.md, "Running the Fortran
     python benchmarks/fortran_parity.py --bin fortran/build/denoise_train --out DIR [--quick]
 
 For each of 4 x 1 x 256 x 256 and 4 x 1 x 1024 x 1024, strict FP32 and TF32, unfused and fused
-forward (and TF32 unfused from the same set stored as float16, which both readers widen on the GPU): `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
+forward (and TF32 unfused from the same set stored as float16, which both readers widen on the GPU,
+and TF32 unfused with --graph, the step captured into a CUDA graph and replayed): `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
 checkpoint, then `denoise_train` on the same data and checkpoint with the algorithm table that
 train wrote (its --out/algorithms.txt), then cudnn_denoise.compare on the two runs. Every step's
 loss is compared (the first 50, resp. 20, are the issue's parity runs; the rest make the speed
@@ -76,12 +77,14 @@ def metrics(folder: Path) -> list[dict]:
 
 
 def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
-               math_mode: str, fused: bool, dtype: str = "float32") -> dict:
-    name = f"{size}_{math_mode}{'_fused' if fused else ''}{'' if dtype == 'float32' else '_' + dtype}"
+               math_mode: str, fused: bool, dtype: str = "float32", graph: bool = False) -> dict:
+    name = (f"{size}_{math_mode}{'_fused' if fused else ''}{'' if dtype == 'float32' else '_' + dtype}"
+            f"{'_graph' if graph else ''}")
     epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
     common = ["--data", data, "--init", init, "--math", math_mode, "--deterministic", "--max-steps",
               spec["steps"], "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
     common += ["--fused"] if fused else []
+    common += ["--graph"] if graph else []
     python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
     run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
          "--overwrite", *common], work / f"python_{name}.log")  # --work outlives a run: replace
@@ -95,7 +98,8 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     overall = result.params[-1]
     ours = [checksum.format_checksum(n, v) for n, v in params.views(compare.read_params(python_out)).items()]
     return {
-        "config": name, "size": size, "math": math_mode, "fused": fused, "dtype": dtype, "steps": spec["steps"],
+        "config": name, "size": size, "math": math_mode, "fused": fused, "dtype": dtype, "graph": graph,
+        "steps": spec["steps"],
         "parity_steps": spec["parity"], "parity_losses_identical": parity_same,
         "losses": vars(result.losses), "params": vars(overall),
         "per_tensor": [vars(d) for d in result.params[:-1]],
@@ -182,7 +186,7 @@ def table(rows: list[dict], choices: dict) -> list[str]:
     for r in rows:
         lo, pa = r["losses"], r["params"]
         lines.append(
-            f"| {BATCH}x1x{r['size']}x{r['size']}{'' if r['dtype'] == 'float32' else ' ' + r['dtype']} | {r['math']} | {'fused' if r['fused'] else 'unfused'} | "
+            f"| {BATCH}x1x{r['size']}x{r['size']}{'' if r['dtype'] == 'float32' else ' ' + r['dtype']} | {r['math']} | {'fused' if r['fused'] else 'unfused'}{', --graph' if r['graph'] else ''} | "
             f"{r['steps']} | {lo['identical']}/{lo['count']}, {lo['worst_ulp']}, {lo['worst_relative']:.2g} | "
             f"{pa['identical']}/{pa['count']}, {pa['worst_ulp']}, {pa['worst_relative']:.2g} | "
             f"{r['python_steps_per_s']:.1f} | {r['fortran_steps_per_s']:.1f} | "
@@ -242,6 +246,7 @@ def main(argv=None) -> int:
         if not (half / "dataset.json").exists():
             recast_dataset(open_dir(data), half, "float16")
         rows.append(one_config(args.work, args.bin, env, half, init, size, spec, "tf32", False, "float16"))
+        rows.append(one_config(args.work, args.bin, env, data, init, size, spec, "tf32", False, graph=True))
         if size == 1024:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
             val_same = validation(args.work, args.bin, env, data, init)

@@ -1,7 +1,7 @@
 ! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, no shuffle).
 !
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
-!                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--deterministic]
+!                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--deterministic]
 !                 [--drop-last] [--algorithms FILE] [--log-every N] [--checkpoint-every N]
 !                 [--val-data DIR] [--cache auto|keep|drop] [--overwrite]
 !
@@ -43,6 +43,7 @@ program denoise_train
   use denoise_run_position, only: position_t, position_from, run_extra, cut_logs
   use denoise_validation, only: validation_t, validation_open, validate, validation_close
   use denoise_signals, only: catch_signals, signal_received
+  use denoise_graph, only: graph_t, graph_open, graph_step, graph_close
   implicit none
 
   interface
@@ -59,7 +60,7 @@ program denoise_train
   integer :: batch = 4, epochs = 1, log_every = 100
   integer(int64) :: max_steps = -1, checkpoint_every = 1000
   real(c_double) :: lr_arg = 0.001_c_double
-  logical :: drop_last = .false., overwrite = .false., resume = .false.
+  logical :: drop_last = .false., overwrite = .false., resume = .false., graph = .false.
   type(model_options_t) :: options
 
   ! the data (dataset.json) and the run
@@ -71,6 +72,7 @@ program denoise_train
   type(model_t) :: m
   type(algorithm_table_t) :: table
   type(validation_t) :: val
+  type(graph_t) :: captured                       ! --graph
   type(c_ptr) :: stream
 
   ! the loop's bookkeeping: losses still on the device, the clock, the logs
@@ -90,6 +92,7 @@ program denoise_train
       stream, params, table)
   call write_table(out_dir // "/algorithms.txt", table)
   if (len(val_dir) > 0) call validation_open(val, val_dir, batch, data%height, data%width)
+  if (graph) call graph_open(captured, m)
   call open_reader()
   call train()
   call finish()
@@ -125,6 +128,8 @@ contains
         overwrite = .true.
       case ("--resume")
         resume = .true.
+      case ("--graph")
+        graph = .true.
       case ("--data", "--init", "--out", "--algorithms", "--math", "--max-steps", "--epochs", &
           "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache")
         if (i == n) call fail(flag // " needs a value", 2)
@@ -175,7 +180,7 @@ contains
   subroutine usage()
     print '(A)', "usage: denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N]"
     print '(A)', "                     [--epochs E] [--batch-size B] [--lr LR] [--math tf32|fp32]"
-    print '(A)', "                     [--fused] [--deterministic] [--drop-last] [--algorithms FILE]"
+    print '(A)', "                     [--fused] [--graph] [--deterministic] [--drop-last] [--algorithms FILE]"
     print '(A)', "                     [--log-every N] [--checkpoint-every N] [--val-data DIR]"
     print '(A)', "                     [--cache auto|keep|drop] [--overwrite]"
     print '(A)', "Trains the seed's CNN with the cuDNN calls of python -m cudnn_denoise.train"
@@ -188,7 +193,8 @@ contains
     print '(A)', "takes the algorithm table a Python run wrote (its --out/algorithms.txt); without it"
     print '(A)', "cuDNN's heuristics choose (deterministic ones with --deterministic). --drop-last:"
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
-    print '(A)', "by the batch. --cache: the page cache of the reads, as train's. float16 sets are"
+    print '(A)', "by the batch. --graph: the step captured once into a CUDA graph and replayed."
+    print '(A)', "--cache: the page cache of the reads, as train's. float16 sets are"
     print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"
     print '(A)', "was not finite, 130/143 stopped by SIGINT/SIGTERM."
@@ -357,7 +363,11 @@ contains
     end do
     do step = position%step + 1, total_steps
       call reader_batch(step - 1, stream, m%x, m%target)
-      call train_step(m, lr, pending)
+      if (graph) then
+        call graph_step(captured, m, lr, pending)
+      else
+        call train_step(m, lr, pending)
+      end if
       call reader_release(step - 1, stream)
       pending = pending + 1
       position%step = step
@@ -491,7 +501,7 @@ contains
         json_bool(drop_last) // ', "backend": "cudnn", "math": "' // &
         merge("fp32", "tf32", options%strict_fp32) // '", "deterministic": ' // &
         json_bool(options%deterministic) // ', "fused": ' // json_bool(options%fused) // &
-        ', "graph": false, "graph_api": false, "precision": "fp32", "log_every": ' // &
+        ', "graph": ' // json_bool(graph) // ', "graph_api": false, "precision": "fp32", "log_every": ' // &
         int_text(int(log_every, c_int64_t)) // ', "checkpoint_every": ' // &
         int_text(checkpoint_every) // ', "profile": 0, "cache": "auto"}'
   end function config_json
@@ -508,6 +518,7 @@ contains
     integer :: i
     integer(c_int) :: signum
     real(c_double) :: val_loss, val_psnr
+    if (graph) call graph_close(captured)
     if (len(val_dir) > 0) then
       call validate(val, m, stream, val_loss, val_psnr)
       print '(A)', "validation: loss " // fixed(val_loss, 4) // ", PSNR " // fixed(val_psnr, 2) // &
