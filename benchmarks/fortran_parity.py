@@ -86,6 +86,7 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     common += ["--fused"] if fused else []
     common += ["--graph"] if graph else []
     python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
+    (fortran_out / "params.bin").unlink(missing_ok=True)  # an older program's, which compare would read first
     run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
          "--overwrite", *common], work / f"python_{name}.log")  # --work outlives a run: replace
     printed = run([binary, "--out", fortran_out, "--overwrite", "--algorithms",
