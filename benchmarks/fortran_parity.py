@@ -4,7 +4,8 @@ and steps/s of each, in one run (issue 16; docs/fortran.md, "Running the Fortran
     python benchmarks/fortran_parity.py --bin fortran/build/denoise_train --out DIR [--quick]
 
 For each of 4 x 1 x 256 x 256 and 4 x 1 x 1024 x 1024, strict FP32 and TF32, unfused and fused
-forward: `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
+forward (and TF32 unfused from the same set stored as float16, which both readers widen on the GPU,
+and TF32 unfused with --graph, the step captured into a CUDA graph and replayed): `python -m cudnn_denoise.train --backend cudnn --deterministic --no-shuffle` from an initial
 checkpoint, then `denoise_train` on the same data and checkpoint with the algorithm table that
 train wrote (its --out/algorithms.txt), then cudnn_denoise.compare on the two runs. Every step's
 loss is compared (the first 50, resp. 20, are the issue's parity runs; the rest make the speed
@@ -13,8 +14,12 @@ log line, where both have read every loss so far (the first steps, which load ke
 the window). A last run per shape lets denoise_train choose its algorithms with cuDNN's heuristics
 (--max-steps 0) and checks that it picks what Python picked. The Fortran program loads the
 libraries Python loads (LD_LIBRARY_PATH at their folders; its "library:" lines say which it got).
-Writes fortran_parity_<GPU>.md and .json into --out and prints the table last; exits 1 when a
-comparison is over 1e-6 relative (the floor the issue allows), else 0.
+Then, at 1024 x 1024 in strict FP32, runs for days: each program stopped by SIGINT part way
+(exit 130, a checkpoint written) and resumed by the other and by itself (`--resume`) must end with
+exactly the parameters of the uninterrupted Python run; and --val-data must print the validation
+loss train printed. Writes fortran_parity_<GPU>.md and .json into --out and prints the table last;
+exits 1 when a comparison is over 1e-6 relative (the floor the issue allows) or a resumed run
+differs, else 0.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +44,7 @@ QUICK = {256: {"samples": 40, "parity": 10, "steps": 40, "log_every": 10},
          1024: {"samples": 8, "parity": 4, "steps": 8, "log_every": 4}}
 BATCH = 4
 FLOOR = 1e-6  # the issue's floor for a relative difference
+RESUME_STEPS = 120  # at 1024 x 1024 (~20 ms a step): long enough to be stopped part way
 
 
 def run(command: list, log: Path, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -70,13 +77,16 @@ def metrics(folder: Path) -> list[dict]:
 
 
 def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
-               math_mode: str, fused: bool) -> dict:
-    name = f"{size}_{math_mode}{'_fused' if fused else ''}"
+               math_mode: str, fused: bool, dtype: str = "float32", graph: bool = False) -> dict:
+    name = (f"{size}_{math_mode}{'_fused' if fused else ''}{'' if dtype == 'float32' else '_' + dtype}"
+            f"{'_graph' if graph else ''}")
     epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
     common = ["--data", data, "--init", init, "--math", math_mode, "--deterministic", "--max-steps",
               spec["steps"], "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
     common += ["--fused"] if fused else []
+    common += ["--graph"] if graph else []
     python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
+    (fortran_out / "params.bin").unlink(missing_ok=True)  # an older program's, which compare would read first
     run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
          "--overwrite", *common], work / f"python_{name}.log")  # --work outlives a run: replace
     printed = run([binary, "--out", fortran_out, "--overwrite", "--algorithms",
@@ -89,7 +99,8 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     overall = result.params[-1]
     ours = [checksum.format_checksum(n, v) for n, v in params.views(compare.read_params(python_out)).items()]
     return {
-        "config": name, "size": size, "math": math_mode, "fused": fused, "steps": spec["steps"],
+        "config": name, "size": size, "math": math_mode, "fused": fused, "dtype": dtype, "graph": graph,
+        "steps": spec["steps"],
         "parity_steps": spec["parity"], "parity_losses_identical": parity_same,
         "losses": vars(result.losses), "params": vars(overall),
         "per_tensor": [vars(d) for d in result.params[:-1]],
@@ -112,6 +123,63 @@ def own_choice(work: Path, binary: Path, env: dict, data: Path, init: Path, size
     return [r.numbers() for r in theirs] == [r.numbers() for r in ours]
 
 
+def interrupt(command: list, out: Path, log: Path, env, after: int) -> int:
+    """Start command, send SIGINT once out/losses.tsv holds `after` steps; it must exit 130 having
+    written its checkpoint. Returns the checkpoint's step."""
+    with open(log, "w") as output:
+        process = subprocess.Popen([str(c) for c in command], stdout=output, stderr=subprocess.STDOUT, env=env)
+        losses = out / "losses.tsv"
+        while process.poll() is None and (not losses.exists() or len(losses.read_text().splitlines()) < after):
+            time.sleep(0.02)
+        if process.poll() is not None:
+            raise SystemExit(f"ended ({process.returncode}) before it could be interrupted: {command}; see {log}")
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=300)
+    if status != 130:
+        raise SystemExit(f"SIGINT: exit {status}, not 130: {command}; see {log}")
+    return checkpoint.load(out).step
+
+
+def resumed(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict) -> list[dict]:
+    """SIGINT, then --resume, every way round: the final parameters against an uninterrupted run."""
+    epochs = math.ceil(RESUME_STEPS / (spec["samples"] // BATCH))
+    common = ["--data", data, "--math", "fp32", "--deterministic", "--max-steps", RESUME_STEPS, "--epochs", epochs,
+              "--log-every", 5, "--batch-size", BATCH]
+    table_file = work / f"python_{size}_fp32" / algorithm_table.FILE_NAME
+    python = [sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", *common]
+    fortran_cmd = [binary, "--algorithms", table_file, *common]
+    starts = {"python": lambda out: python + ["--init", init, "--out", out, "--overwrite"],
+              "fortran": lambda out: fortran_cmd + ["--init", init, "--out", out, "--overwrite"]}
+    resumes = {"python": lambda out: python + ["--out", out, "--resume"],
+               "fortran": lambda out: fortran_cmd + ["--out", out, "--resume"]}
+    run(starts["python"](work / "resume_none"), work / "resume_none.log")
+    uninterrupted = compare.read_params(work / "resume_none")
+    rows = []
+    for first in ("fortran", "python"):
+        for second in ("python", "fortran"):
+            out = work / f"resume_{first}_{second}"
+            step = interrupt(starts[first](out), out, work / f"{out.name}_first.log", env, RESUME_STEPS // 3)
+            run(resumes[second](out), work / f"{out.name}_second.log", env=env)
+            final = checkpoint.load(out)
+            rows.append({"stopped": first, "resumed": second, "stopped_at": step, "final_step": final.step,
+                         "identical": final.step == RESUME_STEPS and bool((final.params == uninterrupted).all())})
+    return rows
+
+
+def validation(work: Path, binary: Path, env: dict, data: Path, init: Path) -> bool:
+    """--val-data: denoise_train's val loss and PSNR at every log line are train's (4 and 2 decimals)."""
+    common = ["--data", data, "--val-data", data, "--init", init, "--math", "fp32", "--deterministic",
+              "--max-steps", 8, "--log-every", 4, "--batch-size", BATCH, "--overwrite"]
+    python_out, fortran_out = work / "validation_python", work / "validation_fortran"
+    lines = []
+    for out, command in ((python_out, [sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn",
+                                       "--no-shuffle"]),
+                         (fortran_out, [binary, "--algorithms", python_out / algorithm_table.FILE_NAME])):
+        printed = run([*command, "--out", out, *common], work / f"{out.name}.log", env=env).stdout
+        lines.append([line.split("val loss")[1] for line in printed.splitlines() if "val loss" in line])
+    return bool(lines[0]) and lines[0] == lines[1]
+
+
 def table(rows: list[dict], choices: dict) -> list[str]:
     lines = ["| shape | math | forward | steps | losses: identical, worst ULP, relative | "
              "params: identical, worst ULP, relative | Python steps/s | Fortran steps/s | Fortran / Python |",
@@ -119,7 +187,7 @@ def table(rows: list[dict], choices: dict) -> list[str]:
     for r in rows:
         lo, pa = r["losses"], r["params"]
         lines.append(
-            f"| {BATCH}x1x{r['size']}x{r['size']} | {r['math']} | {'fused' if r['fused'] else 'unfused'} | "
+            f"| {BATCH}x1x{r['size']}x{r['size']}{'' if r['dtype'] == 'float32' else ' ' + r['dtype']} | {r['math']} | {'fused' if r['fused'] else 'unfused'}{', --graph' if r['graph'] else ''} | "
             f"{r['steps']} | {lo['identical']}/{lo['count']}, {lo['worst_ulp']}, {lo['worst_relative']:.2g} | "
             f"{pa['identical']}/{pa['count']}, {pa['worst_ulp']}, {pa['worst_relative']:.2g} | "
             f"{r['python_steps_per_s']:.1f} | {r['fortran_steps_per_s']:.1f} | "
@@ -129,6 +197,15 @@ def table(rows: list[dict], choices: dict) -> list[str]:
                  f"{'in every run' if all(r['checksum_lines_match'] for r in rows) else 'NOT in every run'}")
     lines += [f"- denoise_train's own heuristic choice (--deterministic) at {k}: "
               f"{'the algorithms Python chose' if v else 'OTHER algorithms than Python'}" for k, v in choices.items()]
+    return lines
+
+
+def resume_table(rows: list[dict], val_same: bool) -> list[str]:
+    lines = ["", "| stopped by SIGINT | resumed by | checkpoint at step | final step | parameters = uninterrupted run |",
+             "| --- | --- | ---: | ---: | --- |"]
+    lines += [f"| {r['stopped']} | {r['resumed']} | {r['stopped_at']} | {r['final_step']} | "
+              f"{'identical' if r['identical'] else 'DIFFERENT'} |" for r in rows]
+    lines += ["", f"- --val-data: denoise_train's val loss and PSNR lines are train's: {'yes' if val_same else 'NO'}"]
     return lines
 
 
@@ -142,6 +219,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import cupy
 
+    from cudnn_denoise.data.format import open_dir
+    from cudnn_denoise.data.recast import recast_dataset
     from cudnn_denoise.data.synthetic import write_dataset
 
     gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
@@ -150,7 +229,7 @@ def main(argv=None) -> int:
     env = library_env(args.bin)
     init = checkpoint.save(args.work / "init", params.init_params(0), step=0)
     shapes = QUICK if args.quick else SHAPES
-    rows, choices = [], {}
+    rows, choices, resumes, val_same = [], {}, [], False
     started = time.monotonic()
     for size, spec in shapes.items():
         data = args.work / f"data_{size}"
@@ -164,17 +243,27 @@ def main(argv=None) -> int:
                       f"python {row['python_steps_per_s']:.1f} fortran {row['fortran_steps_per_s']:.1f} steps/s "
                       f"({time.monotonic() - started:.0f} s)", flush=True)
             choices[f"{size} {math_mode}"] = own_choice(args.work, args.bin, env, data, init, size, math_mode)
+        half = args.work / f"data_{size}_float16"  # widened on the GPU by each reader
+        if not (half / "dataset.json").exists():
+            recast_dataset(open_dir(data), half, "float16")
+        rows.append(one_config(args.work, args.bin, env, half, init, size, spec, "tf32", False, "float16"))
+        rows.append(one_config(args.work, args.bin, env, data, init, size, spec, "tf32", False, graph=True))
+        if size == 1024:  # steps long enough to stop one part way
+            resumes = resumed(args.work, args.bin, env, data, init, size, spec)
+            val_same = validation(args.work, args.bin, env, data, init)
     from cudnn_denoise.bindings import versions
 
     lines = [f"# denoise_train (Fortran) against train (Python), {gpu}, {time.strftime('%Y-%m-%d')}", "",
              f"cuDNN {versions()['cudnn']}, cuBLAS {versions()['cublas']}; Fortran loaded: "
              + ", ".join(sorted({lib for r in rows for lib in r["fortran_libraries"]})), ""] + table(rows, choices)
+    lines += resume_table(resumes, val_same)
     stem = "fortran_parity_" + gpu.replace(" ", "_")
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    (args.out / f"{stem}.json").write_text(json.dumps({"gpu": gpu, "rows": rows, "choices": choices}, indent=1))
+    (args.out / f"{stem}.json").write_text(json.dumps({"gpu": gpu, "rows": rows, "choices": choices,
+                                                                  "resumed": resumes, "validation_same": val_same}, indent=1))
     print("\n".join(lines))
     worst = max(r["worst_relative"] for r in rows)
-    return 0 if worst <= FLOOR else 1
+    return 0 if worst <= FLOOR and all(r["identical"] for r in resumes) and val_same else 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,15 @@
  * tests/bindings (values against the headers, symbols against libcudart).
  * Deviations from the headers: `enum cudaError` and `enum cudaMemcpyKind` are typedefs of the same
  * names (cudaError_t as in the header), cudaError_t lists only the codes a program is likely to
- * meet (the header has about 130), and default arguments (`__dv(0)`) are left out. */
+ * meet (the header has about 130), default arguments (`__dv(0)`) are left out, and
+ * cudaGraphInstantiate's `unsigned long long flags` is int64_t (same size and passing; the port
+ * passes 0, and the Fortran generator maps no unsigned 64-bit type). */
 
 /* ---- driver_types.h: streams, events, errors, copy directions ---- */
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
 
 typedef enum {
     cudaSuccess = 0,
@@ -40,6 +44,12 @@ typedef enum {
     cudaMemcpyDeviceToDevice = 3,
     cudaMemcpyDefault = 4
 } cudaMemcpyKind;
+
+typedef enum {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+} cudaStreamCaptureMode;
 
 /* ---- cuda_runtime_api.h: versions, errors, devices ---- */
 cudaError_t cudaRuntimeGetVersion(int *runtimeVersion);
@@ -73,3 +83,11 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind,
                             cudaStream_t stream);
 cudaError_t cudaMemset(void *devPtr, int value, size_t count);
+
+/* ---- cuda_runtime_api.h: stream capture and CUDA graphs (--graph) ---- */
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, int64_t flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);

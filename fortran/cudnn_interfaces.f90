@@ -50,6 +50,11 @@ module cudnn_interfaces
   integer(c_int), parameter :: cudaMemcpyDeviceToDevice = 3
   integer(c_int), parameter :: cudaMemcpyDefault = 4
 
+  ! cudaStreamCaptureMode
+  integer(c_int), parameter :: cudaStreamCaptureModeGlobal = 0
+  integer(c_int), parameter :: cudaStreamCaptureModeThreadLocal = 1
+  integer(c_int), parameter :: cudaStreamCaptureModeRelaxed = 2
+
   ! ---- cuda_runtime_api.h: versions, errors, devices ----
 
   interface
@@ -254,6 +259,57 @@ module cudnn_interfaces
       integer(c_size_t), value :: count  ! size_t count
       integer(c_int) :: cudaMemset       ! cudaError_t
     end function cudaMemset
+  end interface
+
+  ! ---- cuda_runtime_api.h: stream capture and CUDA graphs (--graph) ----
+
+  interface
+    function cudaStreamBeginCapture(stream, mode) bind(C, name="cudaStreamBeginCapture")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: stream              ! cudaStream_t stream
+      integer(c_int), value :: mode             ! cudaStreamCaptureMode mode
+      integer(c_int) :: cudaStreamBeginCapture  ! cudaError_t
+    end function cudaStreamBeginCapture
+
+    function cudaStreamEndCapture(stream, pGraph) bind(C, name="cudaStreamEndCapture")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: stream            ! cudaStream_t stream
+      type(c_ptr), intent(out) :: pGraph      ! cudaGraph_t *pGraph
+      integer(c_int) :: cudaStreamEndCapture  ! cudaError_t
+    end function cudaStreamEndCapture
+
+    function cudaGraphInstantiate(pGraphExec, graph, flags) bind(C, name="cudaGraphInstantiate")
+      import :: c_int, c_int64_t, c_ptr
+      implicit none
+      type(c_ptr), intent(out) :: pGraphExec  ! cudaGraphExec_t *pGraphExec
+      type(c_ptr), value :: graph             ! cudaGraph_t graph
+      integer(c_int64_t), value :: flags      ! int64_t flags
+      integer(c_int) :: cudaGraphInstantiate  ! cudaError_t
+    end function cudaGraphInstantiate
+
+    function cudaGraphLaunch(graphExec, stream) bind(C, name="cudaGraphLaunch")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: graphExec    ! cudaGraphExec_t graphExec
+      type(c_ptr), value :: stream       ! cudaStream_t stream
+      integer(c_int) :: cudaGraphLaunch  ! cudaError_t
+    end function cudaGraphLaunch
+
+    function cudaGraphExecDestroy(graphExec) bind(C, name="cudaGraphExecDestroy")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: graphExec         ! cudaGraphExec_t graphExec
+      integer(c_int) :: cudaGraphExecDestroy  ! cudaError_t
+    end function cudaGraphExecDestroy
+
+    function cudaGraphDestroy(graph) bind(C, name="cudaGraphDestroy")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: graph         ! cudaGraph_t graph
+      integer(c_int) :: cudaGraphDestroy  ! cudaError_t
+    end function cudaGraphDestroy
   end interface
 
   ! ---- cudnn_graph.h: versions, status, handle, common enums ----

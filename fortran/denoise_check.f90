@@ -11,7 +11,7 @@ module denoise_check
       cudnnGetLastErrorString, cublasGetStatusName, cublasGetStatusString, fortran_string
   implicit none
   private
-  public :: PROGRAM_NAME, check_cuda, check_cudnn, check_cublas, fail, int_text
+  public :: PROGRAM_NAME, check_cuda, check_cudnn, check_cublas, fail, int_text, c_text
 
   character(len=*), parameter :: PROGRAM_NAME = "denoise_train"
 
@@ -79,5 +79,16 @@ contains
     write(buffer, '(I0)') value
     text = trim(buffer)
   end function int_text
+
+  ! text as a NUL-terminated C string (a path for libc)
+  function c_text(text) result(chars)
+    character(len=*), intent(in) :: text
+    character(kind=c_char) :: chars(len(text) + 1)
+    integer :: i
+    do i = 1, len(text)
+      chars(i) = text(i:i)
+    end do
+    chars(len(text) + 1) = c_null_char
+  end function c_text
 
 end module denoise_check

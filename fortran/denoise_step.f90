@@ -9,7 +9,7 @@ module denoise_step
   use denoise_check, only: check_cudnn, check_cublas
   implicit none
   private
-  public :: conv_t, model_t, LOSS_SLOTS, train_step, at
+  public :: conv_t, model_t, LOSS_SLOTS, train_step, evaluate, at
 
   integer, parameter :: LOSS_SLOTS = 1024  ! sums of squares kept on the device between reads
 
@@ -63,17 +63,7 @@ contains
     real(c_float), intent(in) :: lr
     integer, intent(in) :: slot                       ! 0-based, as Python's loss_sums[slot]
 
-    ! forward: conv1 + bias + relu1, conv2 + bias + relu2, conv3 + bias
-    if (m%fused) then
-      call conv_forward_bias_relu(m, m%conv(1), m%x, m%a1)
-      call conv_forward_bias_relu(m, m%conv(2), m%a1, m%a2)
-    else
-      call conv_forward(m, m%conv(1), m%x, m%a1)
-      call relu_forward(m, m%a1)
-      call conv_forward(m, m%conv(2), m%a1, m%a2)
-      call relu_forward(m, m%a2)
-    end if
-    call conv_forward(m, m%conv(3), m%a2, m%y)
+    call forward(m)
     call mse_loss(m, slot)
     ! backward: each layer's filter, bias and (but conv1) data gradient; ReLUs in place
     call conv_backward_filter(m, m%conv(3), m%a2, m%dy)
@@ -88,6 +78,29 @@ contains
     call conv_backward_bias(m, m%conv(1), m%dh1)
     call sgd(m, lr)
   end subroutine train_step
+
+  ! The loss of the parameters on m%x, m%target, without a step: its sum of squared errors goes to
+  ! loss_sums(LOSS_SLOTS), the slot Python's evaluate uses (the same forward and MSE calls).
+  subroutine evaluate(m)
+    type(model_t), intent(in) :: m
+    call forward(m)
+    call mse_loss(m, LOSS_SLOTS)
+  end subroutine evaluate
+
+  ! conv1 + bias + relu1, conv2 + bias + relu2, conv3 + bias: m%x -> m%y
+  subroutine forward(m)
+    type(model_t), intent(in) :: m
+    if (m%fused) then
+      call conv_forward_bias_relu(m, m%conv(1), m%x, m%a1)
+      call conv_forward_bias_relu(m, m%conv(2), m%a1, m%a2)
+    else
+      call conv_forward(m, m%conv(1), m%x, m%a1)
+      call relu_forward(m, m%a1)
+      call conv_forward(m, m%conv(2), m%a1, m%a2)
+      call relu_forward(m, m%a2)
+    end if
+    call conv_forward(m, m%conv(3), m%a2, m%y)
+  end subroutine forward
 
   ! y = conv(x, w) + b: cudnnConvolutionForward (beta 0), then cudnnAddTensor (beta 1)
   subroutine conv_forward(m, c, x, y)

@@ -42,12 +42,15 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "--data, --init and --out are required"),
+    ([], "--data, --out and one of --init or --resume are required"),
     (["--math", "fp16"], "--math must be tf32 or fp32, not fp16"),
     (["--lr", "nan"], "--lr must be a finite number, not 'nan'"),
     (["--batch-size", "0"], "--batch-size must be an integer of at least 1, not '0'"),
     (["--batch-size", "3"], "8 samples leave a partial last batch of 2"),
     (["--frobnicate"], "unknown argument '--frobnicate'"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer of at least 0, not '-1'"),
+    (["--resume"], "one of --init or --resume are required"),  # both given
+    (["--cache", "sometimes"], "--cache must be one of auto, keep, drop, not 'sometimes'"),
 ])
 def test_bad_arguments_are_named_with_exit_2(build, inputs, tmp_path, args, message):
     required = ["--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "o"] if args else []
@@ -69,6 +72,35 @@ def test_bad_inputs_name_their_file(build, inputs, tmp_path):
     (data / "clean.bin").write_bytes((data / "clean.bin").read_bytes()[:-4])
     result = train(build, "--data", data, "--init", inputs / "init", "--out", tmp_path / "o")
     assert result.returncode == 2 and f"{data}/clean.bin has {8 * 16 * 16 * 4 - 4} bytes" in result.stderr
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+def test_a_float16_set_is_read_as_train_reads_it(build, inputs, tmp_path):
+    from cudnn_denoise.data.recast import recast_dataset
+
+    half = recast_dataset(write_dataset(tmp_path / "data", 8, 16, seed=1), tmp_path / "half", "float16")
+    result = train(build, "--data", half.noisy.parent, "--init", inputs / "init", "--out", tmp_path / "out")
+    assert "data: 8 pairs of 16x16" in result.stdout  # accepted: widened on the GPU by the reader
+    assert result.returncode == 2 and "no NVIDIA GPU" in result.stderr
+    (half.noisy.parent / "clean.bin").write_bytes(half.clean.read_bytes()[:-2])
+    result = train(build, "--data", half.noisy.parent, "--init", inputs / "init", "--out", tmp_path / "out")
+    assert result.returncode == 2 and f"clean.bin has {8 * 16 * 16 * 2 - 2} bytes" in result.stderr
+
+
+def test_resume_needs_a_checkpoint_in_out(build, inputs, tmp_path):
+    result = train(build, "--data", inputs / "data", "--resume", "--out", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert f"--resume: {tmp_path}/checkpoint: no checkpoint (no manifest.json" in result.stderr
+
+
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+def test_init_takes_a_train_run_folder(build, inputs, tmp_path):
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    checkpoint.save(run_folder / checkpoint.RUN_SUBFOLDER, params.init_params(3), step=5)
+    result = train(build, "--data", inputs / "data", "--init", run_folder, "--out", tmp_path / "out")
+    assert f"initial parameters from {run_folder}/checkpoint\n" in result.stdout
+    assert result.returncode == 2 and "no NVIDIA GPU" in result.stderr  # got past --init
 
 
 def test_it_is_linked_to_the_libraries_python_loads(build):
