@@ -32,7 +32,7 @@ started (mincore), so a "cold" epoch that was not shows. Per epoch: steps/s, the
 in MB/s, the bytes the disk delivered (/proc/diskstats of the data's device) in MB/s, and the
 process's largest resident set (VmRSS) and its process tree's (DataLoader workers included) largest
 proportional set (PSS), both sampled every 0.1 s.
-Writes e2e_<machine>.md and .json to --out, then prints the table and the goals of issue 17 last.
+Writes e2e_<machine>.md and .json to --out, then prints the table and the goals last.
 """
 
 from __future__ import annotations
@@ -620,7 +620,7 @@ def main(argv=None) -> int:
            f"{fmt(disk['4 threads, random samples'], '.0f')} MB/s four threads of whole samples. "
            f"Ours with the data on the GPU (bench_train): {fmt(gpu_rate)} steps/s."), ""]
     md += table(rows)
-    md += ["", "Goals (issue 17):"] + goals(rows, gpu_rate, disk["one stream"])
+    md += ["", "Goals:"] + goals(rows, gpu_rate, disk["one stream"])
     md += ["", f"{time.monotonic() - started:.0f} s in all."]
     stem = "e2e_" + re.sub(r"\W+", "_", info.get("gpu") or "cpu")
     (args.out / f"{stem}.md").write_text("\n".join(md) + "\n")

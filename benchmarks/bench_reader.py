@@ -12,7 +12,7 @@ rows "-> GPU" include the asynchronous copy to device memory, finished (synchron
 clock stops. Each row is the median of --repeats runs. The table goes to stdout and, as markdown
 and JSON with the machine's description, to benchmarks/results/reader_<machine>.{md,json}.
 
-Goals (issue 5): reader cold >= 90% of raw cold; warm into GPU memory >= 10 GB/s.
+Goals: reader cold >= 90% of raw cold; warm into GPU memory >= 10 GB/s.
 """
 
 from __future__ import annotations

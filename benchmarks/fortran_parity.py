@@ -1,5 +1,5 @@
 """The Fortran program against Python on the GPU: same init, data and algorithms; losses, parameters
-and steps/s of each, in one run (issue 16; docs/fortran.md, "Running the Fortran program").
+and steps/s of each, in one run (docs/fortran.md, "Running the Fortran program").
 
     python benchmarks/fortran_parity.py --bin fortran/build/denoise_train --out DIR [--quick]
 

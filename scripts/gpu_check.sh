@@ -21,7 +21,8 @@
 #     e2e     (only when named) benchmarks/bench_e2e.py: training from files, ours against
 #             PyTorch, warm, cold and cold float16, 800 pairs on the local disk (under 6.5 min;
 #             $E2E_ARGS, e.g. "--epochs 2 --budget 300")
-# The image lacks cffi: carry .whl (../shared/tools/device-wheels.sh fills it) with the call. The
+# The image lacks cffi: carry .whl (the cffi and pycparser wheels for
+# Python 3.12, from pip download) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
 # scripts/device_fortran.sh builds here; carry .device too. For the MPI tests and multi, add the
 # mpich and mpi4py wheels to .whl (device-wheels.sh mpich==5.0.2 mpi4py==4.1.2): the image has no
