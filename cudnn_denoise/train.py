@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -21,7 +20,7 @@ from .userio import arguments, console, runlog, signals
 from .network import backends
 from . import checkpoint, cli, plan
 from .distributed import world as distributed, nccl
-from .training import lossplot, run_record
+from .training import earlier_run, lossplot, run_record
 from .port import trace
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
@@ -94,7 +93,8 @@ def parser() -> arguments.ArgumentParser:
                             "the checkpoint's step)")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in OUT (its checkpoint, logs and plot) by a new "
-                            "one; without --resume or --overwrite, an OUT that holds a run is "
+                            "one, once the new one's first checkpoint is written (until then the "
+                            "earlier run is kept aside, and put back if the new one fails); without --resume or --overwrite, an OUT that holds a run is "
                             "refused")
     o.add_argument("--log-every", type=arguments.integer(minimum=1), default=100, metavar="N",
                    help="a log line every N steps (default 100)")
@@ -199,11 +199,16 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     # Rank 0 alone writes into OUT; it holds OUT's lock for the whole run.
     with OutputLock(args.out, "train") if world.lead else contextlib.nullcontext():
         if world.lead:
+            earlier_run.recover(args.out, RUN_NAMES)  # what a killed --overwrite set aside
             _check_out(args.out, args.resume, args.overwrite)
-        return _train(args, world, backend, why)
+        # --overwrite: the earlier run is set aside until the new one's first checkpoint
+        earlier = (earlier_run.EarlierRun(args.out, RUN_NAMES) if args.overwrite and world.lead
+                   else earlier_run.NONE)
+        with earlier:
+            return _train(args, world, backend, why, on_checkpoint=earlier.discard)
 
 
-def _train(args, world, backend: str, why: str) -> int:
+def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
     from .data.stats import noisy_stats
     from .training.loop import NonFiniteLoss, Trainer
 
@@ -240,8 +245,6 @@ def _train(args, world, backend: str, why: str) -> int:
         print(f"initial parameters from {args.init}")
     else:
         params = init_params(args.seed)
-    if args.overwrite and world.lead:
-        _remove_run(args.out)
     stats = noisy_stats(dataset)
     if not all(math.isfinite(value) for value in stats.values()):  # the checkpoint's JSON holds no NaN
         raise DataError(f"{dataset.noisy}: NaN or Inf among the samples read for the intensity statistics; "
@@ -260,7 +263,7 @@ def _train(args, world, backend: str, why: str) -> int:
                                                                        math=config.math))
     with tracer:
         trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
-                          data_stats=stats, tracer=tracer, world=world)
+                          data_stats=stats, tracer=tracer, world=world, on_checkpoint=on_checkpoint)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
             print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; "
@@ -291,6 +294,9 @@ def _train(args, world, backend: str, why: str) -> int:
 
 
 RUN_FILES = (METRICS, LOSSES, lossplot.PNG)  # beside OUT/checkpoint
+# what --overwrite replaces: the checkpoint (with what a crashed save left) and the logs
+RUN_NAMES = (checkpoint.RUN_SUBFOLDER, f"{checkpoint.RUN_SUBFOLDER}.tmp-*",
+             f"{checkpoint.RUN_SUBFOLDER}.old-*", *RUN_FILES)
 
 
 def _previous_run(out: Path) -> str | None:
@@ -310,15 +316,6 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     if previous is not None and not (resume or overwrite):
         raise UserFileError(f"--out {out}: holds a run ({previous}); continue it with --resume, "
                             "replace it with --overwrite, or choose another --out")
-
-
-def _remove_run(out: Path) -> None:
-    """--overwrite: remove the earlier run's checkpoint (with what a crashed save left) and logs."""
-    folder = out / checkpoint.RUN_SUBFOLDER
-    for path in [folder, *out.glob(f"{folder.name}.tmp-*"), *out.glob(f"{folder.name}.old-*")]:
-        shutil.rmtree(path, ignore_errors=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
 
 
 def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:

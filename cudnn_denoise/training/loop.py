@@ -64,8 +64,10 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, config: Config, out_dir: Path, params: np.ndarray, *,
                  position: Position | None = None, val_dataset: Dataset | None = None,
-                 data_stats: dict | None = None, report=print, tracer=trace.OFF, world: World = SINGLE):
+                 data_stats: dict | None = None, report=print, tracer=trace.OFF, world: World = SINGLE,
+                 on_checkpoint=lambda: None):
         self.dataset, self.config, self.out_dir = dataset, config, out_dir
+        self.on_checkpoint = on_checkpoint  # called after each complete checkpoint (train --overwrite's cue)
         self.world = world
         config.ranks = world.size
         self._check_world()
@@ -309,6 +311,7 @@ class Trainer:
             return path
         checkpoint.save(path, self.model.get_params(), step=pos.step,
                         extra=run_record.extra(self.config, pos, self.data_stats, self.dataset))
+        self.on_checkpoint()
         return path
 
     def _gpu_memory_mib(self) -> float | None:

@@ -113,12 +113,16 @@ class flag:
 
 
 @contextlib.contextmanager
-def held():
+def held(*, raise_pending: bool = True):
     """SIGINT / SIGTERM received inside the block are raised again when it ends (on the handlers
     it found). Python runs every handler in the main thread, whichever thread the kernel chose, so
-    swapping the handlers holds them off where blocking the main thread's signal mask would not."""
-    check()
-    with flag() as caught:
+    swapping the handlers holds them off where blocking the main thread's signal mask would not.
+    raise_pending=False: for clean-up while a Stopped is on its way out (check() would raise it
+    again before the block)."""
+    if raise_pending:
+        check()
+    caught = flag()
+    with _handling(caught._set):
         yield
     if caught.received is not None:
         signal.raise_signal(caught.received)

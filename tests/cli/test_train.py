@@ -350,6 +350,49 @@ def test_an_out_that_holds_a_run_is_refused_unless_resume_or_overwrite(cli, data
                                              expected_batches(40, 4, 2, shuffle=True), 0.001))
 
 
+def _run_files(out) -> dict[str, bytes]:
+    """Every file of a train run in OUT (checkpoint/ included) and its bytes, run.log aside."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "run.log" and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("failure", ["nan-statistics", "nan-first-step", "bad-validation"])
+def test_an_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_run(
+        cli, data32, make_data, tmp_path, failure):
+    out = tmp_path / "run"
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 3,
+               "--log-every", 1).code == 0
+    before = _run_files(out)
+    args = {"nan-statistics": ("--data", poison(make_data(8), 0).noisy.parent),
+            "nan-first-step": ("--data", poison(make_data(8, name="first"), 1).noisy.parent,
+                               "--no-shuffle", "--batch-size", 2),
+            "bad-validation": ("--data", data32.noisy.parent,
+                               "--val-data", poison(make_data(8, name="val"), 3).noisy.parent)}
+    result = cli(train.main, *args[failure], *CPU, "--out", out, "--overwrite", "--max-steps", 5)
+    assert result.code in (2, 3) and "Traceback" not in result.err, result.err
+    assert f"--out {out}: the earlier run is kept" in result.out
+    assert _run_files(out) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_overwrite_killed_before_its_first_checkpoint_gets_the_old_run_back(cli, data32, tmp_path):
+    out = tmp_path / "run"
+    common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
+    assert cli(train.main, *common, "--max-steps", 3).code == 0
+    before = _run_files(out)
+    proc = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from cudnn_denoise import train; "
+        "from cudnn_denoise.training import loop; "
+        "loop.Trainer.save = lambda self: os.kill(os.getpid(), 9); "
+        "train.main(sys.argv[1:])"), *map(str, (*common, "--max-steps", 2, "--overwrite"))],
+        capture_output=True, text=True)
+    assert proc.returncode == -9
+    assert _run_files(out) != before  # the new run's logs, the old run aside
+    refused = cli(train.main, *common, "--max-steps", 2)
+    assert "holds a run (a checkpoint at step 3)" in refused.one_line_error()
+    assert _run_files(out) == before
+
+
 def test_logs_of_a_run_without_a_checkpoint_are_not_appended_to(cli, data32, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
