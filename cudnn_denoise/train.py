@@ -23,13 +23,14 @@ from .distributed import world as distributed, nccl
 from .training import earlier_run, lossplot, run_record
 from .port import trace
 from .data.cache import KEEP_SHARE
+from .data.fingerprint import fingerprint
 from .data.cache import POLICIES as CACHE_POLICIES
 from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
 from .layers.precision import PRECISIONS
 from .userio.outdir import OutputLock
 from .params import init_params
 from .training.run_record import Config
-from .training.loop import LOSSES, METRICS
+from .training.loop import LOSSES, METRICS, logged_loss, same_loss
 from .userio.files import UserFileError
 
 EXIT_CODES = """exit codes:
@@ -237,6 +238,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
         saved = checkpoint.load(args.out / checkpoint.RUN_SUBFOLDER)
         record = run_record.read(saved)
         _check_resumable(record, saved, config, dataset, world.size)
+        _check_own_checkpoint(saved, record, args.out)
         position, params = run_record.position_from(saved), saved.params
         print(f"resuming from {saved.path} at step {position.step} (epoch {position.epoch}, "
               f"batch {position.batch})")
@@ -266,7 +268,11 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                           data_stats=stats, tracer=tracer, world=world, on_checkpoint=on_checkpoint)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
-            print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; "
+            pairs = (f"{val_dataset.count} pairs, the training samples themselves (--val-data holds "
+                     "the same as --data): not held out, a measure of fit only"
+                     if fingerprint(val_dataset) == fingerprint(dataset)
+                     else f"{val_dataset.count} held-out pairs")
+            print(f"validation: {pairs}, scored at each log line; "
                   f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
                   f"[{low:g}, {high:g}] ({where})")
         try:
@@ -343,12 +349,32 @@ def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:
         raise checkpoint.CheckpointError(
             f"{where} read samples of {shape[0]}x{shape[1]}, {dataset.noisy} holds "
             f"{dataset.height}x{dataset.width}")
+    if "fingerprint" in data and data["fingerprint"] != fingerprint(dataset):
+        raise checkpoint.CheckpointError(
+            f"{where} read other samples ({data.get('noisy', 'another dataset')}); {dataset.noisy} "
+            "holds as many of the same shape, but not the same: resume with the run's data or "
+            "start a new run")
     refused = {"batch_size", "ranks", "seed", "shuffle", "drop_last"}
     changed = [f"{key} {value!r} (was {saved_config[key]!r})"
                for key, value in asdict(config).items()
                if key not in refused and key in saved_config and saved_config[key] != value]
     if changed:
         print(f"note: resuming with other settings than the checkpoint's run: {', '.join(changed)}")
+
+
+def _check_own_checkpoint(saved, record, out: Path) -> None:
+    """Refuse a checkpoint that another run wrote (copied into OUT): the loss that OUT's
+    losses.tsv logs at the checkpoint's step must be the checkpoint's last loss."""
+    position = record.position
+    if position is None or position.step == 0 or not math.isfinite(position.last_loss):
+        return
+    logged = logged_loss(out / LOSSES, position.step)
+    if logged is not None and not same_loss(logged, position.last_loss):
+        raise checkpoint.CheckpointError(
+            f"--resume: {saved.path} is not the checkpoint of the run logged in {out / LOSSES}: "
+            f"step {position.step}'s loss there is {logged:.9g}, the checkpoint's "
+            f"{position.last_loss:.9g}; put the run's own checkpoint back, or start a new run "
+            "with --overwrite")
 
 
 def _report(summary, out: Path) -> None:

@@ -30,6 +30,7 @@ from . import run_record
 from ..userio import signals
 from ..network.backends import build
 from ..data import cache
+from ..data.fingerprint import fingerprint
 from ..data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from ..data.reader import PairReader
 from ..distributed.world import SINGLE, World
@@ -96,6 +97,7 @@ class Trainer:
         self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle,
                                  seed=config.seed, drop_last=config.drop_last, device=self.gpu,
                                  part=world.part(config.batch_size), drop_cache=not self.cache.keep)
+        self.data_fingerprint = fingerprint(dataset)  # once, before the reads (data/cache.py)
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
         if world.lead and position is not None:  # resuming: the logs may run past the checkpoint
@@ -310,7 +312,8 @@ class Trainer:
         if not self.world.lead:
             return path
         checkpoint.save(path, self.model.get_params(), step=pos.step,
-                        extra=run_record.extra(self.config, pos, self.data_stats, self.dataset))
+                        extra=run_record.extra(self.config, pos, self.data_stats, self.dataset,
+                                               self.data_fingerprint))
         self.on_checkpoint()
         return path
 
@@ -385,6 +388,29 @@ def _metrics_step(line: bytes) -> int | None:
 def _losses_step(line: bytes) -> int | None:
     first = line.split(b"\t", 1)[0]
     return int(first) if first.isdigit() else None
+
+
+def logged_loss(path: Path, step: int) -> float | None:
+    """The loss that losses.tsv logs at `step` (its last line for it), or None if none does."""
+    found = None
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        parts = line.split(b"\t")
+        if _losses_step(line) == step and len(parts) == 2:
+            try:
+                found = float(parts[1])
+            except ValueError:
+                continue
+    return found
+
+
+def same_loss(a: float, b: float) -> bool:
+    """Whether two losses are one, as losses.tsv writes them (a loss read back from it, one in a
+    manifest)."""
+    return f"{a:.9g}" == f"{b:.9g}"
 
 
 def _gpu_free() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -418,6 +419,46 @@ def test_resume_on_samples_of_another_shape_is_refused(cli, data32, data64, tmp_
     assert result.one_line_error() == (
         f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read samples of 32x32, "
         f"{data64.noisy} holds 64x64")
+
+
+def test_resume_on_other_samples_of_the_same_shape_is_refused(cli, data32, make_data, tmp_path):
+    out = tmp_path / "run"
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out,
+               "--max-steps", 2).code == 0
+    other = make_data(40, size=32, seed=9)  # as many samples of the same shape: other content
+    result = cli(train.main, "--data", other.noisy.parent, *CPU, "--out", out, "--max-steps", 4,
+                 "--resume")
+    assert result.code == 2
+    assert result.one_line_error() == (
+        f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read other samples "
+        f"({data32.noisy}); {other.noisy} holds as many of the same shape, but not the same: "
+        "resume with the run's data or start a new run")
+
+
+def test_resume_of_a_checkpoint_from_another_run_is_refused(cli, data32, tmp_path):
+    common = ("--data", data32.noisy.parent, *CPU, "--max-steps", 3, "--log-every", 1)
+    for name, seed in (("a", 1), ("b", 2)):
+        assert cli(train.main, *common, "--out", tmp_path / name, "--seed", seed).code == 0
+    shutil.rmtree(tmp_path / "a" / "checkpoint")
+    shutil.copytree(tmp_path / "b" / "checkpoint", tmp_path / "a" / "checkpoint")
+    result = cli(train.main, *common, "--out", tmp_path / "a", "--seed", 2, "--resume",
+                 "--max-steps", 5)
+    assert result.code == 2
+    line = result.one_line_error()
+    assert line.startswith(
+        f"error: --resume: {tmp_path / 'a' / 'checkpoint'} is not the checkpoint of the run "
+        f"logged in {tmp_path / 'a' / 'losses.tsv'}: step 3's loss there is "), line
+    assert line.endswith("; put the run's own checkpoint back, or start a new run with --overwrite")
+
+
+def test_validation_on_the_training_data_is_not_called_held_out(cli, data32, tmp_path):
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", data32.noisy.parent, *CPU,
+                 "--out", tmp_path / "run", "--max-steps", 1)
+    assert result.code == 0, result.err
+    line = next(line for line in result.out.splitlines() if line.startswith("validation: 40"))
+    assert "held-out" not in line
+    assert line.startswith("validation: 40 pairs, the training samples themselves (--val-data "
+                           "holds the same as --data): not held out, ")
 
 
 def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_path):
