@@ -173,3 +173,23 @@ def test_a_copy_refuses_to_replace_anything_and_flags_that_mean_nothing(tmp_path
     assert result.returncode == 2
     assert "--samples, --seed: not used with --from-dataset" in result.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_values_beyond_float16_are_refused_and_the_old_copy_kept(tmp_path):
+    source = write_dataset(tmp_path / "f32", 20, 16, seed=3)
+    values = np.memmap(source.noisy, dtype="<f4", mode="r+")
+    values[17 * 256 + 5] = 1e5  # float16's largest is 65504: this one would be stored as inf
+    values.flush()
+    del values
+    old = write_dataset(tmp_path / "f16", 2, 16, dtype="float16")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "f16").iterdir()}
+    result = make_dataset("--from-dataset", tmp_path / "f32", "--out", tmp_path / "f16",
+                          "--dtype", "float16", "--overwrite")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"make_dataset: error: {tmp_path / 'f32'}: noisy sample 17 holds 100000, beyond "
+        "float16's range "
+        "(65504 at most): store it as float32 or scale the values; the dataset there is "
+        "unchanged\n")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "f16").iterdir()} == before
+    assert old.count == 2
