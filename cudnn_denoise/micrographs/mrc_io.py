@@ -1,5 +1,6 @@
 """MRC files through mrcfile (the optional `mrc` extra): micrographs read one frame at a time
-from a memory map, denoised ones written as fresh float32 (mode 2) files.
+(the header through mrcfile's memory map, the frames with pread: frames.py says why), denoised
+ones written as fresh float32 (mode 2) files.
 
 mrcfile is imported on first use; without it, require_mrcfile() raises MrcfileMissing with the
 install command. Reading is permissive (mrcfile.mmap(..., permissive=True)), so headers that
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.format import DataError
+from .frames import FrameFile
 from ..userio.files import partial_name
 
 MAX_LABELS = 10  # an MRC header holds ten labels of 80 printable ASCII characters
@@ -47,7 +49,7 @@ class MrcHeader:
 
 
 class MrcSource:
-    """A 2-D micrograph or an image stack, memory-mapped: read(i) gives frame i as float32 (H, W).
+    """A 2-D micrograph or an image stack: read(i) gives frame i as float32 (H, W).
 
     A 3-D file is a stack when it is named .mrcs or its header says so (ISPG 0); with nz = 1 it is
     one micrograph whatever ISPG says. Anything else (a volume, a volume stack, complex data) is a
@@ -67,15 +69,16 @@ class MrcSource:
                 raise DataError(f"{path}: not a readable MRC file ({exc})") from None
         try:
             self._check(caught)
-        except Exception:
+            header = self._mrc.header
+            voxel = self._mrc.voxel_size
+            self.header = MrcHeader(
+                voxel_size=(float(voxel.x), float(voxel.y), float(voxel.z)),
+                origin=(float(header.origin.x), float(header.origin.y), float(header.origin.z)),
+                labels=tuple(label.rstrip() for label in self._mrc.get_labels()))
+            data = self._mrc.data
+            self._file = FrameFile(path, data.offset, data.dtype, self.height, self.width)
+        finally:
             self._mrc.close()
-            raise
-        header = self._mrc.header
-        voxel = self._mrc.voxel_size
-        self.header = MrcHeader(
-            voxel_size=(float(voxel.x), float(voxel.y), float(voxel.z)),
-            origin=(float(header.origin.x), float(header.origin.y), float(header.origin.z)),
-            labels=tuple(label.rstrip() for label in self._mrc.get_labels()))
 
     def _check(self, caught) -> None:
         data = self._mrc.data
@@ -100,15 +103,10 @@ class MrcSource:
 
     def read(self, index: int) -> np.ndarray:
         """Frame `index` as a new float32 array (H, W)."""
-        data = self._mrc.data
-        frame = data if data.ndim == 2 else data[index]
-        try:
-            return np.array(frame, dtype=np.float32)
-        except OSError as exc:  # a read error of the mapped file
-            raise DataError(f"{self.path}: read failed: {exc}") from None
+        return self._file.read(index)
 
     def close(self) -> None:
-        self._mrc.close()
+        self._file.close()
 
 
 class MrcWriter:
