@@ -71,6 +71,7 @@ class Trainer:
         self.on_checkpoint = on_checkpoint  # called after each complete checkpoint (train --overwrite's cue)
         self.world = world
         config.ranks = world.size
+        self.data_fingerprint = fingerprint(dataset)  # before the reads (data/cache.py)
         self._check_world()
         self.tracer = tracer  # --trace: the calls of each setup, step and evaluation
         self.position = position or Position()
@@ -97,7 +98,6 @@ class Trainer:
         self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle,
                                  seed=config.seed, drop_last=config.drop_last, device=self.gpu,
                                  part=world.part(config.batch_size), drop_cache=not self.cache.keep)
-        self.data_fingerprint = fingerprint(dataset)  # once, before the reads (data/cache.py)
         self._pending: list[int] = []  # steps whose losses are still on the device
         self._profiler, self._profiled = None, 0
         if world.lead and position is not None:  # resuming: the logs may run past the checkpoint
@@ -107,10 +107,20 @@ class Trainer:
         self.history: list[dict] = []
 
     def _check_world(self) -> None:
-        """Refuse what several ranks cannot do: unequal shares of a batch."""
+        """Refuse what several ranks cannot do: different data (a rank with fewer batches would
+        leave the others waiting in the all-reduce forever), unequal shares of a batch."""
         c, ranks = self.config, self.world.size
         if ranks == 1:
             return
+        d = self.dataset
+        every = self.world.allgather((str(d.noisy), d.count, d.height, d.width, self.data_fingerprint))
+        # the content counts, not the path: each host may hold its own copy
+        other = next((rank for rank, data in enumerate(every) if data[1:] != every[0][1:]), None)
+        if other is not None:  # every rank sees the same table: all of them refuse
+            named = [f"rank {r} {every[r][0]} ({every[r][1]} samples of {every[r][2]}x{every[r][3]})"
+                     for r in (0, other)]
+            raise DataError(f"--data: the ranks read different data: {', '.join(named)}; give every "
+                            "rank the same dataset")
         rest = self.dataset.count % (c.batch_size * ranks)
         if rest and not c.drop_last:
             raise DataError(
