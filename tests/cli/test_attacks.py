@@ -572,3 +572,17 @@ def test_an_input_that_shrinks_while_read_is_skipped_not_a_crash(tmp_path, name)
     assert len(skipped) == 1 and skipped[0].startswith(f"skipped: {inputs / name}"), done.stderr
     assert "file truncated while in use?" in skipped[0]
     assert outputs(out) == ["good.denoised.mrc"]
+
+
+@pytest.mark.parametrize("entry", [("-m", "cudnn_denoise.train"), ("-m", "cudnn_denoise", "train")])
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2])
+def test_sigint_while_the_program_imports_prints_no_traceback(tmp_path, entry, delay):
+    proc = subprocess.Popen([sys.executable, *entry, "--backend", "reference", "--out",
+                             tmp_path / "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, 60)
+    no_traceback(err)
+    assert code in (130, -signal.SIGINT), (code, err)
+    assert not (tmp_path / "run" / "checkpoint").exists()
