@@ -376,6 +376,24 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_run(
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_stop_at_the_start_of_an_overwrite_keeps_the_old_run(cli, data32, tmp_path, monkeypatch):
+    from cudnn_denoise.data import stats
+    from cudnn_denoise.userio import signals
+
+    out = tmp_path / "run"
+    common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
+    assert cli(train.main, *common, "--max-steps", 3).code == 0
+    before = _run_files(out)
+
+    def ctrl_c(dataset):  # the moment the new run starts reading
+        raise signals.Stopped(signal.SIGINT)
+
+    monkeypatch.setattr(stats, "noisy_stats", ctrl_c)
+    result = cli(train.main, *common, "--max-steps", 2, "--overwrite")
+    assert result.code == 130 and "Traceback" not in result.err, result.err
+    assert _run_files(out) == before
+
+
 def test_an_overwrite_killed_before_its_first_checkpoint_gets_the_old_run_back(cli, data32, tmp_path):
     out = tmp_path / "run"
     common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
