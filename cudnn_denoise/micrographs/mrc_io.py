@@ -64,38 +64,38 @@ class MrcSource:
         with warnings.catch_warnings(record=True) as caught:  # permissive reading warns instead of raising
             warnings.simplefilter("always")
             try:
-                self._mrc = mrcfile.mmap(path, mode="r", permissive=True)
+                mrc = mrcfile.mmap(path, mode="r", permissive=True)
             except (OSError, ValueError, EOFError) as exc:
                 raise DataError(f"{path}: not a readable MRC file ({exc})") from None
         try:
-            self._check(caught)
-            header = self._mrc.header
-            voxel = self._mrc.voxel_size
+            self._check(mrc, caught)
+            header = mrc.header
+            voxel = mrc.voxel_size
             self.header = MrcHeader(
                 voxel_size=(float(voxel.x), float(voxel.y), float(voxel.z)),
                 origin=(float(header.origin.x), float(header.origin.y), float(header.origin.z)),
-                labels=tuple(label.rstrip() for label in self._mrc.get_labels()))
-            data = self._mrc.data
+                labels=tuple(label.rstrip() for label in mrc.get_labels()))
+            data = mrc.data
             self._file = FrameFile(path, data.offset, data.dtype, self.height, self.width)
-        finally:
-            self._mrc.close()
+        finally:  # the header read, the map goes: frames are read with pread (frames.py)
+            mrc.close()
 
-    def _check(self, caught) -> None:
-        data = self._mrc.data
+    def _check(self, mrc, caught) -> None:
+        data = mrc.data
         if data is None:
             why = "; ".join(str(w.message) for w in caught) or "no data block"
             raise DataError(f"{self.path}: not a readable MRC file ({why})")
         if np.iscomplexobj(data):
-            raise DataError(f"{self.path}: holds complex values (mode {int(self._mrc.header.mode)}), not an image")
+            raise DataError(f"{self.path}: holds complex values (mode {int(mrc.header.mode)}), not an image")
         if data.ndim == 2:
             self.frames, self.stack = 1, False
         elif data.ndim == 3 and data.shape[0] == 1:
             self.frames, self.stack = 1, False
-        elif data.ndim == 3 and (self._mrc.is_image_stack() or self.path.suffix.lower() == ".mrcs"):
+        elif data.ndim == 3 and (mrc.is_image_stack() or self.path.suffix.lower() == ".mrcs"):
             self.frames, self.stack = data.shape[0], True
         else:
             raise DataError(f"{self.path}: a {data.ndim}-D volume of shape {data.shape} (ISPG "
-                            f"{int(self._mrc.header.ispg)}), not a micrograph or an image stack "
+                            f"{int(mrc.header.ispg)}), not a micrograph or an image stack "
                             "(.mrcs, or ISPG 0)")
         self.height, self.width = data.shape[-2:]
         if self.height == 0 or self.width == 0:
