@@ -21,7 +21,7 @@ from .network import backends
 from . import checkpoint, cli, plan
 from .distributed import world as distributed, nccl
 from .training import earlier_run, lossplot, run_record
-from .port import trace
+from .port import algorithm_table, trace
 from .data.cache import KEEP_SHARE
 from .data.fingerprint import fingerprint
 from .data.cache import POLICIES as CACHE_POLICIES
@@ -301,8 +301,9 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
 
 RUN_FILES = (METRICS, LOSSES, lossplot.PNG)  # beside OUT/checkpoint
 # what --overwrite replaces: the checkpoint (with what a crashed save left) and the logs
+# (the checkpoint first: earlier_run._matching), and the GPU run's algorithm table
 RUN_NAMES = (checkpoint.RUN_SUBFOLDER, f"{checkpoint.RUN_SUBFOLDER}.tmp-*",
-             f"{checkpoint.RUN_SUBFOLDER}.old-*", *RUN_FILES)
+             f"{checkpoint.RUN_SUBFOLDER}.old-*", *RUN_FILES, algorithm_table.FILE_NAME)
 
 
 def _previous_run(out: Path) -> str | None:

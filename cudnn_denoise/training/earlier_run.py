@@ -1,8 +1,8 @@
 """train --overwrite: the earlier run in OUT is kept aside until the new one has a checkpoint.
 
 EarlierRun(out, patterns) moves the earlier run's files (those matching the glob patterns:
-checkpoint/, what a crashed save left beside it, the logs) into the hidden folder OUT/.earlier-run. discard() removes it once the new run's first checkpoint is
-complete; leaving the block without that (an error, a NaN at the first step, a signal) removes
+checkpoint/, what a crashed save left beside it, the logs) into the hidden folder
+OUT/.earlier-run. discard() removes it once the new run's first checkpoint is complete; leaving the block without that (an error, a NaN at the first step, a signal) removes
 what the new run wrote and moves the earlier run back. A run killed with the earlier run aside
 leaves the folder; recover() at the next start on OUT puts it back, or drops it if OUT holds a
 checkpoint (the new run's: the kill came after its first save).
@@ -19,6 +19,7 @@ from ..userio import signals
 from ..userio.files import fsync_dir
 
 ASIDE_NAME = ".earlier-run"
+RESTORING = ".restoring"  # in the aside folder: the new run's files are gone, the earlier come back
 
 
 class _Nothing:
@@ -82,18 +83,28 @@ def recover(out: Path, patterns: tuple[str, ...]) -> None:
 
 
 def _restore(out: Path, patterns: tuple[str, ...]) -> None:
+    """Remove what the new run wrote, then move the earlier run back, its checkpoint last. Marked
+    as begun inside the folder, so that a restore killed half-way is finished by the next one
+    without removing what came back already."""
     aside = out / ASIDE_NAME
+    begun = aside / RESTORING
     with signals.held(raise_pending=False):  # also on the way out of a Ctrl-C
-        for path in _matching(out, patterns):
-            _remove(path)  # what the new run wrote
-        for path in aside.iterdir():
+        if not begun.exists():
+            for path in _matching(out, patterns):
+                _remove(path)  # what the new run wrote
+            begun.touch()
+            fsync_dir(aside)
+        back = [aside / path.name for path in _matching(aside, patterns)]
+        for path in back[1:] + back[:1]:  # the checkpoint (the first) last
             os.replace(path, out / path.name)
         fsync_dir(out)
         shutil.rmtree(aside, ignore_errors=True)
 
 
 def _matching(out: Path, patterns: tuple[str, ...]) -> list[Path]:
-    return sorted({path for pattern in patterns for path in out.glob(pattern)})
+    """In the patterns' order: the checkpoint's first, so that a kill between two moves leaves OUT
+    without a checkpoint, which recover() reads as "put the earlier run back"."""
+    return [path for pattern in patterns for path in sorted(out.glob(pattern))]
 
 
 def _remove(path: Path) -> None:
