@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cudnn_denoise.params import NUM_PARAMS, PARAMS
+from cudnn_denoise.params import NUM_PARAMS, PARAMS, views
 from cudnn_denoise.userio.fields import Fields
 from cudnn_denoise.userio.files import UserFileError, fsync_dir, read_bytes, read_json
 
@@ -186,7 +186,26 @@ def _load_folder(folder: Path) -> Checkpoint:
         digest == manifest["sha256"], file, f"sha256 {digest}, manifest says {manifest['sha256']}"
     )
     params = np.frombuffer(data, dtype="<f4").astype(np.float32)  # (NUM_PARAMS,), writable
+    _check_finite(params, file)
     return Checkpoint(params=params, step=manifest["step"], manifest=manifest, path=folder)
+
+
+def _check_finite(params: np.ndarray, file: Path) -> None:
+    """Refuse NaN and infinite parameters (a run that diverged, a damaged file): every output
+    computed from them would be NaN, and training from them would be too."""
+    bad = ~np.isfinite(params)
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    for name, index in views(np.arange(NUM_PARAMS)).items():
+        if first in index:
+            where = ",".join(str(int(k)) for k in np.argwhere(index == first)[0])
+            break
+    count = int(bad.sum())
+    raise CheckpointError(
+        f"{file}: {count} parameter{'s are' if count > 1 else ' is'} NaN or infinite, the first "
+        f"{name}[{where}] ({params[first]}): a diverged run's parameters denoise every micrograph "
+        "into NaN")
 
 
 def load(path) -> Checkpoint:

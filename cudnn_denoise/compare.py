@@ -8,8 +8,9 @@ or a params.bin file also serves for the parameters alone. Every step both runs 
 parameter are compared as float32: the distance in ULPs (how many float32 values lie between, 0
 for identical bits and for +0 against -0) and relative, |a - b| / max(|a|, |b|). It prints, per
 parameter tensor and for the losses, the worst of each and where; then a verdict line.
-Exit status: 0 when identical (or, with --rtol, every relative difference within it), 1 when not,
-2 when a run cannot be read.
+A NaN is neither identical to anything nor within any --rtol: the verdict says where the first is.
+Exit status: 0 when identical (or, with --rtol, every relative difference within it), 1 when not
+(or a NaN), 2 when a run cannot be read (a losses.tsv that logs a step twice is broken).
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ class Difference:
     worst_ulp_at: str  # where, "-" when all are identical
     worst_relative: float
     worst_relative_at: str
+    # NaN is neither equal to anything nor within any tolerance: counted apart, the first placed
+    nans: int = 0
+    first_nan_at: str = "-"  # e.g. "conv1.bias[3] in A and B"
 
     def line(self) -> str:
+        nan = f"  NaN {self.nans}, first at {self.first_nan_at}" if self.nans else ""
         return (f"{self.name:<16s} {self.count:6d} values  identical {self.identical:6d}  worst "
                 f"{self.worst_ulp} ULP at {self.worst_ulp_at}, relative {self.worst_relative:.3g} at "
-                f"{self.worst_relative_at}")
+                f"{self.worst_relative_at}{nan}")
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,25 +62,34 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def relative_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| / max(|a|, |b|) in float64, 0 where both are 0 (NaN where either is NaN)."""
+    """|a - b| / max(|a|, |b|) in float64, 0 where a == b, inf for an infinity against another
+    value (NaN where either is NaN)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     scale = np.maximum(np.abs(a), np.abs(b))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1), np.where(a == b, 0.0, np.nan))
+        relative = np.abs(a - b) / np.where(scale > 0, scale, 1)
+    relative = np.where(np.isinf(a) | np.isinf(b), np.inf, relative)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, np.where(a == b, 0.0, relative))
 
 
 def difference(name: str, a: np.ndarray, b: np.ndarray, labels) -> Difference:
     """Compare a and b element by element; labels(i) names element i (C order) in the report."""
     a, b = np.ravel(a), np.ravel(b)
-    ulp = ulp_distance(a, b)
-    rel = relative_difference(a, b)
-    nan = ulp < 0
-    ulp_worst = int(np.argmax(np.where(nan, np.iinfo(np.int64).max, ulp)))
-    rel_worst = int(np.argmax(np.where(np.isnan(rel), np.inf, rel)))
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    nan = nan_a | nan_b
+    ulp = np.where(nan, -1, ulp_distance(a, b))  # the worst of the numbers: NaN is counted apart
+    rel = np.where(nan, -1.0, relative_difference(a, b))
+    ulp_worst, rel_worst = int(np.argmax(ulp)), int(np.argmax(rel))
     same = int(np.sum(ulp == 0))
+    numbers = same == a.size - int(nan.sum())  # the numbers (not NaN) all identical
+    first_nan = "-"
+    if nan.any():
+        i = int(np.argmax(nan))
+        first_nan = f"{labels(i)} in {'A and B' if nan_a[i] and nan_b[i] else 'A' if nan_a[i] else 'B'}"
     return Difference(name, int(a.size), same,
-                      -1 if nan[ulp_worst] else int(ulp[ulp_worst]), "-" if same == a.size else labels(ulp_worst),
-                      float(rel[rel_worst]), "-" if same == a.size else labels(rel_worst))
+                      max(int(ulp[ulp_worst]), 0), "-" if numbers else labels(ulp_worst),
+                      max(float(rel[rel_worst]), 0.0), "-" if numbers else labels(rel_worst),
+                      int(nan.sum()), first_nan)
 
 
 # ---- reading runs ----
@@ -91,13 +105,17 @@ def read_losses(run: Path) -> dict[int, float]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a losses.tsv (byte 0x{data[exc.start]:02x} at offset "
                          f"{exc.start} is not text)") from None
+    lines = {}  # step -> the line that logged it
     for number, line in enumerate(text.splitlines(), 1):
         parts = line.split("\t")
         try:
             step, loss = int(parts[0]), float(parts[1])
         except (ValueError, IndexError):
             raise ValueError(f"{path}:{number}: not `step<TAB>loss`: {line!r}") from None
-        losses[step] = loss
+        if step in lines:  # a run's steps are logged once each: the run's log is broken
+            raise ValueError(f"{path}:{number}: step {step} logged again (first at line "
+                             f"{lines[step]}): a broken run, not one to compare")
+        losses[step], lines[step] = loss, number
     return losses
 
 
@@ -134,6 +152,10 @@ class Comparison:
     def identical(self) -> bool:
         steps_a, steps_b, both = self.loss_steps
         return steps_a == steps_b == both and all(d.identical == d.count for d in self.all())
+
+    def first_nan(self) -> str | None:
+        """Where the first NaN of the losses or the parameters is, or None."""
+        return next((d.first_nan_at for d in self.all() if d.nans), None)
 
     def all(self) -> list[Difference]:
         return ([self.losses] if self.losses is not None else []) + self.params
@@ -182,6 +204,9 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
         return lines, 0
     worst = result.worst_relative()
     summary = f"worst {worst_ulp} ULP, worst relative {worst:.3g}"
+    if result.first_nan() is not None:
+        lines.append(f"verdict: DIFFERENT: NaN at {result.first_nan()}; {summary} (of the numbers)")
+        return lines, 1
     if steps_a != both or steps_b != both:
         lines.append(f"verdict: DIFFERENT: the runs logged different steps; {summary}")
         return lines, 1

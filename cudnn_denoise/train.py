@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -20,15 +19,16 @@ from pathlib import Path
 from . import checkpoint, cli
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
+from .data.fingerprint import fingerprint
 from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
 from .distributed import nccl
 from .distributed import world as distributed
 from .network import backends, options
 from .network.options import PRECISIONS
 from .params import init_params
-from .port import calls, trace
-from .training import lossplot, run_record
-from .training.loop import LOSSES, METRICS
+from .port import algorithm_table, calls, trace
+from .training import earlier_run, lossplot, run_record
+from .training.loop import LOSSES, METRICS, logged_loss, same_loss
 from .training.run_record import SEED, Config
 from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
@@ -96,7 +96,8 @@ def parser() -> arguments.ArgumentParser:
                             "the checkpoint's step)")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in OUT (its checkpoint, logs and plot) by a new "
-                            "one; without --resume or --overwrite, an OUT that holds a run is "
+                            "one, once the new one's first checkpoint is written (until then the "
+                            "earlier run is kept aside, and put back if the new one fails); without --resume or --overwrite, an OUT that holds a run is "
                             "refused")
     o.add_argument("--log-every", type=arguments.integer(minimum=1), default=100, metavar="N",
                    help="a log line every N steps (default 100)")
@@ -201,11 +202,16 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     # Rank 0 alone writes into OUT; it holds OUT's lock for the whole run.
     with OutputLock(args.out, "train") if world.lead else contextlib.nullcontext():
         if world.lead:
+            earlier_run.recover(args.out, RUN_NAMES)  # what a killed --overwrite set aside
             _check_out(args.out, args.resume, args.overwrite)
-        return _train(args, world, backend, why)
+        # --overwrite: the earlier run is set aside until the new one's first checkpoint
+        earlier = (earlier_run.EarlierRun(args.out, RUN_NAMES) if args.overwrite and world.lead
+                   else earlier_run.NONE)
+        with earlier:
+            return _train(args, world, backend, why, on_checkpoint=earlier.discard)
 
 
-def _train(args, world, backend: str, why: str) -> int:
+def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
     from .data.stats import noisy_stats
     from .training.loop import NonFiniteLoss, Trainer
 
@@ -234,6 +240,7 @@ def _train(args, world, backend: str, why: str) -> int:
         saved = checkpoint.load(args.out / checkpoint.RUN_SUBFOLDER)
         record = run_record.read(saved)
         _check_resumable(record, saved, config, dataset, world.size)
+        _check_own_checkpoint(saved, record, args.out)
         position, params = run_record.position_from(saved), saved.params
         print(f"resuming from {saved.path} at step {position.step} (epoch {position.epoch}, "
               f"batch {position.batch})")
@@ -242,8 +249,6 @@ def _train(args, world, backend: str, why: str) -> int:
         print(f"initial parameters from {args.init}")
     else:
         params = init_params(args.seed)
-    if args.overwrite and world.lead:
-        _remove_run(args.out)
     stats = noisy_stats(dataset)
     if not all(math.isfinite(value) for value in stats.values()):  # the checkpoint's JSON holds no NaN
         raise DataError(f"{dataset.noisy}: NaN or Inf among the samples read for the intensity statistics; "
@@ -262,10 +267,14 @@ def _train(args, world, backend: str, why: str) -> int:
                                                                        math=config.math))
     with tracer:
         trainer = Trainer(dataset, config, args.out, params, position=position, val_dataset=val_dataset,
-                          data_stats=stats, tracer=tracer, world=world)
+                          data_stats=stats, tracer=tracer, world=world, on_checkpoint=on_checkpoint)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
-            print(f"validation: {val_dataset.count} held-out pairs, scored at each log line; "
+            pairs = (f"{val_dataset.count} pairs, the training samples themselves (--val-data holds "
+                     "the same as --data): not held out, a measure of fit only"
+                     if fingerprint(val_dataset) == fingerprint(dataset)
+                     else f"{val_dataset.count} held-out pairs")
+            print(f"validation: {pairs}, scored at each log line; "
                   f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
                   f"[{low:g}, {high:g}] ({where})")
         try:
@@ -293,6 +302,10 @@ def _train(args, world, backend: str, why: str) -> int:
 
 
 RUN_FILES = (METRICS, LOSSES, lossplot.PNG)  # beside OUT/checkpoint
+# what --overwrite replaces: the checkpoint (with what a crashed save left) and the logs
+# (the checkpoint first: earlier_run._matching), and the GPU run's algorithm table
+RUN_NAMES = (checkpoint.RUN_SUBFOLDER, f"{checkpoint.RUN_SUBFOLDER}.tmp-*",
+             f"{checkpoint.RUN_SUBFOLDER}.old-*", *RUN_FILES, algorithm_table.FILE_NAME)
 
 
 def _previous_run(out: Path) -> str | None:
@@ -312,15 +325,6 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     if previous is not None and not (resume or overwrite):
         raise UserFileError(f"--out {out}: holds a run ({previous}); continue it with --resume, "
                             "replace it with --overwrite, or choose another --out")
-
-
-def _remove_run(out: Path) -> None:
-    """--overwrite: remove the earlier run's checkpoint (with what a crashed save left) and logs."""
-    folder = out / checkpoint.RUN_SUBFOLDER
-    for path in [folder, *out.glob(f"{folder.name}.tmp-*"), *out.glob(f"{folder.name}.old-*")]:
-        shutil.rmtree(path, ignore_errors=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
 
 
 def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:
@@ -348,12 +352,32 @@ def _check_resumable(record, saved, config, dataset, ranks: int = 1) -> None:
         raise checkpoint.CheckpointError(
             f"{where} read samples of {shape[0]}x{shape[1]}, {dataset.noisy} holds "
             f"{dataset.height}x{dataset.width}")
+    if "fingerprint" in data and data["fingerprint"] != fingerprint(dataset):
+        raise checkpoint.CheckpointError(
+            f"{where} read other samples ({data.get('noisy', 'another dataset')}); {dataset.noisy} "
+            "holds as many of the same shape, but not the same: resume with the run's data or "
+            "start a new run")
     refused = {"batch_size", "ranks", "seed", "shuffle", "drop_last"}
     changed = [f"{key} {value!r} (was {saved_config[key]!r})"
                for key, value in asdict(config).items()
                if key not in refused and key in saved_config and saved_config[key] != value]
     if changed:
         print(f"note: resuming with other settings than the checkpoint's run: {', '.join(changed)}")
+
+
+def _check_own_checkpoint(saved, record, out: Path) -> None:
+    """Refuse a checkpoint that another run wrote (copied into OUT): the loss that OUT's
+    losses.tsv logs at the checkpoint's step must be the checkpoint's last loss."""
+    position = record.position
+    if position is None or position.step == 0 or not math.isfinite(position.last_loss):
+        return
+    logged = logged_loss(out / LOSSES, position.step)
+    if logged is not None and not same_loss(logged, position.last_loss):
+        raise checkpoint.CheckpointError(
+            f"--resume: {saved.path} is not the checkpoint of the run logged in {out / LOSSES}: "
+            f"step {position.step}'s loss there is {logged:.9g}, the checkpoint's "
+            f"{position.last_loss:.9g}; put the run's own checkpoint back, or start a new run "
+            "with --overwrite")
 
 
 def _report(summary, out: Path) -> None:

@@ -92,6 +92,8 @@ def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
     if meta and meta.get("count", counts[noisy]) != counts[noisy]:
         raise DataError(f"{noisy.parent / META_NAME}: says count {meta['count']} but the files "
                         f"hold {counts[noisy]} samples")
+    if "count" not in meta and dtype == FILE_DTYPES["float32"]:
+        _refuse_float16_words(noisy, clean, noisy.parent / META_NAME)
     return Dataset(noisy, clean, height, width, counts[noisy], meta, dtype)
 
 
@@ -102,6 +104,36 @@ def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None) -> Data
         raise DataError(f"{data_dir}: --data must be a directory holding {NOISY_NAME} and "
                         f"{CLEAN_NAME}")
     return open_dataset(data_dir / NOISY_NAME, data_dir / CLEAN_NAME, patch_size)
+
+
+FLOAT16_LOOK = 0.15  # share of words over which float16 files are told from float32 ones
+
+
+def _refuse_float16_words(noisy: Path, clean: Path, meta_path: Path, nbytes: int = 1 << 16) -> None:
+    """DataError when the float32 files (no count to check their sizes against) hold float16
+    values. A 32-bit word of float16 pixels is two neighbours, which mostly share their sign and
+    exponent, the top 6 bits of each half (synthetic sets: 28% of the noisy words, 92% of the
+    clean); in float32 values the low half is the mantissa's low bits, whose top 6 match the high
+    half's in about 1 word of 64. Words with a half of 0 say nothing (zeros, rounded values)."""
+    words = []
+    for path in (noisy, clean):
+        fd = open_readonly(path)
+        try:
+            data = os.pread(fd, nbytes, 0)
+        finally:
+            os.close(fd)
+        words.append(np.frombuffer(data[: len(data) // 4 * 4], "<u4"))
+    words = np.concatenate(words)
+    high, low = words >> 16, words & 0xFFFF
+    telling = (high != 0) & (low != 0)
+    if not telling.any():
+        return
+    alike = float(np.mean(((high >> 10) == (low >> 10))[telling]))
+    if alike > FLOAT16_LOOK:
+        raise DataError(f"{meta_path}: says dtype float32, but {noisy} holds float16 values ("
+                        f"{alike:.0%} of its first 32-bit words are two values of one sign and "
+                        'exponent, as neighbouring float16 pixels are); set "dtype": "float16" '
+                        'and "count" there')
 
 
 def read_meta(path: Path) -> dict:

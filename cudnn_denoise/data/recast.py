@@ -4,7 +4,8 @@ The source is read in chunks of samples (format.iter_chunks: dropped from the pa
 read, so the copy leaves memory as it found it) and never modified; the copy is written by
 writer.write_pairs into another folder, with a dataset.json that records where it came from.
 float32 -> float16 rounds each value to the nearest float16 (for values in [0, 1] at most 2**-12
-off; docs/performance.md measures what that costs); float16 -> float32 is exact.
+off; docs/performance.md measures what that costs; a value beyond float16's range, 65504, is
+refused, naming its sample); float16 -> float32 is exact.
 """
 
 from __future__ import annotations
@@ -43,4 +44,5 @@ def recast_dataset(source: Dataset, out_dir: str | os.PathLike, dtype: str, *,
             if progress is not None:
                 progress(first + len(noisy), source.count)
 
-    return write_pairs(out_dir, chunks(), *shape, made_by, overwrite=overwrite, dtype=dtype)
+    return write_pairs(out_dir, chunks(), *shape, made_by, overwrite=overwrite, dtype=dtype,
+                       origin=str(source.noisy.parent))

@@ -57,19 +57,22 @@ def check_target(out_dir: str | os.PathLike, overwrite: bool, nbytes: int | None
 
 def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
                 height: int, width: int, made_by: dict, *, overwrite: bool = False,
-                meta: Callable[[], dict] | None = None, dtype: str = "float32") -> Dataset:
+                meta: Callable[[], dict] | None = None, dtype: str = "float32",
+                origin: str = "--dtype float16") -> Dataset:
     """Write every (noisy, clean) of `chunks` to out_dir and return the opened Dataset.
 
     A chunk is two arrays of one shape (..., height, width): one sample or several. The files
     store them as `dtype` (a FILE_DTYPES name; float32 values stored as float16 are rounded to
     nearest). made_by goes into dataset.json as it is; meta(), called after the last chunk, gives
     more top-level keys (a maker learns some of them, e.g. its sources, while it writes).
-    DataError when no sample came, or the disk is full (nothing is changed then). One writer per
-    folder: the command holds its outdir.OutputLock.
+    DataError when no sample came, a value is beyond the stored dtype's range (named as a sample
+    of `origin`), or the disk is full (nothing is changed then). One writer per folder: the
+    command holds its outdir.OutputLock.
     """
     stored = FILE_DTYPES[dtype]
     out_dir = check_target(out_dir, overwrite)
-    replacing = (out_dir / META_NAME).exists()
+    kept = ("the dataset there is unchanged" if (out_dir / META_NAME).exists()
+            else "nothing was left there")
     count = 0
     try:
         with Staging(out_dir, META_NAME) as stage:
@@ -80,9 +83,9 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
                     if noisy.shape != clean.shape or noisy.shape[-2:] != (height, width):
                         raise ValueError(f"a chunk of shapes {noisy.shape} and {clean.shape} in a "
                                          f"dataset of {height}x{width}")  # a maker's bug
-                    # The bytes as stored: little-endian, C order.
-                    noisy_file.write(np.ascontiguousarray(noisy, stored).data)
-                    clean_file.write(np.ascontiguousarray(clean, stored).data)
+                    for file, which, values in ((noisy_file, "noisy", noisy),
+                                                (clean_file, "clean", clean)):
+                        file.write(_stored(values, stored, count, f"{origin}: {which}", kept).data)
                     count += noisy.size // (height * width)
             if count == 0:
                 raise DataError(f"{out_dir}: no samples to write")
@@ -90,10 +93,25 @@ def write_pairs(out_dir: str | os.PathLike, chunks: Iterable[tuple[np.ndarray, n
             write_meta(stage.path, height, width, count, made_by, extra, dtype=dtype)
             stage.commit()
     except OSError as exc:
-        kept = "the dataset there is unchanged" if replacing else "nothing was left there"
         raise DataError(f"{out_dir}: cannot write the dataset ({exc.strerror or exc}); "
                         f"{kept}") from None
     return open_dir(out_dir)
+
+
+def _stored(values: np.ndarray, stored: np.dtype, first: int, what: str, kept: str) -> np.ndarray:
+    """values as stored (little-endian, C order); DataError naming the first sample (numbered
+    from `first`) holding a finite value that the stored dtype cannot hold (float16: inf)."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(values, stored)
+    lost = np.isinf(out) & np.isfinite(values)
+    if lost.any():
+        at = int(np.argmax(lost.reshape(-1)))
+        size = values.shape[-2] * values.shape[-1]
+        largest = np.finfo(stored).max
+        raise DataError(f"{what} sample {first + at // size} holds {values.reshape(-1)[at]:g}, "
+                        f"beyond {stored.name}'s range ({largest:g} at most): store it as "
+                        f"float32 or scale the values; {kept}")
+    return out
 
 
 @contextlib.contextmanager

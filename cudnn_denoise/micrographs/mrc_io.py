@@ -1,5 +1,6 @@
 """MRC files through mrcfile (the optional `mrc` extra): micrographs read one frame at a time
-from a memory map, denoised ones written as fresh float32 (mode 2) files.
+(the header through mrcfile's memory map, the frames with pread: frames.py says why), denoised
+ones written as fresh float32 (mode 2) files.
 
 mrcfile is imported on first use; without it, require_mrcfile() raises MrcfileMissing with the
 install command. Reading is permissive (mrcfile.mmap(..., permissive=True)), so headers that
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..data.format import DataError
 from ..userio.files import partial_name
+from .frames import FrameFile
 
 MAX_LABELS = 10  # an MRC header holds ten labels of 80 printable ASCII characters
 LABEL_CHARS = 80
@@ -47,7 +49,7 @@ class MrcHeader:
 
 
 class MrcSource:
-    """A 2-D micrograph or an image stack, memory-mapped: read(i) gives frame i as float32 (H, W).
+    """A 2-D micrograph or an image stack: read(i) gives frame i as float32 (H, W).
 
     A 3-D file is a stack when it is named .mrcs or its header says so (ISPG 0); with nz = 1 it is
     one micrograph whatever ISPG says. Anything else (a volume, a volume stack, complex data) is a
@@ -62,37 +64,38 @@ class MrcSource:
         with warnings.catch_warnings(record=True) as caught:  # permissive reading warns instead of raising
             warnings.simplefilter("always")
             try:
-                self._mrc = mrcfile.mmap(path, mode="r", permissive=True)
+                mrc = mrcfile.mmap(path, mode="r", permissive=True)
             except (OSError, ValueError, EOFError) as exc:
                 raise DataError(f"{path}: not a readable MRC file ({exc})") from None
         try:
-            self._check(caught)
-        except Exception:
-            self._mrc.close()
-            raise
-        header = self._mrc.header
-        voxel = self._mrc.voxel_size
-        self.header = MrcHeader(
-            voxel_size=(float(voxel.x), float(voxel.y), float(voxel.z)),
-            origin=(float(header.origin.x), float(header.origin.y), float(header.origin.z)),
-            labels=tuple(label.rstrip() for label in self._mrc.get_labels()))
+            self._check(mrc, caught)
+            header = mrc.header
+            voxel = mrc.voxel_size
+            self.header = MrcHeader(
+                voxel_size=(float(voxel.x), float(voxel.y), float(voxel.z)),
+                origin=(float(header.origin.x), float(header.origin.y), float(header.origin.z)),
+                labels=tuple(label.rstrip() for label in mrc.get_labels()))
+            data = mrc.data
+            self._file = FrameFile(path, data.offset, data.dtype, self.height, self.width)
+        finally:  # the header read, the map goes: frames are read with pread (frames.py)
+            mrc.close()
 
-    def _check(self, caught) -> None:
-        data = self._mrc.data
+    def _check(self, mrc, caught) -> None:
+        data = mrc.data
         if data is None:
             why = "; ".join(str(w.message) for w in caught) or "no data block"
             raise DataError(f"{self.path}: not a readable MRC file ({why})")
         if np.iscomplexobj(data):
-            raise DataError(f"{self.path}: holds complex values (mode {int(self._mrc.header.mode)}), not an image")
+            raise DataError(f"{self.path}: holds complex values (mode {int(mrc.header.mode)}), not an image")
         if data.ndim == 2:
             self.frames, self.stack = 1, False
         elif data.ndim == 3 and data.shape[0] == 1:
             self.frames, self.stack = 1, False
-        elif data.ndim == 3 and (self._mrc.is_image_stack() or self.path.suffix.lower() == ".mrcs"):
+        elif data.ndim == 3 and (mrc.is_image_stack() or self.path.suffix.lower() == ".mrcs"):
             self.frames, self.stack = data.shape[0], True
         else:
             raise DataError(f"{self.path}: a {data.ndim}-D volume of shape {data.shape} (ISPG "
-                            f"{int(self._mrc.header.ispg)}), not a micrograph or an image stack "
+                            f"{int(mrc.header.ispg)}), not a micrograph or an image stack "
                             "(.mrcs, or ISPG 0)")
         self.height, self.width = data.shape[-2:]
         if self.height == 0 or self.width == 0:
@@ -100,15 +103,10 @@ class MrcSource:
 
     def read(self, index: int) -> np.ndarray:
         """Frame `index` as a new float32 array (H, W)."""
-        data = self._mrc.data
-        frame = data if data.ndim == 2 else data[index]
-        try:
-            return np.array(frame, dtype=np.float32)
-        except OSError as exc:  # a read error of the mapped file
-            raise DataError(f"{self.path}: read failed: {exc}") from None
+        return self._file.read(index)
 
     def close(self) -> None:
-        self._mrc.close()
+        self._file.close()
 
 
 class MrcWriter:

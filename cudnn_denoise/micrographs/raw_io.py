@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.format import DTYPE, META_NAME, DataError, file_dtype, open_readonly, read_meta
 from ..userio.files import partial_name
+from .frames import FrameFile
 
 
 def raw_shape(path: Path, height: int | None, width: int | None) -> tuple[int, int]:
@@ -36,7 +37,7 @@ def raw_shape(path: Path, height: int | None, width: int | None) -> tuple[int, i
 
 
 class RawSource:
-    """N frames of H x W float32 in one raw file, memory-mapped: read(i) gives frame i."""
+    """N frames of H x W float32 (or float16) in one raw file: read(i) gives frame i."""
 
     kind = "raw"
     header = None  # raw files carry no voxel size, origin or labels
@@ -59,15 +60,14 @@ class RawSource:
                             f"{self.height}x{self.width} {self.dtype.name} frame "
                             f"({frame_bytes} bytes)")
         self.frames = size // frame_bytes
-        self._data = np.memmap(path, dtype=self.dtype, mode="r",
-                               shape=(self.frames, self.height, self.width))
+        self._file = FrameFile(path, 0, self.dtype, self.height, self.width)
 
     def read(self, index: int) -> np.ndarray:
         """Frame `index` as a new native float32 array (H, W)."""
-        return np.array(self._data[index], dtype=np.float32)
+        return self._file.read(index)
 
     def close(self) -> None:
-        self._data = None  # the map is released with its last reference
+        self._file.close()
 
 
 class RawWriter:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import checkpoint
 from ..data import cache
+from ..data.fingerprint import fingerprint
 from ..data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from ..data.reader import PairReader
 from ..distributed.world import SINGLE, World
@@ -64,10 +65,13 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, config: Config, out_dir: Path, params: np.ndarray, *,
                  position: Position | None = None, val_dataset: Dataset | None = None,
-                 data_stats: dict | None = None, report=print, tracer=trace.OFF, world: World = SINGLE):
+                 data_stats: dict | None = None, report=print, tracer=trace.OFF, world: World = SINGLE,
+                 on_checkpoint=lambda: None):
         self.dataset, self.config, self.out_dir = dataset, config, out_dir
+        self.on_checkpoint = on_checkpoint  # called after each complete checkpoint (train --overwrite's cue)
         self.world = world
         config.ranks = world.size
+        self.data_fingerprint = fingerprint(dataset)  # before the reads (data/cache.py)
         self._check_world()
         self.tracer = tracer  # --trace: the calls of each setup, step and evaluation
         self.position = position or Position()
@@ -103,10 +107,20 @@ class Trainer:
         self.history: list[dict] = []
 
     def _check_world(self) -> None:
-        """Refuse what several ranks cannot do: unequal shares of a batch."""
+        """Refuse what several ranks cannot do: different data (a rank with fewer batches would
+        leave the others waiting in the all-reduce forever), unequal shares of a batch."""
         c, ranks = self.config, self.world.size
         if ranks == 1:
             return
+        d = self.dataset
+        every = self.world.allgather((str(d.noisy), d.count, d.height, d.width, self.data_fingerprint))
+        # the content counts, not the path: each host may hold its own copy
+        other = next((rank for rank, data in enumerate(every) if data[1:] != every[0][1:]), None)
+        if other is not None:  # every rank sees the same table: all of them refuse
+            named = [f"rank {r} {every[r][0]} ({every[r][1]} samples of {every[r][2]}x{every[r][3]})"
+                     for r in (0, other)]
+            raise DataError(f"--data: the ranks read different data: {', '.join(named)}; give every "
+                            "rank the same dataset")
         rest = self.dataset.count % (c.batch_size * ranks)
         if rest and not c.drop_last:
             raise DataError(
@@ -308,7 +322,9 @@ class Trainer:
         if not self.world.lead:
             return path
         checkpoint.save(path, self.model.get_params(), step=pos.step,
-                        extra=run_record.extra(self.config, pos, self.data_stats, self.dataset))
+                        extra=run_record.extra(self.config, pos, self.data_stats, self.dataset,
+                                               self.data_fingerprint))
+        self.on_checkpoint()
         return path
 
     def _gpu_memory_mib(self) -> float | None:
@@ -382,6 +398,29 @@ def _metrics_step(line: bytes) -> int | None:
 def _losses_step(line: bytes) -> int | None:
     first = line.split(b"\t", 1)[0]
     return int(first) if first.isdigit() else None
+
+
+def logged_loss(path: Path, step: int) -> float | None:
+    """The loss that losses.tsv logs at `step` (its last line for it), or None if none does."""
+    found = None
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        parts = line.split(b"\t")
+        if _losses_step(line) == step and len(parts) == 2:
+            try:
+                found = float(parts[1])
+            except ValueError:
+                continue
+    return found
+
+
+def same_loss(a: float, b: float) -> bool:
+    """Whether two losses are one, as losses.tsv writes them (a loss read back from it, one in a
+    manifest)."""
+    return f"{a:.9g}" == f"{b:.9g}"
 
 
 def _gpu_free() -> int:

@@ -4,7 +4,7 @@ field type-checked (read()) by resume, dump and denoise.
 
     extra = {"epoch": int, "position": int, "loss_sum": float, "last_loss": float or null,
              "config": {Config's fields}, "data_stats": {"mean", "std", "min", "max", "samples"},
-             "data": {"noisy", "clean", "height", "width", "count"}}
+             "data": {"noisy", "clean", "height", "width", "count", "fingerprint"}}
 
 A checkpoint written elsewhere (the Fortran port; checkpoint.save with another extra) may lack any
 part; a part that is present must have these types, or CheckpointError names the field.
@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ..checkpoint import MANIFEST_FILE, Checkpoint, CheckpointError
+from ..data.fingerprint import fingerprint
 from ..userio.fields import Fields
 
 
@@ -60,8 +61,10 @@ class Position:
     last_loss: float = float("nan")
 
 
-def extra(config: Config, position: Position, data_stats: dict, dataset) -> dict:
-    """The checkpoint's extra for a run at `position` (JSON: NaN becomes null)."""
+def extra(config: Config, position: Position, data_stats: dict, dataset,
+          data_fingerprint: str | None = None) -> dict:
+    """The checkpoint's extra for a run at `position` (JSON: NaN becomes null); data_fingerprint:
+    the dataset's fingerprint, if its reader has it already."""
     last = position.last_loss
     return {
         "epoch": position.epoch,
@@ -76,6 +79,8 @@ def extra(config: Config, position: Position, data_stats: dict, dataset) -> dict
             "height": dataset.height,
             "width": dataset.width,
             "count": dataset.count,
+            # tells resume's data from other data
+            "fingerprint": data_fingerprint or fingerprint(dataset),
         },
     }
 
@@ -122,7 +127,7 @@ def read(saved: Checkpoint) -> RunRecord:
     if stats.has("samples"):
         data_stats["samples"] = stats.integer("samples", minimum=1)
     stored = top.object("data", required=False)
-    data = {key: stored.string(key) for key in ("noisy", "clean") if stored.has(key)}
+    data = {key: stored.string(key) for key in ("noisy", "clean", "fingerprint") if stored.has(key)}
     data.update(
         {
             key: stored.integer(key, minimum=1)

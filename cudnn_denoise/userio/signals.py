@@ -7,6 +7,9 @@ flag(): a signal only sets flag.received: for a loop that must finish its step f
 held(): a signal waits until the block ends, then acts as the surrounding mode says: for a few
     renames that must all happen (outdir.Staging.commit).
 
+exit_quietly(): until then, a signal ends the process at once with one line: the package sets it
+    on import when it is started as a program, for the imports before main().
+
 Outside the main thread (where Python cannot set handlers) raising() and flag() change nothing.
 
 A Stopped raised inside C code can be dropped by it: an extension module's initialisation (NumPy
@@ -18,6 +21,7 @@ write a dataset or denoise micrographs.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -42,6 +46,21 @@ class Stopped(BaseException):
         global _pending
         _pending = None
         return 128 + self.signum
+
+
+def exit_quietly() -> None:
+    """Until a program sets its own handlers (raising(), from main()'s first line): SIGINT and
+    SIGTERM end the process at once with one line. For the imports before main() (NumPy's take a
+    tenth of a second), where Python's KeyboardInterrupt would print a traceback; nothing has
+    been written then."""
+    for sig in SIGNALS:
+        signal.signal(sig, _exit_now)
+
+
+def _exit_now(signum, frame):
+    os.write(2, f"stopped by {signal.Signals(signum).name} while starting: nothing was "
+                "written\n".encode())
+    os._exit(128 + signum)
 
 
 def _on_main_thread() -> bool:
@@ -113,12 +132,16 @@ class flag:
 
 
 @contextlib.contextmanager
-def held():
+def held(*, raise_pending: bool = True):
     """SIGINT / SIGTERM received inside the block are raised again when it ends (on the handlers
     it found). Python runs every handler in the main thread, whichever thread the kernel chose, so
-    swapping the handlers holds them off where blocking the main thread's signal mask would not."""
-    check()
-    with flag() as caught:
+    swapping the handlers holds them off where blocking the main thread's signal mask would not.
+    raise_pending=False: for clean-up while a Stopped is on its way out (check() would raise it
+    again before the block)."""
+    if raise_pending:
+        check()
+    caught = flag()
+    with _handling(caught._set):
         yield
     if caught.received is not None:
         signal.raise_signal(caught.received)

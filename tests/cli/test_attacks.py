@@ -524,3 +524,65 @@ def test_an_unusable_out_is_one_line(tmp_path, small_fs, where, message):
     assert done.returncode == 2
     assert done.stderr.startswith("make_dataset: " + message.format(out=out)), done.stderr
     assert done.stderr.count("\n") == 1
+
+
+# -- inputs rewritten while they are read ---------------------------------------------------------
+
+SHRINK_AFTER_OPEN = """
+import os, sys
+from cudnn_denoise import denoise
+from cudnn_denoise.micrographs import mrc_io, raw_io
+
+def shrinking(cls):
+    opened = cls.__init__
+    def init(self, path, *args):
+        opened(self, path, *args)
+        if path.name.startswith("shrinks"):  # another program rewrites it, as it is read
+            os.truncate(path, 4096)
+    cls.__init__ = init
+
+shrinking(mrc_io.MrcSource)
+shrinking(raw_io.RawSource)
+sys.exit(denoise.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("name", ["shrinks.mrcs", "shrinks.bin"])
+def test_an_input_that_shrinks_while_read_is_skipped_not_a_crash(tmp_path, name):
+    from micrograph_files import write_mrc
+
+    frames = np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_mrc(inputs / "good.mrc", frames[0])
+    if name.endswith(".mrcs"):
+        write_mrc(inputs / name, frames, stack=True)
+    else:
+        frames.tofile(inputs / name)
+    ckpt = checkpoint.save(tmp_path / "ckpt", init_params(0), step=0)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", SHRINK_AFTER_OPEN, *map(str, (
+            inputs / "good.mrc", inputs / name, "--checkpoint", ckpt, "-o", out, *CPU,
+            "--height", 64, "--width", 64, "--normalize"))],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, (done.returncode, done.stderr)
+    no_traceback(done.stderr)
+    skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 1 and skipped[0].startswith(f"skipped: {inputs / name}"), done.stderr
+    assert "file truncated while in use?" in skipped[0]
+    assert outputs(out) == ["good.denoised.mrc"]
+
+
+@pytest.mark.parametrize("entry", [("-m", "cudnn_denoise.train"), ("-m", "cudnn_denoise", "train")])
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2])
+def test_sigint_while_the_program_imports_prints_no_traceback(tmp_path, entry, delay):
+    proc = subprocess.Popen([sys.executable, *entry, "--backend", "reference", "--out",
+                             tmp_path / "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, 60)
+    no_traceback(err)
+    assert code in (130, -signal.SIGINT), (code, err)
+    assert not (tmp_path / "run" / "checkpoint").exists()

@@ -129,3 +129,40 @@ def test_unusable_runs_and_flags_are_one_line(tmp_path, capsys, fault, message):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.parametrize("where", ["A", "both"])
+def test_a_nan_parameter_never_passes_and_is_placed(runs, capsys, where):
+    tmp_path, losses, values = runs
+    bad = values.copy()
+    bad[5] = np.nan
+    a = write_run(tmp_path / "a", losses, bad, in_checkpoint=True)
+    b = write_run(tmp_path / "b", losses, bad if where == "both" else values, in_checkpoint=True)
+    for rtol in ([], ["--rtol", "1e-6"], ["--rtol", "1e30"]):
+        assert compare.main([str(a), str(b), *rtol]) == 1
+        out = capsys.readouterr().out
+        verdict = out.splitlines()[-1]
+        assert verdict.startswith("verdict: DIFFERENT: NaN at conv1.weight[0,0,1,2] in "
+                                  f"{'A' if where == 'A' else 'A and B'}"), out
+        assert "within" not in out
+
+
+def test_a_nan_loss_never_passes(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "a", {**losses, 2: float("nan")}, values, in_checkpoint=True)
+    b = write_run(tmp_path / "b", losses, values, in_checkpoint=True)
+    assert compare.main([str(a), str(b), "--rtol", "1"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "verdict: DIFFERENT: NaN at step 2 in A")
+
+
+def test_a_step_logged_twice_is_a_broken_run(runs, capsys):
+    tmp_path, losses, values = runs
+    a = write_run(tmp_path / "a", losses, values, in_checkpoint=True)
+    b = write_run(tmp_path / "b", losses, values, in_checkpoint=True)
+    with open(b / "losses.tsv", "a") as file:
+        file.write("2\t0.125\n")
+    assert compare.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {b / 'losses.tsv'}:4: step 2 logged again (first at line 2): "
+                   "a broken run, not one to compare\n")

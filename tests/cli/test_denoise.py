@@ -298,3 +298,18 @@ def test_help_names_every_exit_code(capsys):
     text = capsys.readouterr().out
     for code in ("0", "1", "2", "4", "130"):
         assert f"\n  {code} " in text
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_checkpoint_with_a_non_finite_parameter_is_refused(cli, tmp_path, bad):
+    values = init_params(4)
+    values[16 * 9 + 3] = bad  # conv1.bias[3]
+    ckpt = checkpoint.save(tmp_path / "ckpt", values, step=1)
+    write_mrc(tmp_path / "a.mrc", micrograph())
+    out = tmp_path / "out"
+    result = cli(denoise.main, tmp_path / "a.mrc", "--checkpoint", ckpt, "-o", out, *CPU)
+    assert result.code == 2
+    assert result.one_line_error() == (
+        f"error: {ckpt / 'params.bin'}: 1 parameter is NaN or infinite, the first conv1.bias[3] "
+        f"({bad}): a diverged run's parameters denoise every micrograph into NaN")
+    assert not out.exists() or not any(out.glob("*.denoised.*"))

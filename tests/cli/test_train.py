@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,6 +354,67 @@ def test_an_out_that_holds_a_run_is_refused_unless_resume_or_overwrite(cli, data
                                              expected_batches(40, 4, 2, shuffle=True), 0.001))
 
 
+def _run_files(out) -> dict[str, bytes]:
+    """Every file of a train run in OUT (checkpoint/ included) and its bytes, run.log aside."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "run.log" and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("failure", ["nan-statistics", "nan-first-step", "bad-validation"])
+def test_an_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_run(
+        cli, data32, make_data, tmp_path, failure):
+    out = tmp_path / "run"
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 3,
+               "--log-every", 1).code == 0
+    before = _run_files(out)
+    args = {"nan-statistics": ("--data", poison(make_data(8), 0).noisy.parent),
+            "nan-first-step": ("--data", poison(make_data(8, name="first"), 1).noisy.parent,
+                               "--no-shuffle", "--batch-size", 2),
+            "bad-validation": ("--data", data32.noisy.parent,
+                               "--val-data", poison(make_data(8, name="val"), 3).noisy.parent)}
+    result = cli(train.main, *args[failure], *CPU, "--out", out, "--overwrite", "--max-steps", 5)
+    assert result.code in (2, 3) and "Traceback" not in result.err, result.err
+    assert f"--out {out}: the earlier run is kept" in result.out
+    assert _run_files(out) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_stop_at_the_start_of_an_overwrite_keeps_the_old_run(cli, data32, tmp_path, monkeypatch):
+    from cudnn_denoise.data import stats
+    from cudnn_denoise.userio import signals
+
+    out = tmp_path / "run"
+    common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
+    assert cli(train.main, *common, "--max-steps", 3).code == 0
+    before = _run_files(out)
+
+    def ctrl_c(dataset):  # the moment the new run starts reading
+        raise signals.Stopped(signal.SIGINT)
+
+    monkeypatch.setattr(stats, "noisy_stats", ctrl_c)
+    result = cli(train.main, *common, "--max-steps", 2, "--overwrite")
+    assert result.code == 130 and "Traceback" not in result.err, result.err
+    assert _run_files(out) == before
+
+
+def test_an_overwrite_killed_before_its_first_checkpoint_gets_the_old_run_back(cli, data32, tmp_path):
+    out = tmp_path / "run"
+    common = ("--data", data32.noisy.parent, *CPU, "--out", out, "--log-every", 1)
+    assert cli(train.main, *common, "--max-steps", 3).code == 0
+    before = _run_files(out)
+    proc = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from cudnn_denoise import train; "
+        "from cudnn_denoise.training import loop; "
+        "loop.Trainer.save = lambda self: os.kill(os.getpid(), 9); "
+        "train.main(sys.argv[1:])"), *map(str, (*common, "--max-steps", 2, "--overwrite"))],
+        capture_output=True, text=True)
+    assert proc.returncode == -9
+    assert _run_files(out) != before  # the new run's logs, the old run aside
+    refused = cli(train.main, *common, "--max-steps", 2)
+    assert "holds a run (a checkpoint at step 3)" in refused.one_line_error()
+    assert _run_files(out) == before
+
+
 def test_logs_of_a_run_without_a_checkpoint_are_not_appended_to(cli, data32, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -378,6 +440,46 @@ def test_resume_on_samples_of_another_shape_is_refused(cli, data32, data64, tmp_
     assert result.one_line_error() == (
         f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read samples of 32x32, "
         f"{data64.noisy} holds 64x64")
+
+
+def test_resume_on_other_samples_of_the_same_shape_is_refused(cli, data32, make_data, tmp_path):
+    out = tmp_path / "run"
+    assert cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out,
+               "--max-steps", 2).code == 0
+    other = make_data(40, size=32, seed=9)  # as many samples of the same shape: other content
+    result = cli(train.main, "--data", other.noisy.parent, *CPU, "--out", out, "--max-steps", 4,
+                 "--resume")
+    assert result.code == 2
+    assert result.one_line_error() == (
+        f"error: --resume: the checkpoint's run ({out / 'checkpoint'}) read other samples "
+        f"({data32.noisy}); {other.noisy} holds as many of the same shape, but not the same: "
+        "resume with the run's data or start a new run")
+
+
+def test_resume_of_a_checkpoint_from_another_run_is_refused(cli, data32, tmp_path):
+    common = ("--data", data32.noisy.parent, *CPU, "--max-steps", 3, "--log-every", 1)
+    for name, seed in (("a", 1), ("b", 2)):
+        assert cli(train.main, *common, "--out", tmp_path / name, "--seed", seed).code == 0
+    shutil.rmtree(tmp_path / "a" / "checkpoint")
+    shutil.copytree(tmp_path / "b" / "checkpoint", tmp_path / "a" / "checkpoint")
+    result = cli(train.main, *common, "--out", tmp_path / "a", "--seed", 2, "--resume",
+                 "--max-steps", 5)
+    assert result.code == 2
+    line = result.one_line_error()
+    assert line.startswith(
+        f"error: --resume: {tmp_path / 'a' / 'checkpoint'} is not the checkpoint of the run "
+        f"logged in {tmp_path / 'a' / 'losses.tsv'}: step 3's loss there is "), line
+    assert line.endswith("; put the run's own checkpoint back, or start a new run with --overwrite")
+
+
+def test_validation_on_the_training_data_is_not_called_held_out(cli, data32, tmp_path):
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", data32.noisy.parent, *CPU,
+                 "--out", tmp_path / "run", "--max-steps", 1)
+    assert result.code == 0, result.err
+    line = next(line for line in result.out.splitlines() if line.startswith("validation: 40"))
+    assert "held-out" not in line
+    assert line.startswith("validation: 40 pairs, the training samples themselves (--val-data "
+                           "holds the same as --data): not held out, ")
 
 
 def test_resume_says_which_settings_differ_from_the_checkpoint(cli, data32, tmp_path):

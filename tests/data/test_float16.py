@@ -173,3 +173,44 @@ def test_a_copy_refuses_to_replace_anything_and_flags_that_mean_nothing(tmp_path
     assert result.returncode == 2
     assert "--samples, --seed: not used with --from-dataset" in result.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_values_beyond_float16_are_refused_and_the_old_copy_kept(tmp_path):
+    source = write_dataset(tmp_path / "f32", 20, 16, seed=3)
+    values = np.memmap(source.noisy, dtype="<f4", mode="r+")
+    values[17 * 256 + 5] = 1e5  # float16's largest is 65504: this one would be stored as inf
+    values.flush()
+    del values
+    old = write_dataset(tmp_path / "f16", 2, 16, dtype="float16")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "f16").iterdir()}
+    result = make_dataset("--from-dataset", tmp_path / "f32", "--out", tmp_path / "f16",
+                          "--dtype", "float16", "--overwrite")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"make_dataset: error: {tmp_path / 'f32'}: noisy sample 17 holds 100000, beyond "
+        "float16's range "
+        "(65504 at most): store it as float32 or scale the values; the dataset there is "
+        "unchanged\n")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "f16").iterdir()} == before
+    assert old.count == 2
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_float16_files_under_a_dataset_json_saying_float32_without_count_are_caught(tmp_path, size):
+    half = write_dataset(tmp_path / "d", 8, size, seed=2, dtype="float16")
+    meta_path = tmp_path / "d" / META_NAME
+    meta = json.loads(meta_path.read_text())
+    del meta["count"]  # without it, the sizes fit float32 samples too (8 float16 = 4 float32)
+    meta["dtype"] = "float32"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DataError) as caught:
+        open_dir(tmp_path / "d")
+    assert str(caught.value).startswith(
+        f"{meta_path}: says dtype float32, but {half.noisy} holds float16 values (")
+    assert str(caught.value).endswith('set "dtype": "float16" and "count" there')
+    full = write_dataset(tmp_path / "f32", 4, size, seed=2)  # float32 without count: opened
+    meta_path = tmp_path / "f32" / META_NAME
+    meta = json.loads(meta_path.read_text())
+    del meta["count"]
+    meta_path.write_text(json.dumps(meta))
+    assert open_dir(tmp_path / "f32").count == full.count

@@ -1,6 +1,8 @@
 """reader.py on the host path: order, pairing, partial batches, resume, errors, bounded memory."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 
 from cudnn_denoise.data.format import CLEAN_NAME, NOISY_NAME, DataError, cached_bytes, open_dir
 from cudnn_denoise.data.reader import PairReader
+from cudnn_denoise.data.synthetic import write_dataset
 
 
 def read_epoch(reader, epoch, start=0):
@@ -232,3 +235,16 @@ def test_keeping_the_page_cache_keeps_no_copy_in_the_process(big_dataset, shuffl
     cached = cached_bytes(big_dataset.noisy) + cached_bytes(big_dataset.clean)
     assert cached > 0.9 * big_dataset.nbytes
     assert most_rss - rss_before < IN_FLIGHT + 16 * 2**20
+
+
+def test_statistics_of_a_set_that_shrinks_name_the_file_instead_of_sigbus(tmp_path):
+    # The statistics read before training: a file cut short meanwhile is an error, not SIGBUS.
+    code = ("import os, sys; from cudnn_denoise.data.format import open_dir, DataError; "
+            "from cudnn_denoise.data.stats import noisy_stats; d = open_dir(sys.argv[1]); "
+            "os.truncate(d.noisy, 4096)\n"
+            "try:\n    noisy_stats(d)\nexcept DataError as exc:\n    print(exc); sys.exit(2)")
+    write_dataset(tmp_path / "d", 40, 32, seed=0)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout.startswith(f"{tmp_path / 'd' / 'noisy.bin'}: short read")

@@ -6,13 +6,15 @@ host part), test_nccl_gpu.py and test_multi_gpu.py."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from mpi_support import needs_mpi
+from mpi_support import MPIRUN, needs_mpi, run_launch
 from cudnn_denoise import checkpoint
 from cudnn_denoise.data.reader import PairReader
+from cudnn_denoise.data.synthetic import write_dataset
 from cudnn_denoise.distributed.world import World, launched_by_mpi
 from cudnn_denoise.params import init_params
 from cudnn_denoise.network.reference import OUTPUT, backward, forward, mse_loss
@@ -112,3 +114,24 @@ def test_unequal_shares_of_the_last_batch_are_refused_on_every_rank(launch, data
     assert result.returncode != 0
     assert "cannot share equally (batch 2 each); pass --drop-last" in result.stderr
 
+
+
+@needs_mpi
+@pytest.mark.parametrize("other", ["size", "content"])
+def test_ranks_given_different_data_are_refused_at_start_naming_both(data32, tmp_path, other):
+    # fewer samples (a rank would run out of batches, the other wait forever), or other ones
+    second = write_dataset(tmp_path / "other", 20 if other == "size" else 40, 32, seed=7)
+    command = [str(MPIRUN)]
+    for rank, data in enumerate((data32, second)):
+        command += [*([":"] if rank else []), "-n", "1", sys.executable, *TRAIN,
+                    "--data", str(data.noisy.parent), "--max-steps", "3", "--batch-size", "2",
+                    "--out", str(tmp_path / "run")]
+    result = run_launch(command, tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and errors[0] == (
+        f"error: --data: the ranks read different data: rank 0 {data32.noisy} "
+        f"({data32.count} samples of 32x32), rank 1 {second.noisy} ({second.count} samples of "
+        "32x32); give every rank the same dataset"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint").exists()
