@@ -56,10 +56,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_reader import filesystem, machine  # the benchmarks folder is no package
 
+from cudnn_denoise.data.cache import cached_bytes
 from cudnn_denoise.data.format import (
     DataError,
     Dataset,
-    cached_bytes,
     drop_cached,
     open_dir,
 )

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cudnn_denoise.data.format import Dataset, cached_bytes, drop_cached, open_dir
+from cudnn_denoise.data.cache import cached_bytes, drop_cached
+from cudnn_denoise.data.format import Dataset, open_dir
 from cudnn_denoise.data.reader import PairReader
 from cudnn_denoise.data.synthetic import write_dataset
 from cudnn_denoise.bindings.device import gpu_status

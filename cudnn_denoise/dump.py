@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, checkpoint, cli
+from .data.flags import add_data_arguments, dataset_from_args
 from .data.format import (
     DTYPE,
     DataError,
     Dataset,
-    add_data_arguments,
-    dataset_from_args,
     open_readonly,
     read_exact,
 )

@@ -20,7 +20,8 @@ from . import checkpoint, cli
 from .data.cache import KEEP_SHARE
 from .data.cache import POLICIES as CACHE_POLICIES
 from .data.fingerprint import fingerprint
-from .data.format import META_NAME, DataError, add_data_arguments, dataset_from_args, open_dir
+from .data.flags import add_data_arguments, dataset_from_args
+from .data.format import META_NAME, DataError, open_dir
 from .distributed import nccl
 from .distributed import world as distributed
 from .network import backends, options

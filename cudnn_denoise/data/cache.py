@@ -14,8 +14,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 POLICIES = ("auto", "keep", "drop")
 KEEP_SHARE = 0.5  # of MemAvailable: leaves the other half to the rest of the machine
@@ -66,3 +72,50 @@ def choose(policy: str, nbytes: int, available: int | None) -> CacheChoice:
 
 def _gib(nbytes: int) -> str:
     return f"{nbytes / 2**30:.2f} GiB"
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Ask the kernel to drop the page cache of a byte range (0, 0: the whole file).
+
+    Clean pages go at once; dirty ones (just written) stay until written back, so writers call
+    os.fdatasync first. A hint, not a guarantee: tmpfs, for one, keeps every page.
+    """
+    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def cached_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the file now in the page cache: mincore() on a mapping that touches no page.
+
+    The tests and bench_reader use it to see what the reader leaves cached, and whether a
+    "cold" file really is.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = _libc()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"{path}: mmap failed")
+        try:
+            resident = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
+            if libc.mincore(address, size, resident) != 0:
+                raise OSError(ctypes.get_errno(), f"{path}: mincore failed")
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return int((np.frombuffer(resident, np.uint8) & 1).sum()) * mmap.PAGESIZE
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library with mmap, munmap and mincore declared (Python's mmap offers no mincore)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    return libc

@@ -1,20 +1,17 @@
-"""The dataset format: open and validate a noisy/clean pair of raw files; the CLI flags for it.
+"""The dataset format: open and validate a noisy/clean pair of raw files.
 
 A dataset is two raw files, `noisy.bin` and `clean.bin`: little-endian float32 (or float16, when
 dataset.json says so), sample-major (N, H, W), values in [0, 1], sample i of one paired with
 sample i of the other. An optional `dataset.json` beside them gives height, width, count, dtype
 and how the data was made (docs/formats.md, "Dataset"). Batches are float32 whatever the files
-hold. This module only describes and checks files; reader.py streams them, writer.py writes them
-(for synthetic.py, the micrograph conversion and recast.py, which stores a set as another dtype).
+hold. This module only describes and checks files; flags.py names them on a command line, reader.py
+streams them, writer.py writes them (for synthetic.py, the micrograph conversion and recast.py,
+which stores a set as another dtype), cache.py decides what stays in the page cache.
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import functools
 import json
-import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..userio.arguments import integer
 from ..userio.fields import Fields
 from ..userio.files import UserFileError, open_regular, read_json, write_atomic
+from .cache import drop_cached
 
 NOISY_NAME = "noisy.bin"
 CLEAN_NAME = "clean.bin"
@@ -260,53 +257,6 @@ def read_exact(fd: int, buffer: memoryview, offset: int, path: Path) -> None:
         done += got
 
 
-def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
-    """Ask the kernel to drop the page cache of a byte range (0, 0: the whole file).
-
-    Clean pages go at once; dirty ones (just written) stay until written back, so writers call
-    os.fdatasync first. A hint, not a guarantee: tmpfs, for one, keeps every page.
-    """
-    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-
-
-def cached_bytes(path: str | os.PathLike) -> int:
-    """Bytes of the file now in the page cache: mincore() on a mapping that touches no page.
-
-    The tests and bench_reader use it to see what the reader leaves cached, and whether a
-    "cold" file really is.
-    """
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0
-    libc = _libc()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if address in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), f"{path}: mmap failed")
-        try:
-            resident = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
-            if libc.mincore(address, size, resident) != 0:
-                raise OSError(ctypes.get_errno(), f"{path}: mincore failed")
-        finally:
-            libc.munmap(address, size)
-    finally:
-        os.close(fd)
-    return int((np.frombuffer(resident, np.uint8) & 1).sum()) * mmap.PAGESIZE
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    """The C library with mmap, munmap and mincore declared (Python's mmap offers no mincore)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
-    return libc
-
-
 def iter_chunks(dataset: Dataset, chunk_samples: int = 16) -> Iterator[tuple[int, np.ndarray,
                                                                              np.ndarray]]:
     """(first sample, noisy, clean) for successive chunks of up to `chunk_samples` samples, each
@@ -380,58 +330,3 @@ def _describe_bad(values: np.ndarray) -> str:
     span = f" (finite min {finite.min():.6g}, max {finite.max():.6g})" if finite.size else ""
     return (f"has {int(np.isnan(values).sum())} NaN, {int(np.isinf(values).sum())} Inf and "
             f"{n_out} values outside [0, 1]{span}")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "",
-                       description: str | None = None) -> None:
-    """Add --data, --noisy/--clean, --patch-size and --check-data, each after a `prefix`.
-
-    A prefix such as "val-" lets one CLI take a second dataset (`description` says what it is
-    for). dataset_from_args reads them back.
-    """
-    group = parser.add_argument_group(f"{prefix}dataset" if prefix else "dataset", description)
-    source = group.add_mutually_exclusive_group()
-    source.add_argument(f"--{prefix}data", metavar="DIR",
-                        help=f"directory holding {NOISY_NAME} and {CLEAN_NAME} "
-                             f"(and optionally {META_NAME})")
-    source.add_argument(f"--{prefix}noisy", metavar="FILE",
-                        help=f"noisy float32 file, sample-major (N, H, W) (float16 where a "
-                             f"{META_NAME} beside it says so); needs --{prefix}clean")
-    group.add_argument(f"--{prefix}clean", metavar="FILE",
-                       help=f"clean file paired sample by sample with --{prefix}noisy, same type")
-    group.add_argument(f"--{prefix}patch-size", type=integer(minimum=1), metavar="PX",
-                       help=f"sample height = width when no {META_NAME} says it "
-                            f"(default {DEFAULT_PATCH_SIZE})")
-    group.add_argument(f"--{prefix}check-data", action="store_true",
-                       help="scan every value for NaN, Inf and values outside [0, 1] before use")
-
-
-def dataset_from_args(args: argparse.Namespace, prefix: str = "",
-                      required: bool = True) -> Dataset | None:
-    """Open (and with --check-data scan) the dataset that add_data_arguments' flags name.
-
-    Returns None when no dataset was named and `required` is false (a CLI with a default dataset).
-    """
-    dest = prefix.replace("-", "_")
-    data_dir = getattr(args, f"{dest}data")
-    noisy = getattr(args, f"{dest}noisy")
-    clean = getattr(args, f"{dest}clean")
-    patch_size = getattr(args, f"{dest}patch_size")
-    if data_dir is not None and clean is not None:
-        raise DataError(f"--{prefix}data DIR already names the clean file; drop --{prefix}clean")
-    if clean is not None and noisy is None:
-        raise DataError(f"--{prefix}clean needs --{prefix}noisy")
-    if data_dir is not None:
-        dataset = open_dir(data_dir, patch_size)
-    elif noisy is not None:
-        if clean is None:
-            raise DataError(f"--{prefix}noisy needs --{prefix}clean")
-        dataset = open_dataset(noisy, clean, patch_size)
-    elif required:
-        raise DataError(f"no dataset: give --{prefix}data DIR or --{prefix}noisy FILE "
-                        f"--{prefix}clean FILE")
-    else:
-        return None
-    if getattr(args, f"{dest}check_data"):
-        check_values(dataset)
-    return dataset

@@ -73,11 +73,11 @@ from typing import Any
 
 import numpy as np
 
+from cudnn_denoise.data.cache import drop_cached
 from cudnn_denoise.data.format import (
     DTYPE,
     DataError,
     Dataset,
-    drop_cached,
     open_readonly,
     read_exact,
 )

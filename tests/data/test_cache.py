@@ -6,7 +6,7 @@ from test_reader import evict
 
 from cudnn_denoise import train
 from cudnn_denoise.data import cache
-from cudnn_denoise.data.format import cached_bytes
+from cudnn_denoise.data.cache import cached_bytes
 from cudnn_denoise.data.synthetic import write_dataset
 
 GIB = 2**30

@@ -7,14 +7,13 @@ import os
 import numpy as np
 import pytest
 
+from cudnn_denoise.data.flags import add_data_arguments, dataset_from_args
 from cudnn_denoise.data.format import (
     CLEAN_NAME,
     META_NAME,
     NOISY_NAME,
     DataError,
-    add_data_arguments,
     check_values,
-    dataset_from_args,
     open_dataset,
     open_dir,
     read_exact,

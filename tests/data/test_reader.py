@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudnn_denoise.data.format import CLEAN_NAME, NOISY_NAME, DataError, cached_bytes, open_dir
+from cudnn_denoise.data.cache import cached_bytes
+from cudnn_denoise.data.format import CLEAN_NAME, NOISY_NAME, DataError, open_dir
 from cudnn_denoise.data.reader import PairReader
 from cudnn_denoise.data.synthetic import write_dataset
 
