@@ -34,8 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise.port import algorithm_table, checksum
 from cudnn_denoise import checkpoint, compare, fortran, params
+from cudnn_denoise.port import algorithm_table, checksum
+from cudnn_denoise.training import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},
@@ -73,7 +74,7 @@ def window_rate(entries: list[dict], clock: str) -> float:
 
 
 def metrics(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (folder / run_folder.METRICS).read_text().splitlines()]
 
 
 def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,

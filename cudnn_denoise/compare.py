@@ -24,6 +24,7 @@ import numpy as np
 from . import cli
 from .checkpoint import PARAMS_FILE
 from .params import NUM_PARAMS, views
+from .training import run_folder
 from .userio import arguments, console, signals
 from .userio.files import read_bytes
 
@@ -97,7 +98,7 @@ def difference(name: str, a: np.ndarray, b: np.ndarray, labels) -> Difference:
 
 def read_losses(run: Path) -> dict[int, float]:
     """step -> loss from RUN/losses.tsv; ValueError naming the file and line when it is not one."""
-    path = run / "losses.tsv"
+    path = run / run_folder.LOSSES
     losses = {}
     data = read_bytes(path)
     try:
@@ -121,7 +122,7 @@ def read_losses(run: Path) -> dict[int, float]:
 
 def params_path(run: Path) -> Path:
     """The params.bin of a run folder (denoise_train's), its checkpoint (train's), or itself."""
-    for path in (run, run / PARAMS_FILE, run / "checkpoint" / PARAMS_FILE):
+    for path in (run, run / PARAMS_FILE, run / run_folder.CHECKPOINT / PARAMS_FILE):
         if path.is_file():
             return path
     raise FileNotFoundError(f"{run}: no {PARAMS_FILE} in it or in its checkpoint/")
@@ -177,7 +178,7 @@ def compare_runs(a: Path, b: Path) -> Comparison:
         flat_names[index.ravel()] = name
     overall = difference("all parameters", params_a, params_b, lambda i: f"{flat_names[i]} (flat {i})")
     losses, steps = None, (0, 0, 0)
-    if (a / "losses.tsv").is_file() and (b / "losses.tsv").is_file():
+    if (a / run_folder.LOSSES).is_file() and (b / run_folder.LOSSES).is_file():
         loss_a, loss_b = read_losses(a), read_losses(b)
         common = sorted(set(loss_a) & set(loss_b))
         steps = (len(loss_a), len(loss_b), len(common))

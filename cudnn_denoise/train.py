@@ -27,9 +27,9 @@ from .distributed import world as distributed
 from .network import backends, options
 from .network.options import PRECISIONS
 from .params import init_params
-from .port import algorithm_table, calls, trace
-from .training import earlier_run, lossplot, run_record
-from .training.loop import LOSSES, METRICS, logged_loss, same_loss
+from .port import calls, trace
+from .training import earlier_run, lossplot, run_folder, run_record
+from .training.loop import logged_loss, same_loss
 from .training.run_record import SEED, Config
 from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
@@ -203,10 +203,10 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     # Rank 0 alone writes into OUT; it holds OUT's lock for the whole run.
     with OutputLock(args.out, "train") if world.lead else contextlib.nullcontext():
         if world.lead:
-            earlier_run.recover(args.out, RUN_NAMES)  # what a killed --overwrite set aside
+            earlier_run.recover(args.out, run_folder.REPLACED)  # what a killed --overwrite set aside
             _check_out(args.out, args.resume, args.overwrite)
         # --overwrite: the earlier run is set aside until the new one's first checkpoint
-        earlier = (earlier_run.EarlierRun(args.out, RUN_NAMES) if args.overwrite and world.lead
+        earlier = (earlier_run.EarlierRun(args.out, run_folder.REPLACED) if args.overwrite and world.lead
                    else earlier_run.NONE)
         with earlier:
             return _train(args, world, backend, why, on_checkpoint=earlier.discard)
@@ -302,13 +302,6 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
     return 0
 
 
-RUN_FILES = (METRICS, LOSSES, lossplot.PNG)  # beside OUT/checkpoint
-# what --overwrite replaces: the checkpoint (with what a crashed save left) and the logs
-# (the checkpoint first: earlier_run._matching), and the GPU run's algorithm table
-RUN_NAMES = (checkpoint.RUN_SUBFOLDER, f"{checkpoint.RUN_SUBFOLDER}.tmp-*",
-             f"{checkpoint.RUN_SUBFOLDER}.old-*", *RUN_FILES, algorithm_table.FILE_NAME)
-
-
 def _previous_run(out: Path) -> str | None:
     """What of an earlier run OUT holds (for the message), or None."""
     if checkpoint.exists(out / checkpoint.RUN_SUBFOLDER):
@@ -316,7 +309,7 @@ def _previous_run(out: Path) -> str | None:
             return f"a checkpoint at step {checkpoint.load(out / checkpoint.RUN_SUBFOLDER).step}"
         except checkpoint.CheckpointError:
             return "a checkpoint that cannot be read"
-    logs = [name for name in RUN_FILES if (out / name).exists()]
+    logs = [name for name in run_folder.LOGS if (out / name).exists()]
     return f"{' and '.join(logs)} of a run without a checkpoint" if logs else None
 
 
@@ -372,10 +365,10 @@ def _check_own_checkpoint(saved, record, out: Path) -> None:
     position = record.position
     if position is None or position.step == 0 or not math.isfinite(position.last_loss):
         return
-    logged = logged_loss(out / LOSSES, position.step)
+    logged = logged_loss(out / run_folder.LOSSES, position.step)
     if logged is not None and not same_loss(logged, position.last_loss):
         raise checkpoint.CheckpointError(
-            f"--resume: {saved.path} is not the checkpoint of the run logged in {out / LOSSES}: "
+            f"--resume: {saved.path} is not the checkpoint of the run logged in {out / run_folder.LOSSES}: "
             f"step {position.step}'s loss there is {logged:.9g}, the checkpoint's "
             f"{position.last_loss:.9g}; put the run's own checkpoint back, or start a new run "
             "with --overwrite")
@@ -395,7 +388,7 @@ def _report(summary, out: Path) -> None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")
     if summary.profile:
         print("time per call of one step (--profile, CUDA events):\n" + "\n".join(summary.profile))
-    print(f"checkpoint: {summary.checkpoint}; metrics: {out / METRICS}")
+    print(f"checkpoint: {summary.checkpoint}; metrics: {out / run_folder.METRICS}")
     _plot(out)
 
 

@@ -37,10 +37,10 @@ from ..userio import signals
 from ..userio.files import write_atomic
 from ..userio.progress import Progress, format_duration
 from . import run_record
+from .run_folder import CHECKPOINT, LOSSES, METRICS
 from .run_record import Config, Position
 
 PROFILE_FROM = 11  # --profile starts after the first steps (allocator and caches warm)
-METRICS, LOSSES = "metrics.jsonl", "losses.tsv"  # in the run's folder: log lines, every step's loss
 
 
 class NonFiniteLoss(RuntimeError):
@@ -317,7 +317,7 @@ class Trainer:
         """Write the checkpoint, after reading the pending losses: a non-finite one raises
         NonFiniteLoss first, so no checkpoint holds parameters that a NaN step updated."""
         self._flush()
-        path = self.out_dir / "checkpoint"
+        path = self.out_dir / CHECKPOINT
         pos = self.position
         if not self.world.lead:
             return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-PNG = "loss.png"
+from .run_folder import LOSS_PLOT, LOSSES, METRICS
 
 
 def window_for(steps: int) -> int:
@@ -36,7 +36,7 @@ def figure(out: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    losses = out / "losses.tsv"
+    losses = out / LOSSES
     steps = (
         np.loadtxt(losses, ndmin=2)
         if losses.exists() and losses.stat().st_size
@@ -47,10 +47,10 @@ def figure(out: Path):
     rows = (
         [
             json.loads(line)
-            for line in (out / "metrics.jsonl").read_text().splitlines()
+            for line in (out / METRICS).read_text().splitlines()
             if line.strip()
         ]
-        if (out / "metrics.jsonl").exists()
+        if (out / METRICS).exists()
         else []
     )
     window = window_for(len(steps))
@@ -83,6 +83,6 @@ def write(out: Path) -> Path | None:
     fig = figure(out)
     if fig is None:
         return None
-    fig.savefig(out / PNG, dpi=100)
+    fig.savefig(out / LOSS_PLOT, dpi=100)
     plt.close(fig)
-    return out / PNG
+    return out / LOSS_PLOT
