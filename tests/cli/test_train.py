@@ -380,7 +380,7 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_run(
 
 
 def test_a_stop_at_the_start_of_an_overwrite_keeps_the_old_run(cli, data32, tmp_path, monkeypatch):
-    from cudnn_denoise.data import stats
+    from cudnn_denoise.training import start
     from cudnn_denoise.userio import signals
 
     out = tmp_path / "run"
@@ -391,7 +391,7 @@ def test_a_stop_at_the_start_of_an_overwrite_keeps_the_old_run(cli, data32, tmp_
     def ctrl_c(dataset):  # the moment the new run starts reading
         raise signals.Stopped(signal.SIGINT)
 
-    monkeypatch.setattr(stats, "noisy_stats", ctrl_c)
+    monkeypatch.setattr(start, "noisy_stats", ctrl_c)
     result = cli(train.main, *common, "--max-steps", 2, "--overwrite")
     assert result.code == 130 and "Traceback" not in result.err, result.err
     assert _run_files(out) == before
