@@ -7,6 +7,8 @@
 module denoise_graph_api
   use cudnn_interfaces
   use denoise_check, only: check_cudnn, fail, int_text
+  use cudnn_denoise_checkpoint, only: NUM_PARAMS, CONV1_WEIGHT_OFFSET, CONV2_WEIGHT_OFFSET, &
+      CONV3_WEIGHT_OFFSET
   implicit none
   private
 
@@ -16,7 +18,7 @@ module denoise_graph_api
 
   ! One operation graph of the step: its tensors (in order of creation), operations, and once
   ! chosen its plan; uids(i), role(i) name the buffers in memory, in order of creation.
-  type, public :: graph_t
+  type, public :: op_graph_t
     character(len=48) :: name = ""
     integer :: n_tensors = 0, n_ops = 0, n_roles = 0
     type(c_ptr) :: tensors(MAX_TENSORS) = c_null_ptr
@@ -26,12 +28,13 @@ module denoise_graph_api
     type(c_ptr) :: graph = c_null_ptr, plan = c_null_ptr, pack = c_null_ptr
     integer(c_int64_t) :: workspace = 0, engine = -1, position = -1
     logical :: tensor_core = .false., nondeterministic = .false.
-  end type graph_t
+  end type op_graph_t
 
   public :: backend_create, set_int64, set_float, set_descriptors, set_enum, set_bool, finalize
   public :: get_int64, tensor, convolution, convolution_operation, pointwise, reduction_sum
   public :: forward_graph, wgrad_graph, dgrad_graph, plain_dgrad_graph, relu_backward_graph
-  public :: nhwc_strides, operation_graph, choose_engine, bind_buffers, execute_graph
+  public :: nhwc_strides, operation_graph, choose_engine, bind_buffers, execute_graph, execute_on
+  public :: to_krsc, from_krsc
   public :: DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER
 
   integer, parameter :: DIR_FORWARD = 1, DIR_BACKWARD_DATA = 2, DIR_BACKWARD_FILTER = 3
@@ -242,7 +245,7 @@ contains
 
   ! A tensor in memory: the graph's next uid, recorded under `role`.
   function role_tensor(g, role, dims) result(t)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     character(len=*), intent(in) :: role
     integer(c_int64_t), intent(in) :: dims(4)
     type(c_ptr) :: t
@@ -254,7 +257,7 @@ contains
   end function role_tensor
 
   function virtual_tensor(g, uid, dims) result(t)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     integer(c_int64_t), intent(in) :: uid, dims(4)
     type(c_ptr) :: t
     t = tensor(uid, dims, .true.)
@@ -262,14 +265,14 @@ contains
   end function virtual_tensor
 
   subroutine keep(g, t)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: t
     g%n_tensors = g%n_tensors + 1
     g%tensors(g%n_tensors) = t
   end subroutine keep
 
   subroutine add_op(g, op)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: op
     g%n_ops = g%n_ops + 1
     g%ops(g%n_ops) = op
@@ -283,7 +286,7 @@ contains
 
   ! y = relu(conv(x, w) + b), or conv(x, w) + b without relu. Roles x, w, b, y.
   subroutine forward_graph(g, c_in, k, relu, n, h, w)
-    type(graph_t), intent(out) :: g
+    type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     logical, intent(in) :: relu
     type(c_ptr) :: x, wt, b, y, conv_out, biased
@@ -303,7 +306,7 @@ contains
 
   ! dw from x and dy. Roles x, dy, dw.
   subroutine wgrad_graph(g, c_in, k, n, h, w)
-    type(graph_t), intent(out) :: g
+    type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     type(c_ptr) :: x, dy, dw
     g%name = "backward_filter"
@@ -315,7 +318,7 @@ contains
 
   ! da = dh * (h > 0) [and db = sum of da over n, h, w]. Roles h, da [, db].
   subroutine relu_backward_ops(g, dh, dims, bias_gradient)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: dh
     integer(c_int64_t), intent(in) :: dims(4)
     logical, intent(in) :: bias_gradient
@@ -331,7 +334,7 @@ contains
 
   ! The fused dgrad: roles dy, w, h, da [, db]; t [100] virtual.
   subroutine dgrad_graph(g, c_in, k, n, h, w, bias_gradient)
-    type(graph_t), intent(out) :: g
+    type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     logical, intent(in) :: bias_gradient
     type(c_ptr) :: dy, wt, dh
@@ -346,7 +349,7 @@ contains
 
   ! dh = conv_transpose(dy, w) into memory: roles dy, w, dh.
   subroutine plain_dgrad_graph(g, c_in, k, n, h, w)
-    type(graph_t), intent(out) :: g
+    type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     type(c_ptr) :: dy, wt, dh
     g%name = "backward_data"
@@ -358,7 +361,7 @@ contains
 
   ! ReLU backward [and reduction] alone: roles dh, h, da [, db].
   subroutine relu_backward_graph(g, channels, n, h, w, bias_gradient)
-    type(graph_t), intent(out) :: g
+    type(op_graph_t), intent(out) :: g
     integer, intent(in) :: channels, n, h, w
     logical, intent(in) :: bias_gradient
     type(c_ptr) :: dh
@@ -370,13 +373,24 @@ contains
 
   ! ---- operation graph, engine, plan, variant pack, execute (engines.py: FusedOp) ----
 
-  subroutine operation_graph(g, handle)
-    type(graph_t), intent(inout) :: g
+  ! ok present: a graph cuDNN refuses gives ok = .false. (destroyed) instead of failing the run.
+  subroutine operation_graph(g, handle, ok)
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: handle
+    logical, intent(out), optional :: ok
+    integer(c_int) :: status
     g%graph = backend_create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph " // trim(g%name))
     call set_descriptors(g%graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, g%ops(1:g%n_ops), "graph " // trim(g%name))
     call set_descriptors(g%graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, [handle], "graph " // trim(g%name), &
         CUDNN_TYPE_HANDLE)
+    if (present(ok)) then
+      ok = cudnnBackendFinalize(g%graph) == 0
+      if (.not. ok) then
+        status = cudnnBackendDestroyDescriptor(g%graph)
+        g%graph = c_null_ptr
+      end if
+      return
+    end if
     call finalize(g%graph, "operation graph " // trim(g%name))
   end subroutine operation_graph
 
@@ -385,7 +399,7 @@ contains
   ! NONDETERMINISTIC note) whose plan finalizes and, where wanted >= 0, whose engine global index
   ! is `wanted` (from an engine table). ok: .false. when none (the caller tries another form).
   subroutine choose_engine(g, handle, strict_fp32, deterministic, wanted, ok)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: handle
     logical, intent(in) :: strict_fp32, deterministic
     integer(c_int64_t), intent(in) :: wanted
@@ -450,7 +464,7 @@ contains
 
   ! The variant pack: device addresses in the order of g%uids (roles), and the workspace.
   subroutine bind_buffers(g, pointers, workspace)
-    type(graph_t), intent(inout) :: g
+    type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: pointers(:), workspace
     integer :: status
     if (size(pointers) /= g%n_roles) call fail("graph " // trim(g%name) // ": " // &
@@ -464,9 +478,66 @@ contains
   end subroutine bind_buffers
 
   subroutine execute_graph(g, handle)
-    type(graph_t), intent(in) :: g
+    type(op_graph_t), intent(in) :: g
     type(c_ptr), intent(in) :: handle
     call check_cudnn(cudnnBackendExecute(handle, g%plan, g%pack), "cudnnBackendExecute (" // trim(g%name) // ")")
   end subroutine execute_graph
+
+  ! One execute on these buffers (device addresses in the order of g%uids) with a variant pack made
+  ! for the call and destroyed after it (cuDNN reads the pack when the call is made), so a step
+  ! whose batch buffers rotate needs no cache of packs.
+  subroutine execute_on(g, handle, pointers, workspace)
+    type(op_graph_t), intent(in) :: g
+    type(c_ptr), intent(in) :: handle, pointers(:), workspace
+    type(op_graph_t) :: call_g
+    call_g%name = g%name
+    call_g%n_roles = g%n_roles
+    call_g%uids = g%uids
+    call_g%plan = g%plan
+    call bind_buffers(call_g, pointers, workspace)
+    call execute_graph(call_g, handle)
+    call check_cudnn(cudnnBackendDestroyDescriptor(call_g%pack), "cudnnBackendDestroyDescriptor (variant pack)")
+  end subroutine execute_on
+
+  ! ---- parameters: filters KCRS (checkpoints) <-> KRSC (the device, graph API path) ----
+
+  function to_krsc(params) result(out)
+    real(c_float), intent(in) :: params(NUM_PARAMS)
+    real(c_float) :: out(NUM_PARAMS)
+    out = reorder(params, .true.)
+  end function to_krsc
+
+  function from_krsc(params) result(out)
+    real(c_float), intent(in) :: params(NUM_PARAMS)
+    real(c_float) :: out(NUM_PARAMS)
+    out = reorder(params, .false.)
+  end function from_krsc
+
+  ! Each filter (K, C, 3, 3): KCRS element k*C*9 + c*9 + r*3 + s is KRSC element k*9*C + (r*3+s)*C + c.
+  function reorder(params, krsc) result(out)
+    real(c_float), intent(in) :: params(NUM_PARAMS)
+    logical, intent(in) :: krsc
+    real(c_float) :: out(NUM_PARAMS)
+    integer :: offsets(3), cs(3), ks(3), l, k, c, rs, kcrs, krsc_i
+    offsets = [CONV1_WEIGHT_OFFSET, CONV2_WEIGHT_OFFSET, CONV3_WEIGHT_OFFSET]
+    cs = [1, 16, 16]
+    ks = [16, 16, 1]
+    out = params
+    do l = 1, 3
+      do k = 0, ks(l) - 1
+        do c = 0, cs(l) - 1
+          do rs = 0, 8
+            kcrs = offsets(l) + 1 + k * cs(l) * 9 + c * 9 + rs
+            krsc_i = offsets(l) + 1 + k * 9 * cs(l) + rs * cs(l) + c
+            if (krsc) then
+              out(krsc_i) = params(kcrs)
+            else
+              out(kcrs) = params(krsc_i)
+            end if
+          end do
+        end do
+      end do
+    end do
+  end function reorder
 
 end module denoise_graph_api

@@ -8,7 +8,7 @@ program graph_descriptors
   use denoise_graph_api
   implicit none
   integer, parameter :: n = 2, h = 8, w = 6
-  type(graph_t) :: g
+  type(op_graph_t) :: g
 
   call forward_graph(g, 1, 16, .true., n, h, w);  call show("conv1.forward", g)
   call forward_graph(g, 16, 16, .true., n, h, w); call show("conv2.forward", g)
@@ -29,7 +29,7 @@ contains
 
   subroutine show(label, g)
     character(len=*), intent(in) :: label
-    type(graph_t), intent(in) :: g
+    type(op_graph_t), intent(in) :: g
     integer :: i
     integer(c_int64_t) :: uid(1), align(1), dims(4), strides(4), count
     integer(c_int), target :: dtype

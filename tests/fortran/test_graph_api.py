@@ -72,7 +72,8 @@ def fortran_graphs(build, tmp_path):  # noqa: F811
         libs += [f"-L{path.parent}", f"-l:{path.name}", f"-Wl,-rpath,{path.parent}"]
     source = tmp_path / "graph_descriptors.f90"
     shutil.copy(HERE / "graph_descriptors.f90", source)
-    exe = compile_program(source, build, ["denoise_graph_api.o", "denoise_check.o", "cudnn_interfaces.o"], libs)
+    exe = compile_program(source, build, ["denoise_graph_api.o", "denoise_check.o", "cudnn_interfaces.o",
+                                        "cudnn_denoise_checkpoint.o"], libs)
     result = run([exe])
     assert result.returncode == 0, result.stderr
     out = {}
