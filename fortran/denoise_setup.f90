@@ -159,6 +159,7 @@ contains
         end do
         if (.not. ok) call fail("no engine for dgrad + ReLU backward of " // c%name, 1)
         m%bias_fused(i) = bias
+        call show(m%dgrad(i), c%name)
       end associate
     end do
   contains
@@ -170,7 +171,16 @@ contains
       call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, -1_c_int64_t, found)
       if (.not. found) call fail("no usable engine for graph " // trim(g%name) // " of " // name // &
           merge(" (strict fp32)   ", "                 ", options%strict_fp32), 1)
+      call show(g, name)
     end subroutine engine
+    ! one line per graph: "graph API engine: conv2 backward_data relu bias: engine 12 (position 0, TC)"
+    subroutine show(g, name)
+      type(op_graph_t), intent(in) :: g
+      character(len=*), intent(in) :: name
+      print '(A)', "graph API engine: " // name // " " // trim(g%name) // ": engine " // int_text(g%engine) // &
+          " (position " // int_text(g%position) // trim(merge(", TC    ", "        ", g%tensor_core)) // &
+          trim(merge(", nondet", "        ", g%nondeterministic)) // ", workspace " // int_text(g%workspace) // ")"
+    end subroutine show
   end subroutine graph_api_setup
 
   subroutine device_alloc(p, bytes, name)

@@ -9,10 +9,12 @@ tensors recorded as they are made and read back with BackendDescriptor.get.
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_fortran import HERE, build, compile_program, run  # noqa: F401 (build: a fixture)
 
-from cudnn_denoise.bindings import cublas, cudnn, load_cudart
+from cudnn_denoise import params
+from cudnn_denoise.bindings import CudnnError, cublas, cudnn, load_cudart
 from cudnn_denoise.layers import graphs
 from cudnn_denoise.params import LAYERS
 
@@ -91,9 +93,25 @@ def fortran_graphs(build, tmp_path):  # noqa: F811
 def test_fortran_builds_the_graphs_that_python_builds(build, tmp_path):  # noqa: F811
     try:
         expected = python_graphs()
-    except Exception as exc:  # pragma: no cover - a cuDNN without the backend API
+    except CudnnError as exc:  # pragma: no cover - a cuDNN without the backend API on this host
         pytest.skip(f"cuDNN's backend descriptors are not available here: {exc}")
     got = fortran_graphs(build, tmp_path)
     assert list(got) == list(expected)
     for label in expected:
         assert got[label] == expected[label], label
+
+
+def test_fortran_reorders_filters_to_krsc_as_python_does(build, tmp_path):  # noqa: F811
+    source = tmp_path / "krsc_order.f90"
+    shutil.copy(HERE / "krsc_order.f90", source)
+    libs = []
+    for path in (Path(cudnn.path), Path(cublas.path), Path(load_cudart().path)):
+        libs += [f"-L{path.parent}", f"-l:{path.name}", f"-Wl,-rpath,{path.parent}"]
+    exe = compile_program(source, build, ["denoise_graph_api.o", "denoise_check.o", "cudnn_interfaces.o",
+                                          "cudnn_denoise_checkpoint.o"], libs)
+    result = run([exe])
+    assert result.returncode == 0, result.stderr
+    *values, roundtrip = result.stdout.splitlines()
+    expected = params.to_krsc(np.arange(params.NUM_PARAMS, dtype=np.float32))
+    assert [int(v) for v in values] == expected.astype(int).tolist()
+    assert roundtrip == "roundtrip T"
