@@ -397,12 +397,13 @@ contains
   ! The engine configurations of heuristics mode A, then the fallback list, in that order; walk
   ! them: the first the policy allows (strict_fp32: no TENSOR_CORE note; deterministic: no
   ! NONDETERMINISTIC note) whose plan finalizes and, where wanted >= 0, whose engine global index
-  ! is `wanted` (from an engine table). ok: .false. when none (the caller tries another form).
-  subroutine choose_engine(g, handle, strict_fp32, deterministic, wanted, ok)
+  ! is `wanted` (from an engine table), and whose workspace fits `limit` bytes. ok: .false. when
+  ! none (the caller tries another form).
+  subroutine choose_engine(g, handle, strict_fp32, deterministic, wanted, limit, ok)
     type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: handle
     logical, intent(in) :: strict_fp32, deterministic
-    integer(c_int64_t), intent(in) :: wanted
+    integer(c_int64_t), intent(in) :: wanted, limit
     logical, intent(out) :: ok
     integer(c_int) :: modes(2), m, i, status
     type(c_ptr), target :: configs(MAX_CONFIGS), engine(1)
@@ -450,13 +451,18 @@ contains
           status = cudnnBackendDestroyDescriptor(plan)
           cycle
         end if
+        call get_int64(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, index, count, "plan workspace size")
+        if (index(1) > limit) then
+          status = cudnnBackendDestroyDescriptor(plan)
+          cycle
+        end if
+        g%workspace = index(1)
+        call get_int64(engine(1), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, index, count, "engine global index")
         g%plan = plan
         g%engine = index(1)
         g%position = position
         g%tensor_core = tc
         g%nondeterministic = nondet
-        call get_int64(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, index, count, "plan workspace size")
-        g%workspace = index(1)
         ok = .true.
       end do
     end do

@@ -132,7 +132,8 @@ contains
 
   ! The graph API path's graphs (denoise_graph_api, as layers/fusion.py FusedConv2d) and their
   ! engines by heuristics: mode A then the fallback list, the first configuration the policy allows
-  ! whose plan finalizes. dgrad as Python's FP32 forms in order: "fused" (dgrad, ReLU backward and
+  ! whose plan finalizes and whose workspace fits the legacy step's limit (Python's
+  ! default_workspace_limit, as in the legacy choice). dgrad as Python's FP32 forms in order: "fused" (dgrad, ReLU backward and
   ! the bias-gradient reduction in one graph), else "fused cublas" (the reduction left to
   ! nhwc_bias_gradient); the "split" forms need the BF16 path's scratch buffer, as in Python.
   subroutine graph_api_setup(m, options)
@@ -154,7 +155,7 @@ contains
           call dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, bias)
           call operation_graph(m%dgrad(i), m%cudnn, ok)
           if (ok) call choose_engine(m%dgrad(i), m%cudnn, options%strict_fp32, options%deterministic, &
-              -1_c_int64_t, ok)
+              -1_c_int64_t, int(workspace_limit(m), c_int64_t), ok)
           if (ok) exit
         end do
         if (.not. ok) call fail("no engine for dgrad + ReLU backward of " // c%name, 1)
@@ -168,7 +169,8 @@ contains
       character(len=*), intent(in) :: name
       logical :: found
       call operation_graph(g, m%cudnn)
-      call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, -1_c_int64_t, found)
+      call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, -1_c_int64_t, &
+          int(workspace_limit(m), c_int64_t), found)
       if (.not. found) call fail("no usable engine for graph " // trim(g%name) // " of " // name // &
           merge(" (strict fp32)   ", "                 ", options%strict_fp32), 1)
       call show(g, name)

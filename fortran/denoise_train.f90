@@ -1,4 +1,5 @@
-! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, no shuffle).
+! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, or with
+! --graph-api the NHWC graph-API step; no shuffle).
 !
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
 !                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--graph-api]
