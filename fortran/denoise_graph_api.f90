@@ -34,7 +34,19 @@ module denoise_graph_api
   public :: get_int64, tensor, convolution, convolution_operation, pointwise, reduction_sum
   public :: forward_graph, wgrad_graph, dgrad_graph, plain_dgrad_graph, relu_backward_graph
   public :: nhwc_strides, operation_graph, choose_engine, bind_buffers, execute_graph, execute_on
-  public :: to_krsc, from_krsc
+  public :: to_krsc, from_krsc, read_engine_table, engine_row
+
+  ! An engine table that train --graph-api wrote (cudnn_denoise/port/engine_table.py, format 1):
+  ! per layer and direction, the position in the heuristics lists and the engine global index;
+  ! bias: the backward_data graph has the bias reduction; split: a relu_backward row (BF16 forms)
+  integer, parameter :: MAX_ROWS = 16
+  type, public :: engine_table_t
+    integer :: n = 0
+    character(len=16) :: layer(MAX_ROWS) = ""
+    character(len=16) :: direction(MAX_ROWS) = ""
+    integer(c_int64_t) :: position(MAX_ROWS) = -1, engine(MAX_ROWS) = -1
+    logical :: bias(MAX_ROWS) = .false.
+  end type engine_table_t
   public :: DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER
 
   integer, parameter :: DIR_FORWARD = 1, DIR_BACKWARD_DATA = 2, DIR_BACKWARD_FILTER = 3
@@ -396,14 +408,15 @@ contains
 
   ! The engine configurations of heuristics mode A, then the fallback list, in that order; walk
   ! them: the first the policy allows (strict_fp32: no TENSOR_CORE note; deterministic: no
-  ! NONDETERMINISTIC note) whose plan finalizes and, where wanted >= 0, whose engine global index
-  ! is `wanted` (from an engine table), and whose workspace fits `limit` bytes. ok: .false. when
-  ! none (the caller tries another form).
+  ! NONDETERMINISTIC note) whose plan finalizes and whose workspace fits `limit` bytes. With an
+  ! engine table's row (wanted = [position, engine global index], position >= 0): the
+  ! configuration at that position only, which must be that engine (else the run fails, naming
+  ! both). ok: .false. when none (the caller tries another form).
   subroutine choose_engine(g, handle, strict_fp32, deterministic, wanted, limit, ok)
     type(op_graph_t), intent(inout) :: g
     type(c_ptr), intent(in) :: handle
     logical, intent(in) :: strict_fp32, deterministic
-    integer(c_int64_t), intent(in) :: wanted, limit
+    integer(c_int64_t), intent(in) :: wanted(2), limit
     logical, intent(out) :: ok
     integer(c_int) :: modes(2), m, i, status
     type(c_ptr), target :: configs(MAX_CONFIGS), engine(1)
@@ -442,8 +455,14 @@ contains
         tc = any(notes(1:count) == CUDNN_NUMERICAL_NOTE_TENSOR_CORE)
         nondet = any(notes(1:count) == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)
         call get_int64(engine(1), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, index, count, "engine global index")
-        if ((strict_fp32 .and. tc) .or. (deterministic .and. nondet)) cycle
-        if (wanted >= 0 .and. index(1) /= wanted) cycle
+        if (wanted(1) >= 0) then
+          if (position /= wanted(1)) cycle
+          if (index(1) /= wanted(2)) call fail("engine table: graph " // trim(g%name) // " position " // &
+              int_text(position) // " is engine " // int_text(index(1)) // " here, the table says " // &
+              int_text(wanted(2)), 2)
+        else if ((strict_fp32 .and. tc) .or. (deterministic .and. nondet)) then
+          cycle
+        end if
         plan = backend_create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, "plan")
         call set_descriptors(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, [handle], "plan", CUDNN_TYPE_HANDLE)
         call set_descriptors(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, [configs(i)], "plan")
@@ -504,6 +523,83 @@ contains
     call execute_graph(call_g, handle)
     call check_cudnn(cudnnBackendDestroyDescriptor(call_g%pack), "cudnnBackendDestroyDescriptor (variant pack)")
   end subroutine execute_on
+
+  ! ---- the engine table (cudnn_denoise/port/engine_table.py) ----
+
+  ! Read FILE; its batch, height, width and math must be n, h, w and the run's.
+  subroutine read_engine_table(path, n, h, w, strict_fp32, table)
+    character(len=*), intent(in) :: path
+    integer, intent(in) :: n, h, w
+    logical, intent(in) :: strict_fp32
+    type(engine_table_t), intent(out) :: table
+    character(len=512) :: line
+    character(len=16) :: key, value
+    integer :: unit, status, number, got(3)
+    integer(c_int64_t) :: position, engine
+    logical :: math_seen
+    got = -1
+    math_seen = .false.
+    open(newunit=unit, file=path, status="old", action="read", iostat=status)
+    if (status /= 0) call fail("cannot open the engine table " // path, 2)
+    number = 0
+    do
+      read(unit, '(A)', iostat=status) line
+      if (status /= 0) exit
+      number = number + 1
+      if (len_trim(line) == 0 .or. line(1:1) == "#") cycle
+      read(line, *, iostat=status) key, value
+      if (status /= 0) call bad()
+      select case (key)
+      case ("batch", "height", "width")
+        read(value, *, iostat=status) got(findloc(["batch ", "height", "width "], key, 1))
+        if (status /= 0) call bad()
+      case ("math")
+        math_seen = .true.
+        if ((value == "fp32") .neqv. strict_fp32) call fail(path // ": an engine table for math " // &
+            trim(value) // ", not this run's", 2)
+      case default
+        read(line, *, iostat=status) key, value, position, engine
+        if (status /= 0 .or. table%n == MAX_ROWS) call bad()
+        if (value == "relu_backward") call fail(path // ": a split dgrad form (relu_backward), which " // &
+            "only --precision bf16 runs: not this program's", 2)
+        table%n = table%n + 1
+        table%layer(table%n) = key
+        table%direction(table%n) = value
+        table%position(table%n) = position
+        table%engine(table%n) = engine
+        table%bias(table%n) = line(len_trim(line) - 4:len_trim(line)) == " bias"
+      end select
+    end do
+    close(unit)
+    if (any(got /= [n, h, w]) .or. .not. math_seen) call fail(path // ": an engine table for batch " // &
+        int_text(int(got(1), c_int64_t)) // ", " // int_text(int(got(2), c_int64_t)) // " x " // &
+        int_text(int(got(3), c_int64_t)) // ", not this run's", 2)
+  contains
+    subroutine bad()
+      call fail(path // ":" // int_text(int(number, c_int64_t)) // ": not a line of an engine table: " // &
+          trim(line), 2)
+    end subroutine bad
+  end subroutine read_engine_table
+
+  ! [position, engine] of layer's direction, or [-1, -1] (no table, heuristics choose); bias: the
+  ! row's dgrad form has the bias reduction.
+  function engine_row(table, layer, direction, bias) result(wanted)
+    type(engine_table_t), intent(in) :: table
+    character(len=*), intent(in) :: layer, direction
+    logical, intent(out), optional :: bias
+    integer(c_int64_t) :: wanted(2)
+    integer :: i
+    wanted = -1
+    if (present(bias)) bias = .true.
+    do i = 1, table%n
+      if (table%layer(i) == layer .and. table%direction(i) == direction) then
+        wanted = [table%position(i), table%engine(i)]
+        if (present(bias)) bias = table%bias(i)
+        return
+      end if
+    end do
+    if (table%n > 0) call fail("the engine table has no row for " // layer // " " // direction, 2)
+  end function engine_row
 
   ! ---- parameters: filters KCRS (checkpoints) <-> KRSC (the device, graph API path) ----
 

@@ -15,7 +15,7 @@ module denoise_setup
   use denoise_algorithms, only: algorithm_table_t, FORWARD, BACKWARD_FILTER, BACKWARD_DATA, &
       read_table
   use denoise_graph_api, only: op_graph_t, forward_graph, wgrad_graph, dgrad_graph, operation_graph, &
-      choose_engine, to_krsc
+      choose_engine, to_krsc, engine_table_t, read_engine_table, engine_row
   implicit none
   private
   public :: model_options_t, model_create, model_destroy
@@ -27,6 +27,7 @@ module denoise_setup
     logical :: strict_fp32 = .false.           ! --math fp32: CUDNN_FMA_MATH, no TF32
     logical :: deterministic = .false.         ! the heuristics' choice must be deterministic
     logical :: graph_api = .false.             ! --graph-api: the NHWC step of fused operation graphs
+    character(len=:), allocatable :: engines   ! --engines: an engine table to read; "" : heuristics
     character(len=:), allocatable :: algorithms  ! an algorithm table to read; "" : heuristics
   end type model_options_t
 
@@ -140,22 +141,30 @@ contains
     type(model_t), intent(inout) :: m
     type(model_options_t), intent(in) :: options
     integer :: i, form
-    logical :: ok, bias
+    logical :: ok, bias, table_bias
+    integer(c_int64_t) :: wanted(2)
+    type(engine_table_t) :: table
     m%graph_api = .true.
+    if (allocated(options%engines)) then
+      if (len(options%engines) > 0) call read_engine_table(options%engines, int(m%n), int(m%h), int(m%w), &
+          options%strict_fp32, table)
+    end if
     call device_alloc(m%db_partial, 4_c_size_t * HIDDEN * m%w, "db_partial")
     do i = 1, 3
       associate (c => m%conv(i))
         call forward_graph(m%fwd(i), c%c, c%k, i < 3, m%n, m%h, m%w)
-        call engine(m%fwd(i), c%name)
+        call engine(m%fwd(i), c%name, engine_row(table, c%name, "forward"))
         call wgrad_graph(m%wgrad(i), c%c, c%k, m%n, m%h, m%w)
-        call engine(m%wgrad(i), c%name)
+        call engine(m%wgrad(i), c%name, engine_row(table, c%name, "backward_filter"))
         if (i == 1) cycle
+        wanted = engine_row(table, c%name, "backward_data", table_bias)
         do form = 1, 2
           bias = form == 1
+          if (wanted(1) >= 0 .and. (bias .neqv. table_bias)) cycle  ! the table's form only
           call dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, bias)
           call operation_graph(m%dgrad(i), m%cudnn, ok)
           if (ok) call choose_engine(m%dgrad(i), m%cudnn, options%strict_fp32, options%deterministic, &
-              -1_c_int64_t, int(workspace_limit(m), c_int64_t), ok)
+              wanted, int(workspace_limit(m), c_int64_t), ok)
           if (ok) exit
         end do
         if (.not. ok) call fail("no engine for dgrad + ReLU backward of " // c%name, 1)
@@ -164,12 +173,13 @@ contains
       end associate
     end do
   contains
-    subroutine engine(g, name)
+    subroutine engine(g, name, wanted)
       type(op_graph_t), intent(inout) :: g
       character(len=*), intent(in) :: name
+      integer(c_int64_t), intent(in) :: wanted(2)
       logical :: found
       call operation_graph(g, m%cudnn)
-      call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, -1_c_int64_t, &
+      call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, wanted, &
           int(workspace_limit(m), c_int64_t), found)
       if (.not. found) call fail("no usable engine for graph " // trim(g%name) // " of " // name // &
           merge(" (strict fp32)   ", "                 ", options%strict_fp32), 1)

@@ -4,7 +4,7 @@
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
 !                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--graph-api]
 !                 [--deterministic]
-!                 [--drop-last] [--algorithms FILE] [--log-every N] [--checkpoint-every N]
+!                 [--drop-last] [--algorithms FILE] [--engines FILE] [--log-every N] [--checkpoint-every N]
 !                 [--val-data DIR] [--cache auto|keep|drop] [--overwrite]
 !
 ! It reads the dataset (DIR/dataset.json, noisy.bin, clean.bin: stream access) in the order that
@@ -135,7 +135,7 @@ contains
         graph = .true.
       case ("--graph-api")
         options%graph_api = .true.
-      case ("--data", "--init", "--out", "--algorithms", "--math", "--max-steps", "--epochs", &
+      case ("--data", "--init", "--out", "--algorithms", "--engines", "--math", "--max-steps", "--epochs", &
           "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache")
         if (i == n) call fail(flag // " needs a value", 2)
         i = i + 1
@@ -148,6 +148,8 @@ contains
           out_dir = argument(i)
         case ("--algorithms")
           options%algorithms = argument(i)
+        case ("--engines")
+          options%engines = argument(i)
         case ("--math")
           math = argument(i)
         case ("--max-steps")
@@ -180,6 +182,8 @@ contains
     options%strict_fp32 = math == "fp32"
     if (options%graph_api .and. options%fused) call fail("--graph-api and --fused are different " // &
         "steps: pass one of them", 2)
+    if (allocated(options%engines) .and. .not. options%graph_api) call fail("--engines is the " // &
+        "graph API step's engine table: it needs --graph-api", 2)
     if (options%graph_api .and. graph) call fail("--graph-api is not captured into a CUDA graph " // &
         "here: drop --graph", 2)
     if (cache /= "auto" .and. cache /= "keep" .and. cache /= "drop") call fail("--cache must be " // &
@@ -190,7 +194,7 @@ contains
     print '(A)', "usage: denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N]"
     print '(A)', "                     [--epochs E] [--batch-size B] [--lr LR] [--math tf32|fp32]"
     print '(A)', "                     [--fused] [--graph] [--graph-api] [--deterministic] [--drop-last]"
-    print '(A)', "                     [--algorithms FILE]"
+    print '(A)', "                     [--algorithms FILE] [--engines FILE]"
     print '(A)', "                     [--log-every N] [--checkpoint-every N] [--val-data DIR]"
     print '(A)', "                     [--cache auto|keep|drop] [--overwrite]"
     print '(A)', "Trains the seed's CNN with the cuDNN calls of python -m cudnn_denoise.train"
@@ -205,8 +209,9 @@ contains
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
     print '(A)', "by the batch. --graph: the step captured once into a CUDA graph and replayed."
     print '(A)', "--graph-api: train --graph-api's NHWC step (fused operation graphs of cuDNN's backend"
-    print '(A)', "API, engines by heuristics; not with --fused, --graph or a --precision, which this"
-    print '(A)', "program does not take: FP32 data only)."
+    print '(A)', "API; not with --fused, --graph or a --precision, which this program does not take:"
+    print '(A)', "FP32 data only). --engines: the engine table train --graph-api wrote (its"
+    print '(A)', "--out/engines.txt), the same engines; without it cuDNN's heuristics choose."
     print '(A)', "--cache: the page cache of the reads, as train's. float16 sets are"
     print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"

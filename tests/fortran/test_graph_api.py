@@ -17,6 +17,7 @@ from cudnn_denoise import params
 from cudnn_denoise.bindings import CudnnError, cublas, cudnn, load_cudart
 from cudnn_denoise.layers import graphs
 from cudnn_denoise.params import LAYERS
+from cudnn_denoise.port import engine_table
 
 N, H, W = 2, 8, 6
 CONV1, CONV2, CONV3 = LAYERS
@@ -115,3 +116,27 @@ def test_fortran_reorders_filters_to_krsc_as_python_does(build, tmp_path):  # no
     expected = params.to_krsc(np.arange(params.NUM_PARAMS, dtype=np.float32))
     assert [int(v) for v in values] == expected.astype(int).tolist()
     assert roundtrip == "roundtrip T"
+
+
+def test_fortran_reads_the_engine_table_that_python_writes(build, tmp_path):  # noqa: F811
+    rows = [engine_table.Row("conv1", "forward", 0, 12, "graph forward relu"),
+            engine_table.Row("conv1", "backward_filter", 3, 7, "graph backward_filter"),
+            engine_table.Row("conv2", "backward_data", 1, 40, "graph backward_data relu bias"),
+            engine_table.Row("conv3", "backward_data", 5, 41, "graph backward_data relu")]
+    path = engine_table.write(tmp_path / engine_table.FILE_NAME, rows, 4, 256, 256, "tf32", comment="H200")
+    assert engine_table.read(path) == ({"batch": 4, "height": 256, "width": 256, "math": "tf32"}, rows)
+    source = tmp_path / "engine_table_read.f90"
+    shutil.copy(HERE / "engine_table_read.f90", source)
+    libs = []
+    for lib in (Path(cudnn.path), Path(cublas.path), Path(load_cudart().path)):
+        libs += [f"-L{lib.parent}", f"-l:{lib.name}", f"-Wl,-rpath,{lib.parent}"]
+    exe = compile_program(source, build, ["denoise_graph_api.o", "denoise_check.o", "cudnn_interfaces.o",
+                                          "cudnn_denoise_checkpoint.o"], libs)
+    result = run([exe, path])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{r.layer} {r.direction} {r.position} {r.engine} {'T' if r.operation.endswith(' bias') else 'F'}"
+        for r in rows]
+    other = engine_table.write(tmp_path / "other.txt", rows, 4, 512, 512, "tf32")
+    refused = run([exe, other])
+    assert refused.returncode == 2 and "not this run's" in refused.stderr
