@@ -18,9 +18,11 @@ Then, at 1024 x 1024 in strict FP32, runs for days: each program stopped by SIGI
 (exit 130, a checkpoint written) and resumed by the other and by itself (`--resume`) must end with
 exactly the parameters of the uninterrupted Python run; and --val-data must print the validation
 loss train printed. Then, at each shape in TF32, `train --graph-api` (the NHWC step of fused
-operation graphs; non-deterministic engines allowed) against `denoise_train --graph-api`: each
-program chooses its own engines (Python by timing, Fortran by heuristics), so the losses and each
-parameter tensor are compared by GRAPH_API_TOLERANCE in 2-norm (|a - b| / |a| over the vector).
+operation graphs; non-deterministic engines allowed) against `denoise_train --graph-api`, once
+with the engines Fortran chooses (heuristics; Python times them) and once with the engine table
+Python wrote (`--engines`): the losses and each parameter tensor are compared in 2-norm
+(|a - b| / |a| over the vector) within GRAPH_API_TOLERANCE, and the table says which rows are
+bit for bit (with the same engines they can be, unless an engine is non-deterministic).
 Writes fortran_parity_<GPU>.md and .json into --out and prints the table last; exits 1 when a
 comparison of the legacy step is over 1e-6 relative (the floor the issue allows), a graph-API row
 over its tolerance, or a resumed run differs, else 0.
@@ -38,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from cudnn_denoise.port import algorithm_table, checksum
+from cudnn_denoise.port import algorithm_table, checksum, engine_table
 from cudnn_denoise import checkpoint, compare, fortran, params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,17 +128,23 @@ def norm_relative(a, b) -> float:
     return float(np.linalg.norm(a - b) / scale) if scale > 0 else float(np.linalg.norm(b))
 
 
-def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict) -> dict:
-    """train --graph-api against denoise_train --graph-api, TF32, non-deterministic allowed."""
+def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
+                     engines: bool) -> dict:
+    """train --graph-api against denoise_train --graph-api, TF32, non-deterministic allowed; with
+    engines, the Fortran run takes the engine table Python wrote (--engines), else its own choice."""
     name = f"{size}_tf32_graph_api"
     epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
     common = ["--data", data, "--init", init, "--math", "tf32", "--graph-api", "--max-steps", spec["steps"],
               "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
-    python_out, fortran_out = work / f"python_{name}", work / f"fortran_{name}"
+    python_out = work / f"python_{name}"
+    fortran_out = work / f"fortran_{name}{'_engines' if engines else ''}"
     (fortran_out / "params.bin").unlink(missing_ok=True)
-    run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
-         "--overwrite", *common], work / f"python_{name}.log")
-    printed = run([binary, "--out", fortran_out, "--overwrite", *common], work / f"fortran_{name}.log", env=env).stdout
+    if not engines:  # the first of the two rows runs Python
+        run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
+             "--overwrite", *common], work / f"python_{name}.log")
+    table = ["--engines", python_out / engine_table.FILE_NAME] if engines else []
+    printed = run([binary, "--out", fortran_out, "--overwrite", *table, *common],
+                  work / f"{fortran_out.name}.log", env=env).stdout
     losses_py, losses_f = compare.read_losses(python_out), compare.read_losses(fortran_out)
     steps = sorted(losses_py)
     same_steps = steps == sorted(losses_f)
@@ -144,7 +152,8 @@ def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path
     ours, theirs = params.views(compare.read_params(python_out)), params.views(compare.read_params(fortran_out))
     per_tensor = {k: norm_relative(ours[k], theirs[k]) for k in ours}
     worst = max([loss_rel, *per_tensor.values()])
-    return {"config": name, "size": size, "steps": spec["steps"], "same_steps": same_steps,
+    return {"config": name + ("_engines" if engines else ""), "size": size, "steps": spec["steps"],
+            "engines": "Python's engine table" if engines else "own heuristic choice", "same_steps": same_steps,
             "losses_relative": loss_rel, "params_relative": per_tensor,
             "identical": same_steps and worst == 0.0, "worst_relative": worst,
             "within_tolerance": same_steps and worst <= GRAPH_API_TOLERANCE,
@@ -154,11 +163,12 @@ def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path
 
 
 def graph_api_table(rows: list[dict]) -> list[str]:
-    lines = ["", (f"| shape | --graph-api, tf32 | steps | losses: 2-norm relative | params: worst 2-norm relative "
-                  f"(tolerance {GRAPH_API_TOLERANCE:g}) | Python steps/s | Fortran steps/s |"),
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["", (f"| shape | --graph-api, tf32: Fortran's engines | bit for bit | steps | losses: 2-norm relative | "
+                  f"params: worst 2-norm relative (tolerance {GRAPH_API_TOLERANCE:g}) | Python steps/s | "
+                  "Fortran steps/s |"),
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {BATCH}x1x{r['size']}x{r['size']} | {'identical' if r['identical'] else 'own engines'} | "
+        lines.append(f"| {BATCH}x1x{r['size']}x{r['size']} | {r['engines']} | {'yes' if r['identical'] else 'no'} | "
                      f"{r['steps']} | {r['losses_relative']:.2g} | {max(r['params_relative'].values()):.2g}"
                      f"{'' if r['within_tolerance'] else ' OVER'} | {r['python_steps_per_s']:.1f} | "
                      f"{r['fortran_steps_per_s']:.1f} |")
@@ -300,7 +310,8 @@ def main(argv=None) -> int:
             recast_dataset(open_dir(data), half, "float16")
         rows.append(one_config(args.work, args.bin, env, half, init, size, spec, "tf32", False, "float16"))
         rows.append(one_config(args.work, args.bin, env, data, init, size, spec, "tf32", False, graph=True))
-        graph_api_rows.append(graph_api_config(args.work, args.bin, env, data, init, size, spec))
+        for engines in (False, True):
+            graph_api_rows.append(graph_api_config(args.work, args.bin, env, data, init, size, spec, engines))
         if size == 1024:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
             val_same = validation(args.work, args.bin, env, data, init)
