@@ -14,7 +14,7 @@ module denoise_graph_api
 
   integer(c_int64_t), parameter, public :: GRAPH_ALIGNMENT = 16
   integer(c_int64_t), parameter, public :: VIRTUAL_UID = 100
-  integer, parameter, public :: MAX_TENSORS = 8, MAX_OPS = 3, MAX_CONFIGS = 64
+  integer, parameter, public :: MAX_TENSORS = 8, MAX_OPS = 3, MAX_CONFIGS = 512
 
   ! One operation graph of the step: its tensors (in order of creation), operations, and once
   ! chosen its plan; uids(i), role(i) name the buffers in memory, in order of creation.
