@@ -452,6 +452,7 @@ contains
         notes = -1
         call check_cudnn(cudnnBackendGetAttribute(engine(1), CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, &
             CUDNN_TYPE_NUMERICAL_NOTE, int(size(notes), c_int64_t), count, c_loc(notes)), "engine notes")
+        count = min(count, int(size(notes), c_int64_t))
         tc = any(notes(1:count) == CUDNN_NUMERICAL_NOTE_TENSOR_CORE)
         nondet = any(notes(1:count) == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)
         call get_int64(engine(1), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, index, count, "engine global index")
