@@ -17,9 +17,15 @@ libraries Python loads (LD_LIBRARY_PATH at their folders; its "library:" lines s
 Then, at 1024 x 1024 in strict FP32, runs for days: each program stopped by SIGINT part way
 (exit 130, a checkpoint written) and resumed by the other and by itself (`--resume`) must end with
 exactly the parameters of the uninterrupted Python run; and --val-data must print the validation
-loss train printed. Writes fortran_parity_<GPU>.md and .json into --out and prints the table last;
-exits 1 when a comparison is over 1e-6 relative (the floor the issue allows) or a resumed run
-differs, else 0.
+loss train printed. Then, at each shape in TF32, `train --graph-api` (the NHWC step of fused
+operation graphs; non-deterministic engines allowed) against `denoise_train --graph-api`, once
+with the engines Fortran chooses (heuristics; Python times them) and once with the engine table
+Python wrote (`--engines`): the losses and each parameter tensor are compared in 2-norm
+(|a - b| / |a| over the vector) within GRAPH_API_TOLERANCE, and the table says which rows are
+bit for bit (with the same engines they can be, unless an engine is non-deterministic).
+Writes fortran_parity_<GPU>.md and .json into --out and prints the table last; exits 1 when a
+comparison of the legacy step is over 1e-6 relative (the floor the issue allows), a graph-API row
+over its tolerance, or a resumed run differs, else 0.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import time
 from pathlib import Path
 
 from cudnn_denoise import checkpoint, compare, fortran, params
-from cudnn_denoise.port import algorithm_table, checksum
+from cudnn_denoise.port import algorithm_table, checksum, engine_table
 from cudnn_denoise.training import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +51,7 @@ QUICK = {256: {"samples": 40, "parity": 10, "steps": 40, "log_every": 10},
          1024: {"samples": 8, "parity": 4, "steps": 8, "log_every": 4}}
 BATCH = 4
 FLOOR = 1e-6  # the issue's floor for a relative difference
+GRAPH_API_TOLERANCE = 1e-5  # relative, 2-norm over the tensor: engines may differ
 RESUME_STEPS = 120  # at 1024 x 1024 (~20 ms a step): long enough to be stopped part way
 
 
@@ -112,6 +119,61 @@ def one_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size
                               if line.startswith("library: ")],
         "checksum_lines_match": printed.splitlines()[-len(ours):] == ours,
     }
+
+
+def norm_relative(a, b) -> float:
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = np.linalg.norm(a)
+    return float(np.linalg.norm(a - b) / scale) if scale > 0 else float(np.linalg.norm(b))
+
+
+def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
+                     engines: bool) -> dict:
+    """train --graph-api against denoise_train --graph-api, TF32, non-deterministic allowed; with
+    engines, the Fortran run takes the engine table Python wrote (--engines), else its own choice."""
+    name = f"{size}_tf32_graph_api"
+    epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
+    common = ["--data", data, "--init", init, "--math", "tf32", "--graph-api", "--max-steps", spec["steps"],
+              "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
+    python_out = work / f"python_{name}"
+    fortran_out = work / f"fortran_{name}{'_engines' if engines else ''}"
+    (fortran_out / "params.bin").unlink(missing_ok=True)
+    if not engines:  # the first of the two rows runs Python
+        run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
+             "--overwrite", *common], work / f"python_{name}.log")
+    table = ["--engines", python_out / engine_table.FILE_NAME] if engines else []
+    printed = run([binary, "--out", fortran_out, "--overwrite", *table, *common],
+                  work / f"{fortran_out.name}.log", env=env).stdout
+    losses_py, losses_f = compare.read_losses(python_out), compare.read_losses(fortran_out)
+    steps = sorted(losses_py)
+    same_steps = steps == sorted(losses_f)
+    loss_rel = norm_relative([losses_py[s] for s in steps], [losses_f.get(s, math.nan) for s in steps])
+    ours, theirs = params.views(compare.read_params(python_out)), params.views(compare.read_params(fortran_out))
+    per_tensor = {k: norm_relative(ours[k], theirs[k]) for k in ours}
+    worst = max([loss_rel, *per_tensor.values()])
+    return {"config": name + ("_engines" if engines else ""), "size": size, "steps": spec["steps"],
+            "engines": "Python's engine table" if engines else "own heuristic choice", "same_steps": same_steps,
+            "losses_relative": loss_rel, "params_relative": per_tensor,
+            "identical": same_steps and worst == 0.0, "worst_relative": worst,
+            "within_tolerance": same_steps and worst <= GRAPH_API_TOLERANCE,
+            "python_steps_per_s": window_rate(metrics(python_out), "time"),
+            "fortran_steps_per_s": window_rate(metrics(fortran_out), "elapsed"),
+            "fortran_engines": [line for line in printed.splitlines() if line.startswith("graph API engine: ")]}
+
+
+def graph_api_table(rows: list[dict]) -> list[str]:
+    lines = ["", (f"| shape | --graph-api, tf32: Fortran's engines | bit for bit | steps | losses: 2-norm relative | "
+                  f"params: worst 2-norm relative (tolerance {GRAPH_API_TOLERANCE:g}) | Python steps/s | "
+                  "Fortran steps/s |"),
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {BATCH}x1x{r['size']}x{r['size']} | {r['engines']} | {'yes' if r['identical'] else 'no'} | "
+                     f"{r['steps']} | {r['losses_relative']:.2g} | {max(r['params_relative'].values()):.2g}"
+                     f"{'' if r['within_tolerance'] else ' OVER'} | {r['python_steps_per_s']:.1f} | "
+                     f"{r['fortran_steps_per_s']:.1f} |")
+    return lines
 
 
 def own_choice(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, math_mode: str) -> bool:
@@ -230,7 +292,7 @@ def main(argv=None) -> int:
     env = library_env(args.bin)
     init = checkpoint.save(args.work / "init", params.init_params(0), step=0)
     shapes = QUICK if args.quick else SHAPES
-    rows, choices, resumes, val_same = [], {}, [], False
+    rows, choices, resumes, val_same, graph_api_rows = [], {}, [], False, []
     started = time.monotonic()
     for size, spec in shapes.items():
         data = args.work / f"data_{size}"
@@ -249,6 +311,8 @@ def main(argv=None) -> int:
             recast_dataset(open_dir(data), half, "float16")
         rows.append(one_config(args.work, args.bin, env, half, init, size, spec, "tf32", False, "float16"))
         rows.append(one_config(args.work, args.bin, env, data, init, size, spec, "tf32", False, graph=True))
+        for engines in (False, True):
+            graph_api_rows.append(graph_api_config(args.work, args.bin, env, data, init, size, spec, engines))
         if size == 1024:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
             val_same = validation(args.work, args.bin, env, data, init)
@@ -258,13 +322,16 @@ def main(argv=None) -> int:
              f"cuDNN {versions()['cudnn']}, cuBLAS {versions()['cublas']}; Fortran loaded: "
              + ", ".join(sorted({lib for r in rows for lib in r["fortran_libraries"]})), ""] + table(rows, choices)
     lines += resume_table(resumes, val_same)
+    lines += graph_api_table(graph_api_rows)
     stem = "fortran_parity_" + gpu.replace(" ", "_")
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (args.out / f"{stem}.json").write_text(json.dumps({"gpu": gpu, "rows": rows, "choices": choices,
-                                                                  "resumed": resumes, "validation_same": val_same}, indent=1))
+                                                                  "resumed": resumes, "validation_same": val_same,
+                                                                  "graph_api": graph_api_rows}, indent=1))
     print("\n".join(lines))
     worst = max(r["worst_relative"] for r in rows)
-    return 0 if worst <= FLOOR and all(r["identical"] for r in resumes) and val_same else 1
+    graph_api_ok = all(r["within_tolerance"] for r in graph_api_rows)
+    return 0 if worst <= FLOOR and all(r["identical"] for r in resumes) and val_same and graph_api_ok else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ module denoise_setup
   use denoise_step, only: conv_t, model_t, LOSS_SLOTS, at
   use denoise_algorithms, only: algorithm_table_t, FORWARD, BACKWARD_FILTER, BACKWARD_DATA, &
       read_table
+  use denoise_graph_api, only: op_graph_t, forward_graph, wgrad_graph, dgrad_graph, operation_graph, &
+      choose_engine, to_krsc, engine_table_t, read_engine_table, engine_row
   implicit none
   private
   public :: model_options_t, model_create, model_destroy
@@ -24,6 +26,8 @@ module denoise_setup
     logical :: fused = .false.
     logical :: strict_fp32 = .false.           ! --math fp32: CUDNN_FMA_MATH, no TF32
     logical :: deterministic = .false.         ! the heuristics' choice must be deterministic
+    logical :: graph_api = .false.             ! --graph-api: the NHWC step of fused operation graphs
+    character(len=:), allocatable :: engines   ! --engines: an engine table to read; "" : heuristics
     character(len=:), allocatable :: algorithms  ! an algorithm table to read; "" : heuristics
   end type model_options_t
 
@@ -40,6 +44,7 @@ contains
     type(algorithm_table_t), intent(out) :: table
     integer(c_size_t) :: hidden_bytes, io_bytes, workspace
     integer(c_int) :: channels(4), i
+    real(c_float), target :: device_params(NUM_PARAMS)
     integer(c_intptr_t), parameter :: weight(3) = 4_c_intptr_t * [CONV1_WEIGHT_OFFSET, &
         CONV2_WEIGHT_OFFSET, CONV3_WEIGHT_OFFSET]
     integer(c_intptr_t), parameter :: bias(3) = 4_c_intptr_t * [CONV1_BIAS_OFFSET, &
@@ -68,12 +73,19 @@ contains
     call device_alloc(m%dh2, hidden_bytes, "dh2")
     call device_alloc(m%y, io_bytes, "y")
     call device_alloc(m%dy, io_bytes, "dy")
-    call check_cuda(cudaMemcpy(m%params, c_loc(params), 4_c_size_t * NUM_PARAMS, &
+    ! the graph API path keeps its filters KRSC on the device (network/model.py _to_device_layout)
+    device_params = params
+    if (options%graph_api) device_params = to_krsc(params)
+    call check_cuda(cudaMemcpy(m%params, c_loc(device_params), 4_c_size_t * NUM_PARAMS, &
         cudaMemcpyHostToDevice), "cudaMemcpy (params to the device)")
     call check_cuda(cudaMemset(m%grads, 0, 4_c_size_t * NUM_PARAMS), "cudaMemset (grads)")
     call check_cuda(cudaMemset(m%loss_sums, 0, 4_c_size_t * (LOSS_SLOTS + 1)), &
         "cudaMemset (loss_sums)")
-    call set_ones(m, max(h * w, n))
+    if (options%graph_api) then  ! nhwc_bias_gradient's ones too
+      call set_ones(m, max(h * w, n, n * h, w))
+    else
+      call set_ones(m, max(h * w, n))
+    end if
 
     ! the layers: 1 -> 16 -> 16 -> 1 channels
     channels = [1, HIDDEN, HIDDEN, 1]
@@ -109,8 +121,79 @@ contains
       workspace = max(workspace, m%conv(i)%fwd_bytes, m%conv(i)%bwd_data_bytes, &
           m%conv(i)%bwd_filter_bytes)
     end do
+    if (options%graph_api) then
+      call graph_api_setup(m, options)
+      do i = 1, 3
+        workspace = max(workspace, int(m%fwd(i)%workspace, c_size_t), int(m%wgrad(i)%workspace, c_size_t), &
+            int(m%dgrad(i)%workspace, c_size_t))
+      end do
+    end if
     if (workspace > 0) call device_alloc(m%workspace, workspace, "workspace")
   end subroutine model_create
+
+  ! The graph API path's graphs (denoise_graph_api, as layers/fusion.py FusedConv2d) and their
+  ! engines by heuristics: mode A then the fallback list, the first configuration the policy allows
+  ! whose plan finalizes and whose workspace fits the legacy step's limit (Python's
+  ! default_workspace_limit, as in the legacy choice). dgrad as Python's FP32 forms in order: "fused" (dgrad, ReLU backward and
+  ! the bias-gradient reduction in one graph), else "fused cublas" (the reduction left to
+  ! nhwc_bias_gradient); the "split" forms need the BF16 path's scratch buffer, as in Python.
+  subroutine graph_api_setup(m, options)
+    type(model_t), intent(inout) :: m
+    type(model_options_t), intent(in) :: options
+    integer :: i, form
+    logical :: ok, bias, table_bias
+    integer(c_int64_t) :: wanted(2)
+    type(engine_table_t) :: table
+    m%graph_api = .true.
+    if (allocated(options%engines)) then
+      if (len(options%engines) > 0) call read_engine_table(options%engines, int(m%n), int(m%h), int(m%w), &
+          options%strict_fp32, table)
+    end if
+    call device_alloc(m%db_partial, 4_c_size_t * HIDDEN * m%w, "db_partial")
+    do i = 1, 3
+      associate (c => m%conv(i))
+        call forward_graph(m%fwd(i), c%c, c%k, i < 3, m%n, m%h, m%w)
+        call engine(m%fwd(i), c%name, engine_row(table, c%name, "forward"))
+        call wgrad_graph(m%wgrad(i), c%c, c%k, m%n, m%h, m%w)
+        call engine(m%wgrad(i), c%name, engine_row(table, c%name, "backward_filter"))
+        if (i == 1) cycle
+        wanted = engine_row(table, c%name, "backward_data", table_bias)
+        do form = 1, 2
+          bias = form == 1
+          if (wanted(1) >= 0 .and. (bias .neqv. table_bias)) cycle  ! the table's form only
+          call dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, bias)
+          call operation_graph(m%dgrad(i), m%cudnn, ok)
+          if (ok) call choose_engine(m%dgrad(i), m%cudnn, options%strict_fp32, options%deterministic, &
+              wanted, int(workspace_limit(m), c_int64_t), ok)
+          if (ok) exit
+        end do
+        if (.not. ok) call fail("no engine for dgrad + ReLU backward of " // c%name, 1)
+        m%bias_fused(i) = bias
+        call show(m%dgrad(i), c%name)
+      end associate
+    end do
+  contains
+    subroutine engine(g, name, wanted)
+      type(op_graph_t), intent(inout) :: g
+      character(len=*), intent(in) :: name
+      integer(c_int64_t), intent(in) :: wanted(2)
+      logical :: found
+      call operation_graph(g, m%cudnn)
+      call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, wanted, &
+          int(workspace_limit(m), c_int64_t), found)
+      if (.not. found) call fail("no usable engine for graph " // trim(g%name) // " of " // name // &
+          merge(" (strict fp32)   ", "                 ", options%strict_fp32), 1)
+      call show(g, name)
+    end subroutine engine
+    ! one line per graph: "graph API engine: conv2 backward_data relu bias: engine 12 (position 0, TC)"
+    subroutine show(g, name)
+      type(op_graph_t), intent(in) :: g
+      character(len=*), intent(in) :: name
+      print '(A)', "graph API engine: " // name // " " // trim(g%name) // ": engine " // int_text(g%engine) // &
+          " (position " // int_text(g%position) // trim(merge(", TC    ", "        ", g%tensor_core)) // &
+          trim(merge(", nondet", "        ", g%nondeterministic)) // ", workspace " // int_text(g%workspace) // ")"
+    end subroutine show
+  end subroutine graph_api_setup
 
   subroutine device_alloc(p, bytes, name)
     type(c_ptr), intent(out) :: p

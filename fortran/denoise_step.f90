@@ -7,6 +7,7 @@ module denoise_step
   use cudnn_interfaces
   use cudnn_denoise_checkpoint, only: NUM_PARAMS
   use denoise_check, only: check_cudnn, check_cublas
+  use denoise_graph_api, only: op_graph_t, execute_on
   implicit none
   private
   public :: conv_t, model_t, LOSS_SLOTS, train_step, evaluate, at
@@ -44,7 +45,13 @@ module denoise_step
     type(c_ptr) :: params = c_null_ptr, grads = c_null_ptr  ! (NUM_PARAMS)
     type(c_ptr) :: loss_sums = c_null_ptr             ! (LOSS_SLOTS + 1)
     type(c_ptr) :: workspace = c_null_ptr             ! the largest workspace any algorithm needs
-    type(c_ptr) :: ones = c_null_ptr                  ! max(H*W, N) ones
+    type(c_ptr) :: ones = c_null_ptr                  ! max(H*W, N) ones (graph API: max(N*H, W) too)
+    ! --graph-api (denoise_graph_api; network/model.py with graph_api=True): the hidden buffers are
+    ! NHWC (a1, a2 hold h1, h2; dh2, dh1 hold da2, da1), filters KRSC in params and grads
+    logical :: graph_api = .false.
+    type(op_graph_t) :: fwd(3), wgrad(3), dgrad(3)    ! dgrad(2:3): backward_data relu [bias]
+    logical :: bias_fused(3) = .false.                ! dgrad(l) also writes the bias gradient of l-1
+    type(c_ptr) :: db_partial = c_null_ptr            ! (16 * W) floats: nhwc_bias_gradient's first gemv
   end type model_t
 
 contains
@@ -63,6 +70,10 @@ contains
     real(c_float), intent(in) :: lr
     integer, intent(in) :: slot                       ! 0-based, as Python's loss_sums[slot]
 
+    if (m%graph_api) then
+      call train_step_graph_api(m, lr, slot)
+      return
+    end if
     call forward(m)
     call mse_loss(m, slot)
     ! backward: each layer's filter, bias and (but conv1) data gradient; ReLUs in place
@@ -90,6 +101,10 @@ contains
   ! conv1 + bias + relu1, conv2 + bias + relu2, conv3 + bias: m%x -> m%y
   subroutine forward(m)
     type(model_t), intent(in) :: m
+    if (m%graph_api) then
+      call forward_graph_api(m)
+      return
+    end if
     if (m%fused) then
       call conv_forward_bias_relu(m, m%conv(1), m%x, m%a1)
       call conv_forward_bias_relu(m, m%conv(2), m%a1, m%a2)
@@ -206,5 +221,57 @@ contains
     call check_cublas(cublasSaxpy_v2(m%cublas, NUM_PARAMS, c_loc(minus_lr), m%grads, 1, m%params, 1), &
         "cublasSaxpy_v2 (sgd)")
   end subroutine sgd
+
+  ! ---- the graph API (NHWC) step: network/model.py's _forward and _backward_graph_api ----
+
+  ! conv1, conv2, conv3 forward: one cudnnBackendExecute each (conv + bias [+ ReLU] fused)
+  subroutine forward_graph_api(m)
+    type(model_t), intent(in) :: m
+    call execute_on(m%fwd(1), m%cudnn, [m%x, m%conv(1)%w, m%conv(1)%b, m%a1], m%workspace)
+    call execute_on(m%fwd(2), m%cudnn, [m%a1, m%conv(2)%w, m%conv(2)%b, m%a2], m%workspace)
+    call execute_on(m%fwd(3), m%cudnn, [m%a2, m%conv(3)%w, m%conv(3)%b, m%y], m%workspace)
+  end subroutine forward_graph_api
+
+  subroutine train_step_graph_api(m, lr, slot)
+    type(model_t), intent(in) :: m
+    real(c_float), intent(in) :: lr
+    integer, intent(in) :: slot
+    call forward_graph_api(m)
+    call mse_loss(m, slot)
+    call execute_on(m%wgrad(3), m%cudnn, [m%a2, m%dy, m%conv(3)%dw], m%workspace)
+    call nhwc_bias_gradient(m, m%dy, m%conv(3)%db, m%conv(3)%k, m%conv(3)%name)
+    call dgrad_graph_api(m, 3, m%dy, m%a2, m%dh2)
+    if (.not. m%bias_fused(3)) call nhwc_bias_gradient(m, m%dh2, m%conv(2)%db, m%conv(2)%k, m%conv(2)%name)
+    call execute_on(m%wgrad(2), m%cudnn, [m%a1, m%dh2, m%conv(2)%dw], m%workspace)
+    call dgrad_graph_api(m, 2, m%dh2, m%a1, m%dh1)
+    if (.not. m%bias_fused(2)) call nhwc_bias_gradient(m, m%dh1, m%conv(1)%db, m%conv(1)%k, m%conv(1)%name)
+    call execute_on(m%wgrad(1), m%cudnn, [m%x, m%dh1, m%conv(1)%dw], m%workspace)
+    call sgd(m, lr)
+  end subroutine train_step_graph_api
+
+  ! da = conv_transpose(dy, w(l)) * (h > 0) [and, fused, db of layer l-1]
+  subroutine dgrad_graph_api(m, l, dy, h, da)
+    type(model_t), intent(in) :: m
+    integer, intent(in) :: l
+    type(c_ptr), intent(in) :: dy, h, da
+    if (m%bias_fused(l)) then
+      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%w, h, da, m%conv(l - 1)%db], m%workspace)
+    else
+      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%w, h, da], m%workspace)
+    end if
+  end subroutine dgrad_graph_api
+
+  ! db(K) = sum over n, h, w of the NHWC dy (layers/fusion.py nhwc_bias_gradient): dy is a
+  ! (W*K) x (N*H) matrix; s = dy . ones(N*H) (W*K), then db = S . ones(W), S = s as K x W
+  subroutine nhwc_bias_gradient(m, dy, db, k, name)
+    type(model_t), intent(in) :: m
+    type(c_ptr), intent(in) :: dy, db
+    integer(c_int), intent(in) :: k
+    character(len=*), intent(in) :: name
+    call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, m%w * k, m%n * m%h, c_loc(one), dy, &
+        m%w * k, m%ones, 1, c_loc(zero), m%db_partial, 1), "cublasSgemv_v2 (" // name // " bias, per column)")
+    call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, k, m%w, c_loc(one), m%db_partial, k, &
+        m%ones, 1, c_loc(zero), db, 1), "cublasSgemv_v2 (" // name // " bias)")
+  end subroutine nhwc_bias_gradient
 
 end module denoise_step

@@ -1,8 +1,10 @@
-! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, no shuffle).
+! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, or with
+! --graph-api the NHWC graph-API step; no shuffle).
 !
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
-!                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--deterministic]
-!                 [--drop-last] [--algorithms FILE] [--log-every N] [--checkpoint-every N]
+!                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--graph-api]
+!                 [--deterministic]
+!                 [--drop-last] [--algorithms FILE] [--engines FILE] [--log-every N] [--checkpoint-every N]
 !                 [--val-data DIR] [--cache auto|keep|drop] [--overwrite]
 !
 ! It reads the dataset (DIR/dataset.json, noisy.bin, clean.bin: stream access) in the order that
@@ -44,6 +46,7 @@ program denoise_train
   use denoise_validation, only: validation_t, validation_open, validate, validation_close
   use denoise_signals, only: catch_signals, signal_received
   use denoise_graph, only: graph_t, graph_open, graph_step, graph_close
+  use denoise_graph_api, only: from_krsc
   implicit none
 
   interface
@@ -130,7 +133,9 @@ contains
         resume = .true.
       case ("--graph")
         graph = .true.
-      case ("--data", "--init", "--out", "--algorithms", "--math", "--max-steps", "--epochs", &
+      case ("--graph-api")
+        options%graph_api = .true.
+      case ("--data", "--init", "--out", "--algorithms", "--engines", "--math", "--max-steps", "--epochs", &
           "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache")
         if (i == n) call fail(flag // " needs a value", 2)
         i = i + 1
@@ -143,6 +148,8 @@ contains
           out_dir = argument(i)
         case ("--algorithms")
           options%algorithms = argument(i)
+        case ("--engines")
+          options%engines = argument(i)
         case ("--math")
           math = argument(i)
         case ("--max-steps")
@@ -173,6 +180,12 @@ contains
         "replaces it: pass one of them", 2)
     if (math /= "tf32" .and. math /= "fp32") call fail("--math must be tf32 or fp32, not " // math, 2)
     options%strict_fp32 = math == "fp32"
+    if (options%graph_api .and. options%fused) call fail("--graph-api and --fused are different " // &
+        "steps: pass one of them", 2)
+    if (allocated(options%engines) .and. .not. options%graph_api) call fail("--engines is the " // &
+        "graph API step's engine table: it needs --graph-api", 2)
+    if (options%graph_api .and. graph) call fail("--graph-api is not captured into a CUDA graph " // &
+        "here: drop --graph", 2)
     if (cache /= "auto" .and. cache /= "keep" .and. cache /= "drop") call fail("--cache must be " // &
         "one of auto, keep, drop, not '" // cache // "'", 2)
   end subroutine parse_arguments
@@ -180,7 +193,8 @@ contains
   subroutine usage()
     print '(A)', "usage: denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N]"
     print '(A)', "                     [--epochs E] [--batch-size B] [--lr LR] [--math tf32|fp32]"
-    print '(A)', "                     [--fused] [--graph] [--deterministic] [--drop-last] [--algorithms FILE]"
+    print '(A)', "                     [--fused] [--graph] [--graph-api] [--deterministic] [--drop-last]"
+    print '(A)', "                     [--algorithms FILE] [--engines FILE]"
     print '(A)', "                     [--log-every N] [--checkpoint-every N] [--val-data DIR]"
     print '(A)', "                     [--cache auto|keep|drop] [--overwrite]"
     print '(A)', "Trains the seed's CNN with the cuDNN calls of python -m cudnn_denoise.train"
@@ -194,6 +208,10 @@ contains
     print '(A)', "cuDNN's heuristics choose (deterministic ones with --deterministic). --drop-last:"
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
     print '(A)', "by the batch. --graph: the step captured once into a CUDA graph and replayed."
+    print '(A)', "--graph-api: train --graph-api's NHWC step (fused operation graphs of cuDNN's backend"
+    print '(A)', "API; not with --fused, --graph or a --precision, which this program does not take:"
+    print '(A)', "FP32 data only). --engines: the engine table train --graph-api wrote (its"
+    print '(A)', "--out/engines.txt), the same engines; without it cuDNN's heuristics choose."
     print '(A)', "--cache: the page cache of the reads, as train's. float16 sets are"
     print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"
@@ -354,7 +372,8 @@ contains
         status=merge("unknown", "replace", resume), position="append")
     print '(A, I0, A, I0, A, G0, A)', "training ", total_steps - position%step, " steps: batch ", &
         batch, ", lr ", lr_arg, ", math " // merge("fp32", "tf32", options%strict_fp32) // &
-        merge(", fused forward", "               ", options%fused)
+        merge(", fused forward", "               ", options%fused) // &
+        merge(", graph API", "           ", options%graph_api)
     call catch_signals()
     call system_clock(started, clock_rate)
     ! batch b = step - 1; SLOTS batches are read ahead, the next one copied while this step runs
@@ -486,6 +505,7 @@ contains
     call flush_losses()
     call check_cuda(cudaMemcpy(c_loc(params), m%params, 4_c_size_t * NUM_PARAMS, &
         cudaMemcpyDeviceToHost), "cudaMemcpy (params to the host)")
+    if (options%graph_api) params = from_krsc(params)  ! the device holds filters KRSC
     call save_checkpoint(out_dir // "/" // RUN_SUBFOLDER, params, position%step, &
         run_extra(position, batches_per_epoch, config_json(), data))
   end subroutine save

@@ -76,6 +76,7 @@ class FusedOp:
         self.graph = graph.finalize()
         self.plan: BackendDescriptor | None = None
         self.choice: Choice | None = None
+        self.position = -1  # the chosen configuration's in _configs() (port/engine_table.py)
         self._packs: dict[tuple, BackendDescriptor] = {}
 
     # -- choosing --
@@ -198,7 +199,7 @@ class FusedOp:
     def _take(self, plan: BackendDescriptor, info: EngineInfo, ms: float, offered: tuple) -> Choice:
         """Keep `plan` (finalized once: an engine configuration's second plan may fail to compile)."""
         cudnn = self.ctx.cudnn
-        self.plan = plan
+        self.plan, self.position = plan, info.position
         workspace = self._workspace_size(self.plan)
         self.ctx.reserve_workspace(workspace)
         # math_type in the legacy API's terms: tensor-core engines run float data as TF32.

@@ -32,7 +32,7 @@ from ..data.reader import PairReader
 from ..distributed.world import SINGLE, World
 from ..network.backends import build
 from ..network.model import LOSS_SLOTS
-from ..port import algorithm_table, trace
+from ..port import algorithm_table, engine_table, trace
 from ..userio import signals
 from ..userio.files import write_atomic
 from ..userio.progress import Progress, format_duration
@@ -86,7 +86,7 @@ class Trainer:
             self.gpus = DataParallel(world, report=report)
         self._free_before = _gpu_free() if self.gpu else None
         self.model = self._build(params, config.batch_size)
-        if self.gpu and world.lead and not config.graph_api:
+        if self.gpu and world.lead:
             self._write_algorithm_table()
         if self.gpus is not None:
             self.model.reduce_gradients = self.gpus.gradient_average(self.model)
@@ -148,9 +148,13 @@ class Trainer:
         from ..bindings import cudnn
 
         c, d = self.config, self.dataset
+        comment = f"{self.model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}"
+        if c.graph_api:  # OUT/engines.txt: the graph API step's engines (port/engine_table.py)
+            engine_table.write(self.out_dir / engine_table.FILE_NAME, engine_table.rows(self.model),
+                               c.batch_size, d.height, d.width, c.math, comment=comment)
+            return
         algorithm_table.write(self.out_dir / algorithm_table.FILE_NAME, algorithm_table.rows(self.model),
-                              c.batch_size, d.height, d.width, c.math,
-                              comment=f"{self.model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}")
+                              c.batch_size, d.height, d.width, c.math, comment=comment)
 
     @property
     def total_steps(self) -> int:

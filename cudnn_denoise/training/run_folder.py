@@ -8,14 +8,15 @@ hold the same files.
 from __future__ import annotations
 
 from .. import checkpoint
-from ..port import algorithm_table
+from ..port import algorithm_table, engine_table
 
 CHECKPOINT = checkpoint.RUN_SUBFOLDER  # params.bin + manifest.json, replaced whole at each save
 METRICS = "metrics.jsonl"  # one JSON object per log line
 LOSSES = "losses.tsv"  # `step<TAB>loss`, every step
 LOSS_PLOT = "loss.png"
 ALGORITHMS = algorithm_table.FILE_NAME  # the convolution algorithms a GPU run chose
+ENGINES = engine_table.FILE_NAME  # with --graph-api: the engine of each operation graph
 LOGS = (METRICS, LOSSES, LOSS_PLOT)
 # What train --overwrite sets aside: the checkpoint first (with what a crashed save left), the
-# logs, and the algorithm table.
-REPLACED = (CHECKPOINT, f"{CHECKPOINT}.tmp-*", f"{CHECKPOINT}.old-*", *LOGS, ALGORITHMS)
+# logs, and the algorithm and engine tables.
+REPLACED = (CHECKPOINT, f"{CHECKPOINT}.tmp-*", f"{CHECKPOINT}.old-*", *LOGS, ALGORITHMS, ENGINES)

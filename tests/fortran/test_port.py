@@ -83,14 +83,19 @@ STEP = Path(fortran.STEP_FILE)
 
 def step_calls(source: str, fused: bool) -> list[str]:
     """The cuDNN and cuBLAS functions train_step calls, in order, for one setting of m%fused:
-    train_step's body with each call of a subroutine of the module replaced by that one's calls."""
+    train_step's body with each call of a subroutine of the module replaced by that one's calls
+    (the `if (m%graph_api) then` blocks, the graph API step, left out: not the plan's)."""
     bodies = dict(re.findall(r"^ *subroutine (\w+)\(.*?\n(.*?)^ *end subroutine \1$", source, flags=re.M | re.S))
 
     def expand(name: str) -> list[str]:
-        found, branch = [], None  # branch: inside `if (m%fused) then`: "then" or "else"
+        found, branch, graph_api = [], None, False  # branch: inside `if (m%fused) then`: "then" or "else"
         for line in bodies[name].splitlines():
             text = line.strip()
-            if text == "if (m%fused) then":
+            if text == "if (m%graph_api) then":
+                graph_api = True
+            elif graph_api:
+                graph_api = text != "end if"
+            elif text == "if (m%fused) then":
                 branch = "then"
             elif text == "else" and branch == "then":
                 branch = "else"
