@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..userio.files import write_atomic
+from . import table_text
 
 FILE_NAME = "algorithms.txt"  # in train's --out, and in denoise_train's
 FORMAT_LINE = "# cudnn_denoise algorithm table, format 1 (docs/fortran.md)"
@@ -53,34 +53,24 @@ def rows(model) -> list[Row]:
 
 
 def format_table(table: list[Row], batch: int, height: int, width: int, math: str, comment: str = "") -> str:
-    lines = [FORMAT_LINE] + ([f"# {comment}"] if comment else [])
-    lines += [f"batch {batch}", f"height {height}", f"width {width}", f"math {math}"]
-    lines += [f"{r.layer} {r.direction} {r.algo} {r.algo_name} {r.workspace} {r.math_type} {r.math_name}"
-              for r in table]
-    return "\n".join(lines) + "\n"
+    lines = (f"{r.layer} {r.direction} {r.algo} {r.algo_name} {r.workspace} {r.math_type} "
+             f"{r.math_name}" for r in table)
+    return table_text.format_table(FORMAT_LINE, lines, batch, height, width, math, comment)
 
 
 def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,
           comment: str = "") -> Path:
     """Write the table atomically (a reader never sees half of it)."""
-    return write_atomic(path, format_table(table, batch, height, width, math, comment).encode())
+    return table_text.write(path, format_table(table, batch, height, width, math, comment))
+
+
+def _row(words: list[str]) -> Row | None:
+    if len(words) != 7 or words[1] not in DIRECTIONS:
+        return None
+    layer, direction, algo, algo_name, workspace, math_type, math_name = words
+    return Row(layer, direction, int(algo), algo_name, int(workspace), int(math_type), math_name)
 
 
 def read(path: Path) -> tuple[dict[str, object], list[Row]]:
     """The header values (batch, height, width as ints, math) and the rows of a table."""
-    header: dict[str, object] = {}
-    table = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        words = line.split()
-        if not words or line.startswith("#"):
-            continue
-        if words[0] in ("batch", "height", "width") and len(words) == 2 and words[1].isdigit():
-            header[words[0]] = int(words[1])
-        elif words[0] == "math" and len(words) == 2:
-            header["math"] = words[1]
-        elif len(words) == 7 and words[1] in DIRECTIONS:
-            layer, direction, algo, algo_name, workspace, math_type, math_name = words
-            table.append(Row(layer, direction, int(algo), algo_name, int(workspace), int(math_type), math_name))
-        else:
-            raise ValueError(f"{path}:{number}: not a line of an algorithm table: {line!r}")
-    return header, table
+    return table_text.read(path, _row, "algorithm")

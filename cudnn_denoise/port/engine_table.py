@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..userio.files import write_atomic
+from . import table_text
 
 FILE_NAME = "engines.txt"  # in train's --out
 FORMAT_LINE = "# cudnn_denoise engine table, format 1 (docs/fortran.md)"
@@ -44,32 +44,22 @@ def rows(model) -> list[Row]:
 
 
 def format_table(table: list[Row], batch: int, height: int, width: int, math: str, comment: str = "") -> str:
-    lines = [FORMAT_LINE] + ([f"# {comment}"] if comment else [])
-    lines += [f"batch {batch}", f"height {height}", f"width {width}", f"math {math}"]
-    lines += [f"{r.layer} {r.direction} {r.position} {r.engine} {r.operation}" for r in table]
-    return "\n".join(lines) + "\n"
+    lines = (f"{r.layer} {r.direction} {r.position} {r.engine} {r.operation}" for r in table)
+    return table_text.format_table(FORMAT_LINE, lines, batch, height, width, math, comment)
 
 
 def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,
           comment: str = "") -> Path:
     """Write the table atomically (a reader never sees half of it)."""
-    return write_atomic(path, format_table(table, batch, height, width, math, comment).encode())
+    return table_text.write(path, format_table(table, batch, height, width, math, comment))
+
+
+def _row(words: list[str]) -> Row | None:
+    if len(words) < 5 or not (words[2].isdigit() and words[3].isdigit()):
+        return None
+    return Row(words[0], words[1], int(words[2]), int(words[3]), " ".join(words[4:]))
 
 
 def read(path: Path) -> tuple[dict[str, object], list[Row]]:
     """The header values (batch, height, width as ints, math) and the rows of a table."""
-    header: dict[str, object] = {}
-    table = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        words = line.split()
-        if not words or line.startswith("#"):
-            continue
-        if words[0] in ("batch", "height", "width") and len(words) == 2 and words[1].isdigit():
-            header[words[0]] = int(words[1])
-        elif words[0] == "math" and len(words) == 2:
-            header["math"] = words[1]
-        elif len(words) >= 5 and words[2].isdigit() and words[3].isdigit():
-            table.append(Row(words[0], words[1], int(words[2]), int(words[3]), " ".join(words[4:])))
-        else:
-            raise ValueError(f"{path}:{number}: not a line of an engine table: {line!r}")
-    return header, table
+    return table_text.read(path, _row, "engine")
