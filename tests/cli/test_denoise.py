@@ -270,6 +270,18 @@ def test_previews_that_would_collide_are_refused_before_anything_is_written(cli,
     assert without.code == 0, without.err  # without --preview the two outputs do not collide
 
 
+def test_a_dangling_symlink_among_the_inputs_is_named_and_skipped(cli, ckpt, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_mrc(src / "a.mrc", micrograph())
+    (src / "b.mrc").symlink_to(src / "deleted.mrc")
+    result = cli(denoise.main, src, "--checkpoint", ckpt, "-o", tmp_path / "out", *CPU)
+    assert result.code == 4, result.err
+    assert "skipped: " in result.err and "b.mrc: a dangling symlink" in result.err
+    assert "Traceback" not in result.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".mrc") == ["a.denoised.mrc"]
+
+
 def test_a_bad_checkpoint_stops_at_once(cli, ckpt, tmp_path):
     src = write_mrc(tmp_path / "a.mrc", micrograph())
     manifest = ckpt / "manifest.json"
