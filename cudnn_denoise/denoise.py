@@ -127,7 +127,7 @@ def run(args) -> int:
     inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
     if not inputs:
         raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
-    jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format)
+    jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format, previews=args.preview)
     if args.format == "mrc" or any(job.is_mrc for job in jobs):
         require_mrcfile()
     if any(job.is_tiff for job in jobs):

@@ -29,7 +29,7 @@ from .data.format import (
 from .network import backends
 from .port import calls, trace
 from .port.checksum import format_checksum
-from .port.dump_format import write_dump
+from .port.dump_format import dump_members, foreign_in_dump, write_dump
 from .training import run_record
 from .training.run_record import SEED
 from .userio import arguments, console, signals
@@ -63,7 +63,7 @@ def parser() -> arguments.ArgumentParser:
     o.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
     o.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty OUT, replacing a dump there once the new one "
+                   help="replace the dump in OUT (only a dump: any other folder is refused) once the new one "
                         "is whole")
     o.add_argument("--trace", type=Path, metavar="FILE",
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
@@ -154,8 +154,20 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise ValueError(f"--out {out}: exists and is not a folder")
     if out.is_dir():
         sweep_partials(out)  # what killed dumps left
-    if out.is_dir() and not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if not out.is_dir():
+        return
+    held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    if held and not overwrite:
         raise ValueError(f"--out {out}: not empty (write into it anyway with --overwrite)")
+    if held:  # --overwrite replaces a dump, nothing else
+        why = foreign_in_dump(out)
+        if why is None:
+            foreign = [name for name in held if name not in dump_members(out)]
+            if foreign:
+                why = f"holds {foreign[0]!r}, which is no part of a dump"
+        if why is not None:
+            raise ValueError(f"--out {out}: not a dump ({why}); --overwrite replaces only a dump: "
+                             "choose another --out")
 
 
 def _versions(backend: str) -> dict:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from cudnn_denoise import cli
+from cudnn_denoise.userio.files import read_bytes, write_atomic
 from cudnn_denoise.port.fortran_source import (
     CHECKPOINT_FILE,
     INTERFACES_FILE,
@@ -70,14 +71,47 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.link_flags:
-        print(" ".join(link_flags()))
+        try:
+            flags = link_flags()
+        except (OSError, ValueError, ImportError) as exc:
+            return _error(f"--link-flags: the cuDNN, cuBLAS or CUDA runtime library cannot be found: {exc}")
+        print(" ".join(flags))
     elif args.doc is not None:
-        args.doc.write_text(doc_with_step(args.doc.read_text(), STEP_FILE.read_text()))
+        try:
+            write_doc(args.doc)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return _error(f"--doc {args.doc}: {_why(exc, args.doc)}")
         print(f"wrote {args.doc}")
     else:
-        for path in generate(args.out):
+        if args.out.exists() and not args.out.is_dir():
+            return _error(f"--out {args.out}: exists and is not a folder")
+        try:
+            written = generate(args.out)
+        except (OSError, ValueError) as exc:
+            return _error(f"--out {args.out}: {_why(exc, args.out)}")
+        for path in written:
             print(f"wrote {path}")
     return 0
+
+
+def write_doc(doc: Path) -> None:
+    """Replace the step in doc (a regular file, never blocking on a FIFO), atomically: a doc that
+    cannot take it is left as it was."""
+    text = read_bytes(doc, ValueError).decode("utf-8")
+    write_atomic(doc, doc_with_step(text, STEP_FILE.read_text()).encode("utf-8"))
+
+
+def _why(exc: BaseException, path: Path) -> str:
+    """exc's reason, without a repeat of the path the line already names."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() + (f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else "")
+    text = str(exc)
+    return text[len(f"{path}: "):] if text.startswith(f"{path}: ") else text
+
+
+def _error(line: str) -> int:
+    print(f"error: {line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

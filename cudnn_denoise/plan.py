@@ -45,9 +45,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         settings = Settings(fused=a.fused, graph=a.graph, keep_intermediates=a.keep_intermediates, math=a.math)
+        calls = step(settings, a.batch_size, a.height, a.width, a.lr)
     except ValueError as exc:
         p.error(str(exc))  # exits with 2
-    for call in step(settings, a.batch_size, a.height, a.width, a.lr):
+    for call in calls:
         print(call.line())
     return 0
 

@@ -75,8 +75,9 @@ def check_out_dir(out_dir: Path) -> None:
         raise OutputError(f"-o {out_dir}: cannot write there ({exc.strerror or exc})") from None
 
 
-def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str) -> list[Job]:
-    """A job per file; OutputError when an output would replace an input or another job's output."""
+def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str, previews: bool = False) -> list[Job]:
+    """A job per file; OutputError when an output would replace an input or another job's output,
+    or (previews) two jobs' previews, OUT/<output's stem>[.NNNN].png, would be one file."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}: choose from {', '.join(FORMATS)}")
     jobs, claimed = [], {}
@@ -90,6 +91,14 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str) -> list[J
             raise OutputError(f"{claimed[key]} and {file} would both be written to {output}; "
                               "denoise them into different -o folders")
         claimed[key] = file
+        if previews:  # x.mrc and x.mrcs: two outputs, but one x.denoised.png
+            stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+            preview = output.with_name(stem + ".png")
+            pkey = ("preview", preview.resolve())
+            if pkey in claimed:
+                raise OutputError(f"{claimed[pkey]} and {file} would both write the preview {preview}; "
+                                  "denoise them into different -o folders")
+            claimed[pkey] = file
         jobs.append(Job(file, output))
     return jobs
 

@@ -8,6 +8,7 @@ their inputs through these functions.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 from pathlib import Path
@@ -32,19 +33,22 @@ def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in suffixes and p.is_file())
-            if not found:
+            entries = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+            found = _usable(entries, problems)
+            if not entries:
                 problems.append(f"{spec}: a folder without {' / '.join(suffixes)} files")
         elif path.exists():
             if path.suffix.lower() not in suffixes:
                 problems.append(f"{spec}: not a {' / '.join(suffixes)} file")
                 continue
             found = [path]
+        elif path.is_symlink():
+            problems.append(f"{spec}: {broken_link(path)}")
+            continue
         elif glob.has_magic(spec):
-            found = sorted(Path(p) for p in glob.glob(spec)
-                           if Path(p).suffix.lower() in suffixes and Path(p).is_file())
-            if not found:
+            entries = sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in suffixes)
+            found = _usable(entries, problems)
+            if not entries:
                 problems.append(f"{spec}: matches no {' / '.join(suffixes)} file")
         else:
             problems.append(f"{spec}: no such file or folder")
@@ -55,6 +59,35 @@ def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list
                 seen.add(key)
                 files.append(file)
     return files, problems
+
+
+def broken_link(path: Path) -> str:
+    """Why a symlink that leads to no file is of no use: dangling (and to what) or a loop."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return "a dangling symlink"
+        return f"a dangling symlink (to {target}, which does not exist)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop (it leads back to itself)"
+        return f"a symlink that cannot be followed ({exc.strerror})"
+    return "a symlink"
+
+
+def _usable(entries: list[Path], problems: list[str]) -> list[Path]:
+    """The entries that are files; a problem line for each broken symlink among them (the rest, such
+    as folders named like inputs, are passed over as before)."""
+    found = []
+    for entry in entries:
+        if entry.is_file():
+            found.append(entry)
+        elif entry.is_symlink():
+            problems.append(f"{entry}: {broken_link(entry)}")
+    return found
 
 
 def open_source(path: Path, height: int | None, width: int | None):

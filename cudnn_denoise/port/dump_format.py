@@ -65,6 +65,28 @@ def _manifest_text(manifest: dict) -> str:
             f' "tensors": [\n{rows}\n ],\n "settings": {settings}\n}}\n')
 
 
+def foreign_in_dump(out: Path) -> str | None:
+    """Why OUT is not a dump that --overwrite may replace (None when it is one): a dump is a
+    manifest.json of FORMAT and the files it lists, nothing else (ignore: names to leave out)."""
+    try:
+        manifest = json.loads((Path(out) / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        return f"holds no {MANIFEST_FILE}"
+    except (OSError, ValueError) as exc:
+        return f"its {MANIFEST_FILE} is unreadable ({type(exc).__name__})"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"its {MANIFEST_FILE} is not of format {FORMAT!r}"
+    tensors = manifest.get("tensors")
+    listed = {t.get("file") for t in tensors if isinstance(t, dict)} if isinstance(tensors, list) else set()
+    return None if listed else f"its {MANIFEST_FILE} lists no tensors"
+
+
+def dump_members(out: Path) -> set[str]:
+    """The names a dump's manifest lists, with manifest.json (call after foreign_in_dump is None)."""
+    manifest = json.loads((Path(out) / MANIFEST_FILE).read_text())
+    return {t.get("file") for t in manifest["tensors"] if isinstance(t, dict)} | {MANIFEST_FILE}
+
+
 def read_dump(out: Path) -> dict[str, np.ndarray]:
     """Name -> array of a dump folder, in the manifest's order and shapes (for tests and comparisons)."""
     manifest = read_json(Path(out) / MANIFEST_FILE)

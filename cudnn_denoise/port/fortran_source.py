@@ -336,11 +336,15 @@ STEP_MARKER = "<!-- fortran/denoise_step.f90 (python -m cudnn_denoise.fortran --
 
 
 def doc_with_step(doc: str, step: str) -> str:
-    """doc with the fortran block that follows STEP_MARKER replaced by the text step."""
+    """doc with the fortran block that follows STEP_MARKER replaced by the text step (ValueError
+    when the marker line is not there exactly once, or no fortran block follows it)."""
+    markers = sum(1 for line in doc.splitlines() if line.strip() == STEP_MARKER)
+    if markers != 1:
+        raise ValueError(f"has the marker line {STEP_MARKER!r} {markers} times, not once")
     pattern = re.escape(STEP_MARKER) + r"\n```fortran\n.*?```"
     found = len(re.findall(pattern, doc, flags=re.S))
     if found != 1:
-        raise ValueError(f"the document has {found} fortran blocks after {STEP_MARKER!r}, not 1")
+        raise ValueError(f"has no ```fortran block right after its marker line {STEP_MARKER!r}")
     return re.sub(pattern, lambda _: f"{STEP_MARKER}\n```fortran\n{step}```", doc, flags=re.S)
 
 

@@ -255,6 +255,33 @@ def test_two_inputs_for_one_output_are_refused(cli, ckpt, tmp_path):
     assert not list((tmp_path / "out").iterdir())
 
 
+def test_previews_that_would_collide_are_refused_before_anything_is_written(cli, ckpt, tmp_path):
+    # x.mrc and x.mrcs have two outputs, x.denoised.mrc and x.denoised.mrcs, but one preview name
+    write_mrc(tmp_path / "x.mrc", micrograph())
+    write_mrc(tmp_path / "x.mrcs", micrograph(seed=1)[None], stack=True)
+    out = tmp_path / "out"
+    result = cli(denoise.main, tmp_path / "x.mrc", tmp_path / "x.mrcs", "--checkpoint", ckpt, "-o", out,
+                 "--preview", *CPU)
+    assert result.code == 2
+    line = result.one_line_error()
+    assert "x.mrc and " in line and "x.mrcs would both write the preview" in line and "x.denoised.png" in line
+    assert not out.exists() or not list(out.iterdir())
+    without = cli(denoise.main, tmp_path / "x.mrc", tmp_path / "x.mrcs", "--checkpoint", ckpt, "-o", out, *CPU)
+    assert without.code == 0, without.err  # without --preview the two outputs do not collide
+
+
+def test_a_dangling_symlink_among_the_inputs_is_named_and_skipped(cli, ckpt, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_mrc(src / "a.mrc", micrograph())
+    (src / "b.mrc").symlink_to(src / "deleted.mrc")
+    result = cli(denoise.main, src, "--checkpoint", ckpt, "-o", tmp_path / "out", *CPU)
+    assert result.code == 4, result.err
+    assert "skipped: " in result.err and "b.mrc: a dangling symlink" in result.err
+    assert "Traceback" not in result.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".mrc") == ["a.denoised.mrc"]
+
+
 def test_a_bad_checkpoint_stops_at_once(cli, ckpt, tmp_path):
     src = write_mrc(tmp_path / "a.mrc", micrograph())
     manifest = ckpt / "manifest.json"

@@ -136,3 +136,24 @@ def test_bad_inputs_give_one_line_errors(cli, data32, trained, tmp_path, case):
     assert result.code == 2
     assert message in result.one_line_error()
     assert not out.exists()
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "run folder", "foreign file", "other manifest"])
+def test_overwrite_replaces_only_a_dump(cli, data32, trained, tmp_path, what):
+    args = ("--checkpoint", trained.path, "--data", data32.noisy.parent, *CPU, "--index", 0, "--overwrite")
+    if what == "checkpoint":
+        out = trained.path
+    elif what == "run folder":
+        out = trained.path.parent
+    else:
+        out = tmp_path / "dump"
+        assert cli(dump.main, *args, "--out", out).code == 0
+        if what == "foreign file":
+            (out / "notes.txt").write_text("mine")
+        else:
+            (out / "manifest.json").write_text('{"format": "something.else"}')
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = cli(dump.main, *args, "--out", out)
+    assert result.code == 2
+    assert f"--out {out}: not a dump" in result.one_line_error()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -68,6 +68,18 @@ def test_even_odd_sums_in_one_folder(cli, tmp_path):
     assert json.loads((tmp_path / "one" / META_NAME).read_text())["made_by"]["both_ways"] is False
 
 
+def test_dangling_and_looping_symlinks_are_named_and_skipped(cli, mics, tmp_path):
+    (mics / "gone.mrc").symlink_to(mics / "deleted.mrc")
+    (mics / "loop.mrc").symlink_to(mics / "loop.mrc")
+    made = cli(make_dataset.main, "--out", tmp_path / "ds", "--from-mrc", mics, "--size", 32)
+    (mics / "gone.mrc").unlink()
+    (mics / "loop.mrc").unlink()
+    assert made.code == 4, made.err
+    assert "Traceback" not in made.err
+    assert f"skipped: {mics / 'gone.mrc'}: a dangling symlink" in made.err
+    assert f"skipped: {mics / 'loop.mrc'}: a symlink loop" in made.err
+
+
 def test_bad_files_are_named_the_rest_written_and_the_exit_code_is_4(cli, mics, tmp_path):
     (mics / "broken.mrc").write_bytes(b"\0" * 100)
     made = cli(make_dataset.main, "--out", tmp_path / "ds", "--from-mrc", mics, "'nothing/*.mrc'",

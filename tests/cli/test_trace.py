@@ -67,6 +67,22 @@ def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
     assert result.one_line_error() == f"error: argument {flag}: {rule} {see}"
 
 
+@pytest.mark.parametrize("sizes", [
+    ("--batch-size", 2147483647, "--height", 2147483647),
+    ("--batch-size", 1, "--height", 16384, "--width", 8192),  # 16 x 2^27 = 2^31: one past a C int
+])
+def test_plan_refuses_shapes_whose_element_counts_overflow_a_c_int(cli, sizes):
+    result = cli(plan.main, *sizes)
+    assert result.code == 2 and result.out == ""
+    line = result.one_line_error()
+    assert "--batch-size" in line and "--height" in line and "--width" in line and "over a C int" in line
+
+
+def test_plan_accepts_the_largest_shape_that_fits_a_c_int(cli):
+    result = cli(plan.main, "--batch-size", 1, "--height", 16384, "--width", 8191)
+    assert result.code == 0, result.err
+
+
 @pytest.mark.parametrize("settings", [calls.Settings(), calls.Settings(fused=True, graph=True, math="fp32"),
                                       calls.Settings(keep_intermediates=True)], ids=["plain", "fused-graph", "keep"])
 def test_plan_calls_name_the_headers_arguments_and_enums(settings):
