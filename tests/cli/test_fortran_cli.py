@@ -76,3 +76,23 @@ def test_a_doc_with_one_marker_and_block_gets_the_step(cli, tmp_path):
     assert result.code == 0, result.err
     text = doc.read_text()
     assert text.startswith("# a\n" + STEP_MARKER + "\n```fortran\n") and "OLDSTEP" not in text and text.endswith("after\n")
+
+
+@pytest.mark.parametrize("variable, value", [("CUDNN_DENOISE_CUDNN", "/nonexistent/libcudnn.so.9"),
+                                             ("CUDNN_DENOISE_CUDART", "not-a-library")],
+                         ids=["missing-file", "not-a-library"])
+def test_link_flags_with_a_bad_library_variable_is_one_line(tmp_path, variable, value):
+    """A library variable naming nothing loadable (as in an install without the GPU wheels): the
+    program says which library in one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    if value == "not-a-library":
+        value = str(tmp_path / "libcudart.so.13")
+        (tmp_path / "libcudart.so.13").write_text("not a shared library")
+    env = {**os.environ, variable: value}
+    done = subprocess.run([sys.executable, "-m", "cudnn_denoise.fortran", "--link-flags"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: --link-flags:") and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
