@@ -11,7 +11,7 @@ module denoise_check
       cudnnGetLastErrorString, cublasGetStatusName, cublasGetStatusString, fortran_string
   implicit none
   private
-  public :: PROGRAM_NAME, check_cuda, check_cudnn, check_cublas, fail, int_text, c_text
+  public :: PROGRAM_NAME, check_cuda, check_cudnn, check_cublas, fail, int_text, c_text, c_open, c_close
 
   character(len=*), parameter :: PROGRAM_NAME = "denoise_train"
 
@@ -21,6 +21,19 @@ module denoise_check
       implicit none
       integer(c_int), value :: status
     end subroutine c_exit
+    ! open(2) with a path from c_text; flags 0 is O_RDONLY (the reader, and fsync of a written file
+    ! or a folder), no mode
+    integer(c_int) function c_open(path, flags) bind(C, name="open")
+      import :: c_int, c_char
+      implicit none
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int), value :: flags
+    end function c_open
+    integer(c_int) function c_close(fd) bind(C, name="close")
+      import :: c_int
+      implicit none
+      integer(c_int), value :: fd
+    end function c_close
   end interface
 
 contains

@@ -15,7 +15,7 @@ module denoise_checkpoint_folder
   use cudnn_denoise_checkpoint, only: NUM_PARAMS, NUM_TENSORS, PARAM_NAMES, PARAM_OFFSETS, &
       PARAMS_BIN_BYTES, CONV1_WEIGHT_SHAPE, CONV2_WEIGHT_SHAPE, CONV3_WEIGHT_SHAPE, read_params
   use cudnn_denoise_sha256, only: sha256_hex
-  use denoise_check, only: fail, int_text, c_text
+  use denoise_check, only: fail, int_text, c_text, c_open, c_close
   use denoise_json, only: file_text, json_has, json_integer, json_string
   implicit none
   private
@@ -55,23 +55,11 @@ module denoise_checkpoint_folder
       implicit none
       character(kind=c_char), intent(in) :: path(*)
     end function c_rmdir
-    ! open(2) with O_RDONLY (0), no mode: enough to fsync a written file or a folder
-    integer(c_int) function c_open(path, flags) bind(C, name="open")
-      import :: c_int, c_char
-      implicit none
-      character(kind=c_char), intent(in) :: path(*)
-      integer(c_int), value :: flags
-    end function c_open
     integer(c_int) function c_fsync(fd) bind(C, name="fsync")
       import :: c_int
       implicit none
       integer(c_int), value :: fd
     end function c_fsync
-    integer(c_int) function c_close(fd) bind(C, name="close")
-      import :: c_int
-      implicit none
-      integer(c_int), value :: fd
-    end function c_close
     integer(c_int) function c_getpid() bind(C, name="getpid")
       import :: c_int
       implicit none

@@ -8,7 +8,7 @@
 ! the Python reader does for --cache drop (data/cache.py).
 module denoise_read_jobs
   use, intrinsic :: iso_c_binding
-  use denoise_check, only: fail, int_text, c_text
+  use denoise_check, only: fail, int_text, c_text, c_open, c_close
   implicit none
   private
   public :: read_job_t, open_file, close_file, read_start, read_wait
@@ -27,17 +27,6 @@ module denoise_read_jobs
   end type read_job_t
 
   interface
-    integer(c_int) function c_open(path, flags) bind(C, name="open")
-      import :: c_int, c_char
-      implicit none
-      character(kind=c_char), intent(in) :: path(*)
-      integer(c_int), value :: flags
-    end function c_open
-    integer(c_int) function c_close(fd) bind(C, name="close")
-      import :: c_int
-      implicit none
-      integer(c_int), value :: fd
-    end function c_close
     integer(c_intptr_t) function c_pread(fd, buffer, count, offset) bind(C, name="pread")
       import :: c_int, c_ptr, c_size_t, c_int64_t, c_intptr_t
       implicit none
