@@ -72,6 +72,12 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def save_leftovers(name: str) -> tuple[str, str]:
+    """Glob patterns, beside a checkpoint folder `name`, of what a save leaves while it runs (and a
+    crash leaves behind): the checkpoint being written and the previous one being replaced."""
+    return f"{name}{_TMP}*", f"{name}{_OLD}*"
+
+
 def _siblings(path: Path, infix: str) -> list[Path]:
     """The DIR<infix><id> folders beside DIR (DIR.tmp-* or DIR.old-*), sorted by name."""
     return sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name + infix))

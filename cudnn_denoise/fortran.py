@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from cudnn_denoise import cli
-from cudnn_denoise.userio.files import read_bytes, write_atomic
 from cudnn_denoise.port.fortran_source import (
     CHECKPOINT_FILE,
     INTERFACES_FILE,
@@ -25,6 +24,7 @@ from cudnn_denoise.port.fortran_source import (
     doc_with_step,
     generate,
 )
+from cudnn_denoise.userio.files import read_bytes, write_atomic
 
 
 def library_paths() -> list[Path]:

@@ -19,4 +19,4 @@ ENGINES = engine_table.FILE_NAME  # with --graph-api: the engine of each operati
 LOGS = (METRICS, LOSSES, LOSS_PLOT)
 # What train --overwrite sets aside: the checkpoint first (with what a crashed save left), the
 # logs, and the algorithm and engine tables.
-REPLACED = (CHECKPOINT, f"{CHECKPOINT}.tmp-*", f"{CHECKPOINT}.old-*", *LOGS, ALGORITHMS, ENGINES)
+REPLACED = (CHECKPOINT, *checkpoint.save_leftovers(CHECKPOINT), *LOGS, ALGORITHMS, ENGINES)
