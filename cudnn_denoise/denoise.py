@@ -115,32 +115,14 @@ def main(argv=None) -> int:
 def run(args) -> int:
     files.check_out_dir(args.out)
     sweep_partials(args.out)  # outputs that killed runs left half written
-    saved = checkpoint.load(args.checkpoint)
-    stats = TrainingStats.from_checkpoint(saved)
-    if stats is None and not args.normalize:
-        raise checkpoint.CheckpointError(
-            f"{args.checkpoint}: has no data_stats (the training inputs' intensity statistics), so "
-            "micrographs cannot be brought into the model's range; pass --normalize to feed them unchanged "
-            "and write the model's output as it is")
-
-    inputs, problems = sources.expand(args.inputs)
-    inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
-    if not inputs:
-        raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
-    jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format, previews=args.preview)
-    if args.format == "mrc" or any(job.is_mrc for job in jobs):
-        require_mrcfile()
-    if any(job.is_tiff for job in jobs):
-        require_tifffile()
-    todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
+    saved, stats = _model(args)
+    jobs, todo, problems, earlier = _jobs(args)
     runlog.attach(args.out / runlog.LOG_NAME)  # the work starts: the log goes beside the outputs
-
     backend, why = backends.resolve(args.backend)
     if backend == "cudnn" and args.device is not None:
         why = select_device(args.device)
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))
-    print(f"checkpoint: {saved.path} (step {saved.step}); intensities: "
-          + (_scale_note(stats, args.normalize)))
+    print(f"checkpoint: {saved.path} (step {saved.step}); intensities: {_scale_note(stats, args.normalize)}")
     if earlier:
         print(f"ignoring {earlier} input(s) in {args.out} named like outputs (*{args.suffix}.*)")
     if len(todo) < len(jobs):
@@ -155,15 +137,44 @@ def run(args) -> int:
         done, bad, frames, seconds = _denoise(args, todo, denoiser, stats, text)
     finally:
         denoiser.close()
+    return _summary(args, done, bad + len(problems), len(todo) + len(problems), frames, seconds)
 
+
+def _model(args) -> tuple[checkpoint.Checkpoint, TrainingStats | None]:
+    """The checkpoint and its intensity statistics, which denoising needs unless --normalize."""
+    saved = checkpoint.load(args.checkpoint)
+    stats = TrainingStats.from_checkpoint(saved)
+    if stats is None and not args.normalize:
+        raise checkpoint.CheckpointError(
+            f"{args.checkpoint}: has no data_stats (the training inputs' intensity statistics), so "
+            "micrographs cannot be brought into the model's range; pass --normalize to feed them unchanged "
+            "and write the model's output as it is")
+    return saved, stats
+
+
+def _jobs(args) -> tuple[list, list, list[str], int]:
+    """(every job, those still to do, inputs that could not be used, inputs skipped as earlier
+    outputs): checked before any work."""
+    inputs, problems = sources.expand(args.inputs)
+    inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
+    if not inputs:
+        raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
+    jobs = files.plan_jobs(inputs, args.out, args.suffix, args.format, previews=args.preview)
+    if args.format == "mrc" or any(job.is_mrc for job in jobs):
+        require_mrcfile()
+    if any(job.is_tiff for job in jobs):
+        require_tifffile()
+    todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
+    return jobs, todo, problems, earlier
+
+
+def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:
     rate = frames / seconds if seconds > 0 else 0.0
     print(f"done: {done} file(s), {frames} micrograph(s) in {seconds:.1f} s ({rate:.2f} micrographs/s); "
           f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
                                       if args.preview and frames else ""))
-    bad += len(problems)
     if bad:
-        print(f"error: {bad} of {len(todo) + len(problems)} input(s) could not be denoised (named above)",
-              file=sys.stderr)
+        print(f"error: {bad} of {inputs} input(s) could not be denoised (named above)", file=sys.stderr)
         return EXIT_BAD_INPUTS
     return 0
 

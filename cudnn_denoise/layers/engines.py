@@ -136,33 +136,59 @@ class FusedOp:
             key = make_key(ctx.gpu_name, ctx.cudnn.cudnnGetVersion(), self.geometry, self.name, policy)
         configs = self._configs()
         hit = cache.get(key) if key is not None else None
-        if hit is not None and hit["position"] < len(configs):
-            info = self._info(hit["position"], configs[hit["position"]])
-            if info.engine == hit["engine"] and self._rejection(info, policy) is None:
-                try:
-                    plan = self._plan(configs[info.position])
-                    return self._take(plan, info, hit["time_ms"], ("from the algorithm cache",))
-                except CudnnError:
-                    pass  # the cached engine no longer finalizes: search again
+        if hit is not None:
+            choice = self._from_cache(hit, configs, policy)
+            if choice is not None:
+                return choice
+        ms, plan, info, offered = self._search(configs, policy)
+        choice = self._take(plan, info, ms, offered)
+        if key is not None:
+            cache.put(key, {"position": info.position, "engine": info.engine, "time_ms": ms})
+        return choice
+
+    def _from_cache(self, hit: dict, configs: list, policy: Policy) -> Choice | None:
+        """The cached engine if cuDNN still offers it at the same position and it finalizes."""
+        if hit["position"] >= len(configs):
+            return None
+        info = self._info(hit["position"], configs[hit["position"]])
+        if info.engine != hit["engine"] or self._rejection(info, policy) is not None:
+            return None
+        try:
+            plan = self._plan(configs[info.position])
+        except CudnnError:
+            return None  # the cached engine no longer finalizes: search again
+        return self._take(plan, info, hit["time_ms"], ("from the algorithm cache",))
+
+    def _usable_plan(self, info: EngineInfo, config, policy: Policy):
+        """(plan, None) for an allowed configuration that finalizes within the workspace limit,
+        else (None, why not)."""
+        why = self._rejection(info, policy)
+        if why is not None:
+            return None, why
+        try:
+            plan = self._plan(config)
+        except CudnnError as exc:
+            return None, f"plan refused ({exc.status_name})"
+        if self._workspace_size(plan) > policy.workspace_limit:
+            why = f"needs {self._workspace_size(plan)} bytes of workspace"
+            plan.close()
+            return None, why
+        return plan, None
+
+    def _search(self, configs: list, policy: Policy):
+        """(ms, plan, info, what was offered) of the fastest usable configuration (the first one
+        untimed, ms -1, with the heuristic search)."""
         offered, best, buffers = [], None, None
         for position, config in enumerate(configs):
             info = self._info(position, config)
-            why = self._rejection(info, policy)
-            if why is None:
-                try:
-                    plan = self._plan(config)
-                except CudnnError as exc:
-                    why = f"plan refused ({exc.status_name})"
-            if why is None and self._workspace_size(plan) > policy.workspace_limit:
-                why = f"needs {self._workspace_size(plan)} bytes of workspace"
-                plan.close()
+            plan, why = self._usable_plan(info, config, policy)
             if why is not None:
                 offered.append(f"{info.name()}: {why}")
                 continue
             if policy.search == "heuristic":
-                return self._take(plan, info, -1.0, tuple(offered))
+                return -1.0, plan, info, tuple(offered)
             if buffers is None:
-                with ctx.stream:
+                with self.ctx.stream:
                     buffers = {role: random_buffer(r) for role, r in self.roles.items()}
             ms = self._time(plan, buffers)
             offered.append(f"{info.name()}: {ms:.3f} ms, {self._workspace_size(plan) >> 20} MiB")
@@ -175,11 +201,7 @@ class FusedOp:
         if best is None:
             raise RuntimeError(f"no usable engine for {self.name} ({self.geometry}, {policy}); "
                                f"cuDNN offered: {'; '.join(offered) or 'nothing'}")
-        ms, plan, info = best
-        choice = self._take(plan, info, ms, tuple(offered))
-        if key is not None:
-            cache.put(key, {"position": info.position, "engine": info.engine, "time_ms": ms})
-        return choice
+        return (*best, tuple(offered))
 
     def _time(self, plan: BackendDescriptor, buffers: dict) -> float:
         """Mean ms of the plan on `buffers` (mean_ms), with a scratch workspace of its own: the

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..bindings.device import require_gpu
 from ..params import LAYERS, NUM_PARAMS, from_krsc, to_krsc, views
+from .buffers import BUFFERS
 from .options import check as check_options
 
 
@@ -69,14 +70,9 @@ class DenoiseCNN:
         check_options(math=math, precision=precision, fused=fused, graph_api=graph_api,
                       keep_intermediates=keep_intermediates)
         require_gpu()
-        import cupy
-
         from ..layers.algorithms import Policy
         from ..layers.context import Context
-        from ..layers.conv import Conv2d
-        from ..layers.fusion import FusedConv2d
         from ..layers.mse import MSELoss
-        from ..layers.precision import BFLOAT16, FLOAT, Convert, layer_types
         from ..layers.relu import ReLU
 
         self.shape = (batch, 1, height, width)
@@ -84,68 +80,81 @@ class DenoiseCNN:
         self.keep_intermediates = keep_intermediates
         self.graph_api = graph_api  # NHWC activations and KRSC filters on the device
         self.precision = precision
-        bf16 = precision == "bf16"
         self.graph = graph
         self._graph = None  # the captured step (CUDA graph) and the lr it was captured with
         self.ctx = Context(stream, algorithm_cache=algorithm_cache)
         self.stream = self.ctx.stream
-        n, h, w = batch, height, width
         with self.stream:
-            # Shared, in place (e.g. by a model for a smaller last batch): already in this model's
-            # device layout (KRSC filters with graph_api), unlike host parameters, which are KCRS.
-            if isinstance(params, cupy.ndarray):
-                if params.shape != (NUM_PARAMS,) or params.dtype != cupy.float32:
-                    raise ValueError(f"parameters have {params.dtype} {params.shape}, expected float32 ({NUM_PARAMS},)")
-                self.params = params
-            else:
-                self.params = cupy.asarray(self._to_device_layout(self._checked_params(params)))  # (2625,)
-            self.grads = cupy.zeros(NUM_PARAMS, dtype=cupy.float32)  # (2625,), same layout
-            # One sum of squares per step between reads; the extra last slot is the captured step's.
-            self.loss_sums = cupy.zeros(LOSS_SLOTS + 1, dtype=cupy.float32)
-            if graph:  # a captured step reads fixed addresses: batches are copied into these first
-                self.x_static = cupy.empty(self.shape, dtype=cupy.float32)
-                self.target_static = cupy.empty(self.shape, dtype=cupy.float32)
-            # BF16 tensors are uint16 storage: CuPy has no bfloat16, and only cuDNN reads them.
-            hidden = lambda: cupy.empty((n, 16, h, w), dtype=cupy.uint16 if bf16 else cupy.float32)  # noqa: E731
-            # Activations: a = conv output (pre-activation), h = ReLU output. In place unless kept.
-            self.a1 = hidden()
-            self.h1 = hidden() if keep_intermediates else self.a1
-            self.a2 = hidden()
-            self.h2 = hidden() if keep_intermediates else self.a2
-            self.y = cupy.empty(self.shape, dtype=cupy.float32)  # conv3 output = the model's output
-            # Gradients: dy (N,1,H,W); dh = d loss / d h, da = d loss / d a (in place unless kept).
-            self.dy = cupy.empty(self.shape, dtype=cupy.float32)
-            self.dh2 = hidden()
-            self.da2 = hidden() if keep_intermediates else self.dh2
-            self.dh1 = hidden()
-            self.da1 = hidden() if keep_intermediates else self.dh1
-            if bf16:  # the BF16 copies the convolutions read, and dgrad's output before the ReLU backward
-                self.params16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
-                self.grads16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
-                self.x16 = cupy.empty(self.shape, dtype=cupy.uint16)
-                self.dy16 = cupy.empty(self.shape, dtype=cupy.uint16)
-                self.dh = hidden()
+            self._allocate(params)
         self.w = views(self.params, krsc=graph_api)
         self.dw = views(self.grads, krsc=graph_api)
-        strict = math == "fp32"
-        if bf16:
-            self.w16, self.dw16 = views(self.params16, krsc=True), views(self.grads16, krsc=True)
-            self.params_to_bf16 = Convert(self.ctx, (1, NUM_PARAMS, 1, 1), FLOAT, BFLOAT16)
-            self.io_to_bf16 = Convert(self.ctx, self.shape, FLOAT, BFLOAT16)  # the input and dy
-            self.filter_grads_to_fp32 = {name: Convert(self.ctx, (1, v.size, 1, 1), BFLOAT16, FLOAT)
-                                         for name, v in self.dw16.items() if v.ndim == 4}
-        if graph_api:
+        if precision == "bf16":
+            self._make_bf16_copies()
+        self._make_convolutions()
+        self.relu = ReLU(self.ctx, batch, 16, height, width)  # relu1 and relu2 share one shape
+        self.mse = MSELoss(self.ctx, batch * height * width)
+        if workspace_limit is None:
+            workspace_limit = default_workspace_limit(batch, height, width)
+        self._choose_algorithms(Policy(search, math == "fp32", deterministic, workspace_limit))
+
+    def _allocate(self, params) -> None:
+        """The device buffers of network/buffers.py, the parameters, gradients and loss sums."""
+        import cupy
+
+        # Shared, in place (e.g. by a model for a smaller last batch): already in this model's
+        # device layout (KRSC filters with graph_api), unlike host parameters, which are KCRS.
+        if isinstance(params, cupy.ndarray):
+            if params.shape != (NUM_PARAMS,) or params.dtype != cupy.float32:
+                raise ValueError(f"parameters have {params.dtype} {params.shape}, expected float32 ({NUM_PARAMS},)")
+            self.params = params
+        else:
+            self.params = cupy.asarray(self._to_device_layout(self._checked_params(params)))  # (2625,)
+        self.grads = cupy.zeros(NUM_PARAMS, dtype=cupy.float32)  # (2625,), same layout
+        # One sum of squares per step between reads; the extra last slot is the captured step's.
+        self.loss_sums = cupy.zeros(LOSS_SLOTS + 1, dtype=cupy.float32)
+        if self.graph:  # a captured step reads fixed addresses: batches are copied into these first
+            self.x_static = cupy.empty(self.shape, dtype=cupy.float32)
+            self.target_static = cupy.empty(self.shape, dtype=cupy.float32)
+        n, _, h, w = self.shape
+        # BF16 tensors are uint16 storage: CuPy has no bfloat16, and only cuDNN reads them. The
+        # network's input, output and their gradients stay FP32.
+        hidden = cupy.uint16 if self.precision == "bf16" else cupy.float32
+        for b in BUFFERS:
+            if b.in_place_of and not self.keep_intermediates:  # a ReLU in place
+                setattr(self, b.name, getattr(self, b.in_place_of))
+            else:
+                setattr(self, b.name, cupy.empty((n, b.channels, h, w), dtype=hidden if b.channels > 1 else cupy.float32))
+        if self.precision == "bf16":  # the BF16 copies the convolutions read, and dgrad's output before the ReLU backward
+            self.params16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
+            self.grads16 = cupy.empty(NUM_PARAMS, dtype=cupy.uint16)
+            self.x16 = cupy.empty(self.shape, dtype=cupy.uint16)
+            self.dy16 = cupy.empty(self.shape, dtype=cupy.uint16)
+            self.dh = cupy.empty(self.h1.shape, dtype=cupy.uint16)
+
+    def _make_bf16_copies(self) -> None:
+        from ..layers.precision import BFLOAT16, FLOAT, Convert
+
+        self.w16, self.dw16 = views(self.params16, krsc=True), views(self.grads16, krsc=True)
+        self.params_to_bf16 = Convert(self.ctx, (1, NUM_PARAMS, 1, 1), FLOAT, BFLOAT16)
+        self.io_to_bf16 = Convert(self.ctx, self.shape, FLOAT, BFLOAT16)  # the input and dy
+        self.filter_grads_to_fp32 = {name: Convert(self.ctx, (1, v.size, 1, 1), BFLOAT16, FLOAT)
+                                     for name, v in self.dw16.items() if v.ndim == 4}
+
+    def _make_convolutions(self) -> None:
+        from ..layers.conv import Conv2d
+        from ..layers.fusion import FusedConv2d
+        from ..layers.precision import layer_types
+
+        n, _, h, w = self.shape
+        if self.graph_api:
+            bf16 = self.precision == "bf16"
             self.conv1, self.conv2, self.conv3 = (
-                FusedConv2d(self.ctx, s, n, h, w, data_gradient=i > 0, types=layer_types(precision, s, i == 0),
+                FusedConv2d(self.ctx, s, n, h, w, data_gradient=i > 0, types=layer_types(self.precision, s, i == 0),
                             scratch=self.dh if bf16 else None)
                 for i, s in enumerate(LAYERS))
         else:
-            self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=strict) for s in LAYERS)
-        self.relu = ReLU(self.ctx, n, 16, h, w)  # relu1 and relu2 share one shape
-        self.mse = MSELoss(self.ctx, n * h * w)
-        if workspace_limit is None:
-            workspace_limit = default_workspace_limit(n, h, w)
-        self._choose_algorithms(Policy(search, strict, deterministic, workspace_limit))
+            self.conv1, self.conv2, self.conv3 = (Conv2d(self.ctx, s, n, h, w, strict_fp32=self.math == "fp32")
+                                                  for s in LAYERS)
 
     @staticmethod
     def _checked_params(params) -> np.ndarray:
@@ -334,11 +343,8 @@ class DenoiseCNN:
         before = self.get_params()
         loss = self.train_step(x, target, lr)
         host = lambda a: a.get(stream=self.stream)  # noqa: E731
-        out = {"x": host(x), "target": host(target), "conv1": host(self.a1), "relu1": host(self.h1),
-               "conv2": host(self.a2), "relu2": host(self.h2), "conv3": host(self.y),
-               "loss": np.array(loss, dtype=np.float32),
-               "dconv3": host(self.dy), "drelu2": host(self.dh2), "dconv2": host(self.da2),
-               "drelu1": host(self.dh1), "dconv1": host(self.da1)}
+        out = {"x": host(x), "target": host(target), "loss": np.array(loss, dtype=np.float32)}
+        out.update((b.intermediate, host(getattr(self, b.name))) for b in BUFFERS)
         grads = host(self.grads)
         for name, view in views(grads).items():
             out[f"d{name}"] = view

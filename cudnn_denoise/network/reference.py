@@ -4,7 +4,7 @@ The math the cuDNN model computes, written out for the Fortran port and the test
 float32 or float64 (the dtype of the parameters). Layout NCHW, filters KCRS as PyTorch stores
 them, parameters in one flat vector laid out by params.py. Nothing here touches a GPU.
 
-Names of the intermediates (dump files and the cuDNN model use the same ones):
+Names of the intermediates (dump files use the same ones; network/buffers.py names them once):
     activations  conv1 relu1 conv2 relu2 conv3        conv3 is the output y; conv* before ReLU
     gradients    dconv3 drelu2 dconv2 drelu1 dconv1   d<name> = dL/d<name>, same shape
     parameters   dconv1.weight dconv1.bias ... dconv3.bias (dL/d<param>, PyTorch shapes)
@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from cudnn_denoise.network import buffers
 from cudnn_denoise.params import LAYERS, views
 
-# Per layer: the name of its convolution's output and of the layer's output (its ReLU's, if any).
-_LAYER_NAMES: tuple[tuple[str, str], ...] = tuple(
-    (layer.name, f"relu{i}" if layer.relu else layer.name)
-    for i, layer in enumerate(LAYERS, start=1)
-)
-# Forward order, each name once: ("conv1", "relu1", "conv2", "relu2", "conv3").
-ACTIVATIONS: tuple[str, ...] = tuple(
-    name for conv, out in _LAYER_NAMES for name in ((conv, out) if out != conv else (conv,))
-)
-OUTPUT: str = ACTIVATIONS[-1]  # "conv3": the network's output y
+# Per layer: the names of its convolution's output and of the layer's output (its ReLU's, if any).
+_LAYER_NAMES: tuple[tuple[str, str], ...] = tuple((conv.intermediate, out.intermediate)
+                                                  for conv, out in buffers.LAYER_OUTPUTS)
+ACTIVATIONS: tuple[str, ...] = tuple(b.intermediate for b in buffers.ACTIVATIONS)  # forward order
+OUTPUT: str = buffers.OUTPUT.intermediate  # "conv3": the network's output y
 
 # im2col works on bands of output rows, so its 9x copy stays near this size (cache-sized and
 # reused by malloc) instead of 9x the whole image: ~4x faster on 1024 x 1024 images.

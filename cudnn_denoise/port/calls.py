@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..network import options
+from ..network.buffers import layer_buffers
 from ..network.model import LOSS_SLOTS
 from ..params import LAYERS, NUM_PARAMS
 
@@ -125,12 +126,12 @@ class _Step:
     def __init__(self, s: Settings, batch: int, height: int, width: int):
         check_shape(batch, height, width)
         self.s, self.n, self.h, self.w = s, batch, height, width
-        keep = s.keep_intermediates
-        # Buffer names: with keep_intermediates the ReLUs write into their own buffers, else in place
-        # (one buffer, two names). trace.Registry joins aliases in sorted order, as here.
-        # act[i] = (conv i's output, relu i's output); grad[i] = (dL/d relu i, dL/d conv i).
-        self.act = {i: (f"a{i}", f"h{i}") if keep else (f"a{i}/h{i}",) * 2 for i in (1, 2)}
-        self.grad = {i: (f"dh{i}", f"da{i}") if keep else (f"da{i}/dh{i}",) * 2 for i in (1, 2)}
+        # Buffer names as the trace gives them (network/buffers.py): a ReLU in place is one
+        # buffer with two names. act[i] = (conv i's output, relu i's output); grad[i] = (dL/d relu i,
+        # dL/d conv i).
+        names = {i: layer_buffers(i, s.keep_intermediates) for i in (1, 2)}
+        self.act = {i: names[i][:2] for i in names}
+        self.grad = {i: names[i][2:] for i in names}
         self.x, self.target = ("x_static", "target_static") if s.graph else ("x", "target")
         self.ones_size = max(height * width, batch)  # Context.ones: grown to every layer's max(H*W, N)
         self.calls: list[Call] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.format import DTYPE
-from ..network.reference import ACTIVATIONS
+from ..network.buffers import ACTIVATIONS, GRADIENTS
 from ..params import PARAMS
 from ..userio.files import read_json
 from ..userio.outdir import Staging, make_folder
@@ -24,8 +24,8 @@ MANIFEST_FILE = "manifest.json"
 # The order of the files: reference.ReferenceModel.record_step's (the cuDNN model's dict has the
 # same names in another order). The gradients run backwards: dconv3 drelu2 dconv2 drelu1 dconv1.
 ORDER: tuple[str, ...] = (
-    "x", "target", "params", *ACTIVATIONS, "loss",
-    *(f"d{name}" for name in reversed(ACTIVATIONS)),
+    "x", "target", "params", *(b.intermediate for b in ACTIVATIONS), "loss",
+    *(b.intermediate for b in GRADIENTS),
     *(f"d{p.name}" for p in PARAMS), "dparams", "lr", "params.updated",
 )
 

@@ -1,6 +1,7 @@
 """The model's step in the order port/calls.py writes it, on the CPU: DenoiseCNN's own _step runs
 with recording stand-ins for its layers, and port/calls.py's step with its layer methods
-recording, and the two lists of (layer, operation, buffers) must be one. The GPU test
+recording, and the two lists of (operation, layer, buffers) must be one: the model's buffers are
+network/buffers.py's names, as a trace joins them. The GPU test
 (tests/cli/test_trace_gpu.py) then checks each operation's calls and arguments."""
 
 import types
@@ -8,6 +9,7 @@ import types
 import pytest
 
 from cudnn_denoise.layers import sgd
+from cudnn_denoise.network.buffers import BUFFERS, trace_name
 from cudnn_denoise.network.model import DenoiseCNN
 from cudnn_denoise.port import calls
 
@@ -23,6 +25,9 @@ OPERATIONS = {
     "mse.forward_backward": "loss",
     "sgd": "sgd",
 }
+BUFFER_NAMES = {"x"} | {b.name for b in BUFFERS}
+TRACE_NAMES = {"x"} | {trace_name(b.name, keep_intermediates=False) for b in BUFFERS}
+NO_BUFFERS = ("loss", "sgd")  # port/calls.py writes their buffers (y, dy; params, grads) itself
 
 
 class Layer:
@@ -34,7 +39,14 @@ class Layer:
 
     def __getattr__(self, method):
         operation = OPERATIONS[f"{self.kind}.{method}"]
-        return lambda *args: self.log.append((operation, self.index))
+        return lambda *args: self.log.append((operation, self.index, buffers(args, operation)))
+
+
+def buffers(args, operation) -> tuple:
+    """The buffers among a call's arguments, by their trace names."""
+    if operation in NO_BUFFERS:
+        return ()
+    return tuple(trace_name(a, keep_intermediates=False) for a in args if isinstance(a, str) and a in BUFFER_NAMES)
 
 
 def model_order(fused: bool, monkeypatch) -> list:
@@ -44,24 +56,29 @@ def model_order(fused: bool, monkeypatch) -> list:
     for i in (1, 2, 3):
         setattr(model, f"conv{i}", Layer(log, "conv", i))
     model.relu, model.mse = Layer(log, "relu"), Layer(log, "mse")
-    names = ["a1", "h1", "a2", "h2", "y", "dy", "dh1", "da1", "dh2", "da2"]
-    for name in names:
-        setattr(model, name, name)
+    for b in BUFFERS:
+        setattr(model, b.name, b.name)
     model.w = model.dw = {f"conv{i}.{p}": f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias")}
     model.relu.act_desc = None
     model.ctx = model.params = model.grads = None
-    monkeypatch.setattr(sgd, "sgd_step", lambda *args: log.append(("sgd", None)))
+    monkeypatch.setattr(sgd, "sgd_step", lambda *args: log.append(("sgd", None, ())))
     model._step("x", "target", 0.1, None)
     return log
+
+
+def plan_buffers(args, operation) -> tuple:
+    if operation in NO_BUFFERS:
+        return ()
+    return tuple(a for a in args if isinstance(a, str) and a in TRACE_NAMES)
 
 
 def plan_order(fused: bool, monkeypatch) -> list:
     log = []
     for method in ("conv_forward", "conv_forward_bias_relu", "conv_backward_filter", "conv_backward_bias",
                    "conv_backward_data"):
-        monkeypatch.setattr(calls._Step, method, lambda self, i, *a, m=method: log.append((m, i)))
+        monkeypatch.setattr(calls._Step, method, lambda self, i, *a, m=method: log.append((m, i, plan_buffers(a, m))))
     for method in ("relu_forward", "relu_backward", "loss", "sgd"):
-        monkeypatch.setattr(calls._Step, method, lambda self, *a, m=method: log.append((m, None)))
+        monkeypatch.setattr(calls._Step, method, lambda self, *a, m=method: log.append((m, None, plan_buffers(a, m))))
     calls.step(calls.Settings(fused=fused), 4, 8, 8, 0.1)
     return log
 
