@@ -70,17 +70,19 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--pixel-size", type=float, default=1.06)
+    p.add_argument("--first", type=int, default=0,
+                   help="the first micrograph's number and seed: another --first gives other micrographs")
     p.add_argument("--even-odd", action="store_true", help="write x_EVN.mrc and x_ODD.mrc halves")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for index in range(args.count):
+    for index in range(args.first, args.first + args.count):
         even, odd = movie_halves(args.size, args.size, seed=index)
         if args.even_odd:
             write_mrc(args.out / f"mic{index:02d}_EVN.mrc", even, voxel_size=args.pixel_size)
             write_mrc(args.out / f"mic{index:02d}_ODD.mrc", odd, voxel_size=args.pixel_size)
         else:
             write_mrc(args.out / f"mic{index:02d}.mrc", even + odd, voxel_size=args.pixel_size)
-        print(f"wrote micrograph {index + 1} of {args.count} ({args.size}x{args.size})", flush=True)
+        print(f"wrote micrograph {index + 1 - args.first} of {args.count} ({args.size}x{args.size})", flush=True)
     return 0
 
 
