@@ -37,6 +37,7 @@ from cudnn_denoise.micrographs.convert import (
     preprocessing_from,
 )
 from cudnn_denoise.micrographs.sources import EXIT_BAD_INPUTS
+from cudnn_denoise.micrographs.star import StarfileMissing
 from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress
@@ -219,7 +220,7 @@ def _from_micrographs(args, settings) -> int:
     except NothingUsable as exc:
         print(f"make_dataset: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUTS
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StarfileMissing) as exc:
         print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
         return 2
     finally:
