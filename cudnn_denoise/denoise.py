@@ -33,8 +33,8 @@ from .userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, checkpoint or output folder, no usable GPU for --backend cudnn, or an
-       output that cannot be written (one line says what)
+  2    bad arguments, checkpoint, STAR input or output folder, no usable GPU for --backend
+       cudnn, or an output that cannot be written (one line says what)
   {EXIT_BAD_INPUTS}    some inputs could not be read or are not 2-D micrographs or image stacks: each was
        named when skipped, the others were denoised; the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: finished outputs stay; the same command goes on from there

@@ -45,7 +45,8 @@ from cudnn_denoise.userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    written
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, no input found, or an output that cannot be written (one line says what)
+  2    bad arguments or STAR input, no input found, or an output that cannot be written (one
+       line says what)
   {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
        were written (none at all: no dataset); the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: --out holds what it held before (a dataset is replaced
