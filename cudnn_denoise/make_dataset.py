@@ -36,8 +36,10 @@ from cudnn_denoise.micrographs.convert import (
     convert,
     preprocessing_from,
 )
+from cudnn_denoise.micrographs.mrc_io import MrcfileMissing
 from cudnn_denoise.micrographs.sources import EXIT_BAD_INPUTS
 from cudnn_denoise.micrographs.star import StarfileMissing
+from cudnn_denoise.micrographs.tiff_io import TifffileMissing
 from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress
@@ -221,7 +223,8 @@ def _from_micrographs(args, settings) -> int:
     except NothingUsable as exc:
         print(f"make_dataset: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUTS
-    except (ValueError, OSError, StarfileMissing) as exc:
+    # A reader's package missing: one line with the pip command, as denoise gives
+    except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing) as exc:
         print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
         return 2
     finally:
