@@ -1,4 +1,5 @@
-"""python -m cudnn_denoise.denoise: denoise micrographs (MRC, TIFF, raw float32) with a checkpoint.
+"""python -m cudnn_denoise.denoise: denoise micrographs (MRC, TIFF, raw float32, those a RELION STAR
+file names) with a checkpoint.
 
 Checks the output folder, the checkpoint and the inputs before any work, then hands the files to
 inference.pipeline and reports: a line per file, a progress bar with micrographs/s, a summary.
@@ -19,9 +20,10 @@ from .inference import files, preview
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
 from .inference.intensity import TrainingStats
 from .inference.pipeline import denoise_files
-from .micrographs import sources
+from .micrographs import sources, star
 from .micrographs.mrc_io import MrcfileMissing, label, require_mrcfile
 from .micrographs.sources import EXIT_BAD_INPUTS
+from .micrographs.star import StarfileMissing
 from .micrographs.tiff_io import TifffileMissing, require_tifffile
 from .network import backends
 from .userio import arguments, console, runlog, signals
@@ -31,14 +33,21 @@ from .userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    every input denoised, or skipped because its output exists
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, checkpoint or output folder, no usable GPU for --backend cudnn, or an
-       output that cannot be written (one line says what)
+  2    bad arguments, checkpoint, STAR input or output folder, no usable GPU for --backend
+       cudnn, or an output that cannot be written (one line says what)
   {EXIT_BAD_INPUTS}    some inputs could not be read or are not 2-D micrographs or image stacks: each was
        named when skipped, the others were denoised; the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: finished outputs stay; the same command goes on from there
 
 Outputs are written under a temporary name and renamed when complete, so an existing output is a
-finished one: a rerun skips it (unless --overwrite) and picks up where a stopped run ended."""
+finished one: a rerun skips it (unless --overwrite) and picks up where a stopped run ended.
+
+A STAR input (RELION's micrographs.star; the star extra) is written back as DIR/<stem><suffix>.star
+once the micrographs are done (and again by each rerun): its tables and columns as they were, each
+rlnMicrographName naming that micrograph's output (relative to the current folder when under it,
+else absolute), so that the next RELION job reads the denoised micrographs. Rows whose micrograph
+was skipped because its output exists stay; rows whose micrograph could not be denoised (or is
+missing) are left out, and a line says how many; with none left, no STAR file is written."""
 
 
 def parser() -> arguments.ArgumentParser:
@@ -48,7 +57,9 @@ def parser() -> arguments.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "
                         "frame), .tif / .tiff (page by page), raw .bin files in the dataset "
-                        "format, folders holding them, or quoted glob patterns")
+                        "format, folders holding them, quoted glob patterns, or RELION STAR "
+                        "files (.star: the micrographs its rlnMicrographName column names, "
+                        "relative to the current folder; see below)")
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
                    help="the trained checkpoint folder, or train's --out folder that holds it")
     cli.add_version(p)
@@ -100,8 +111,8 @@ def main(argv=None) -> int:
                     print(f"stopped by {exc.name}; finished outputs stay in {args.out}: the same "
                           "command goes on from there", file=sys.stderr)
                     return exc.handled()
-                except (ValueError, OSError, MrcfileMissing, TifffileMissing, OutOfGpuMemory,
-                        backends.NoGpuError) as exc:
+                except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing,
+                        OutOfGpuMemory, backends.NoGpuError) as exc:
                     print(f"error: {console.describe(exc)}", file=sys.stderr)
                     return 2
     except signals.Stopped as exc:  # before the run began
@@ -116,7 +127,7 @@ def run(args) -> int:
     files.check_out_dir(args.out)
     sweep_partials(args.out)  # outputs that killed runs left half written
     saved, stats = _model(args)
-    jobs, todo, problems, earlier = _jobs(args)
+    jobs, todo, problems, earlier, stars = _jobs(args)
     runlog.attach(args.out / runlog.LOG_NAME)  # the work starts: the log goes beside the outputs
     backend, why = backends.resolve(args.backend)
     if backend == "cudnn" and args.device is not None:
@@ -134,10 +145,12 @@ def run(args) -> int:
     text = label(f"cudnn_denoise {__version__} {time.strftime('%Y-%m-%d')}: ",
                  f"{saved.path.resolve()} step {saved.step}")
     try:
-        done, bad, frames, seconds = _denoise(args, todo, denoiser, stats, text)
+        done, failed, frames, seconds = _denoise(args, todo, denoiser, stats, text)
     finally:
         denoiser.close()
-    return _summary(args, done, bad + len(problems), len(todo) + len(problems), frames, seconds)
+    _write_stars(stars, jobs, failed)
+    bad = len(failed) + len(problems)
+    return _summary(args, done, bad, len(todo) + len(problems), frames, seconds)
 
 
 def _model(args) -> tuple[checkpoint.Checkpoint, TrainingStats | None]:
@@ -152,10 +165,11 @@ def _model(args) -> tuple[checkpoint.Checkpoint, TrainingStats | None]:
     return saved, stats
 
 
-def _jobs(args) -> tuple[list, list, list[str], int]:
+def _jobs(args) -> tuple[list, list, list[str], int, list]:
     """(every job, those still to do, inputs that could not be used, inputs skipped as earlier
-    outputs): checked before any work."""
-    inputs, problems = sources.expand(args.inputs)
+    outputs, each STAR input and the STAR file written for it): checked before any work."""
+    listings: list[star.MicrographStar] = []
+    inputs, problems = sources.expand(args.inputs, stars=listings)
     inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
     if not inputs:
         raise DataError("no input files: " + ("; ".join(problems) or f"all are earlier outputs in {args.out}"))
@@ -165,7 +179,45 @@ def _jobs(args) -> tuple[list, list, list[str], int]:
     if any(job.is_tiff for job in jobs):
         require_tifffile()
     todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
-    return jobs, todo, problems, earlier
+    return jobs, todo, problems, earlier, _star_outputs(listings, args.out, args.suffix)
+
+
+def _star_outputs(listings: list, out_dir, suffix: str) -> list[tuple[star.MicrographStar, Path]]:
+    """Each STAR input with its output, OUT/<stem><suffix>.star; OutputError when it would replace
+    a STAR input or two would be one file."""
+    claimed: dict[Path, Path] = {}
+    inputs = {listing.path.resolve() for listing in listings}
+    plans = []
+    for listing in listings:
+        path = out_dir / f"{listing.path.stem}{suffix}{star.SUFFIX}"
+        key = path.resolve()
+        if key in inputs:
+            raise files.OutputError(f"{listing.path}: its output {path} would replace a STAR input; "
+                                    "choose another -o or --suffix")
+        if key in claimed:
+            raise files.OutputError(f"{claimed[key]} and {listing.path} would both be written to "
+                                    f"{path}; denoise them into different -o folders")
+        claimed[key] = listing.path
+        plans.append((listing, path))
+    return plans
+
+
+def _write_stars(plans: list, jobs: list, failed: list) -> None:
+    """Write each STAR input back with its micrographs' outputs (see EXIT_CODES' last paragraph)."""
+    bad = {job.source for job in failed}
+    outputs = {job.source.resolve(): job.output for job in jobs if job.source not in bad}
+    for listing, path in plans:
+        names = [outputs.get(Path(name).resolve()) for name in listing.names]
+        kept = sum(name is not None for name in names)
+        if not kept:
+            print(f"no STAR file written for {listing.path}: none of its micrographs was denoised",
+                  file=sys.stderr)
+            continue
+        listing.write(path, [None if name is None else star.relion_path(name) for name in names])
+        left = len(names) - kept
+        print(f"wrote {path}: {kept} micrograph(s)" + (
+            f"; {left} row(s) of {listing.path} left out: their micrographs were not denoised "
+            "(named above)" if left else ""))
 
 
 def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:
@@ -179,11 +231,12 @@ def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float
     return 0
 
 
-def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
-    """(files done, bad inputs, micrographs, seconds), reporting as it goes."""
+def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, list, int, float]:
+    """(files done, the jobs that failed, micrographs, seconds), reporting as it goes."""
     progress = Progress(len(jobs), "files")
     start = time.monotonic()
     counts = {"done": 0, "bad": 0, "frames": 0}
+    failed = []
 
     def draw():
         elapsed = time.monotonic() - start
@@ -207,6 +260,7 @@ def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
         for result in results:
             if result.error is not None:
                 counts["bad"] += 1
+                failed.append(result.job)
                 progress.line(f"skipped: {result.error}", out=sys.stderr)
             else:
                 counts["done"] += 1
@@ -216,7 +270,7 @@ def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, int, int, float]:
                 progress.line(f"{result.job.source} -> {result.job.output} ({what}, {tile}, {result.seconds:.2f} s)")
             draw()
     progress.close()
-    return counts["done"], counts["bad"], counts["frames"], time.monotonic() - start
+    return counts["done"], failed, counts["frames"], time.monotonic() - start
 
 
 def _scale_note(stats: TrainingStats | None, normalize: bool) -> str:

@@ -36,7 +36,10 @@ from cudnn_denoise.micrographs.convert import (
     convert,
     preprocessing_from,
 )
+from cudnn_denoise.micrographs.mrc_io import MrcfileMissing
 from cudnn_denoise.micrographs.sources import EXIT_BAD_INPUTS
+from cudnn_denoise.micrographs.star import StarfileMissing
+from cudnn_denoise.micrographs.tiff_io import TifffileMissing
 from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress
@@ -44,7 +47,8 @@ from cudnn_denoise.userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    written
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, no input found, or an output that cannot be written (one line says what)
+  2    bad arguments or STAR input, no input found, or an output that cannot be written (one
+       line says what)
   {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
        were written (none at all: no dataset); the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: --out holds what it held before (a dataset is replaced
@@ -219,7 +223,8 @@ def _from_micrographs(args, settings) -> int:
     except NothingUsable as exc:
         print(f"make_dataset: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUTS
-    except (ValueError, OSError) as exc:
+    # A reader's package missing: one line with the pip command, as denoise gives
+    except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing) as exc:
         print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
         return 2
     finally:

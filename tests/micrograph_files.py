@@ -1,6 +1,6 @@
 """Micrograph files for the tests, written with the real mrcfile and tifffile (imported when used):
-MRC micrographs and stacks with a header, TIFF pages, and cryo-EM-like micrographs (and even/odd
-halves) made from the synthetic particles.
+MRC micrographs and stacks with a header, TIFF pages, cryo-EM-like micrographs (and even/odd
+halves) made from the synthetic particles, and RELION micrograph STAR files naming micrographs.
 
 Also a small command for the README-sized run on large micrographs:
     python tests/micrograph_files.py OUT_DIR --count 4 --size 4096 [--even-odd]
@@ -47,6 +47,28 @@ def write_tiff(path: Path, data: np.ndarray) -> Path:
     import tifffile
 
     tifffile.imwrite(path, data, photometric="minisblack")
+    return path
+
+
+def write_star(path: Path, names: list[str], *, relion: str = "3.1") -> Path:
+    """A micrographs STAR file as RELION writes it, naming `names`: 3.1, a data_optics table and a
+    data_micrographs table, each after a `# version 30001` line; 3.0, one unnamed table and no
+    version. Each row has a CTF image name, a defocus and a figure of merit beside its name."""
+    rows = "".join(f"{name} {Path(name).with_suffix('.ctf')}:mrc {10000.5 + i:12.6f} "
+                   f"{0.1234567 * (i + 1):12.7f} {1 + i % 2:12d} \n" for i, name in enumerate(names))
+    columns = ["rlnMicrographName", "rlnCtfImage", "rlnDefocusU", "rlnCtfFigureOfMerit",
+               "rlnOpticsGroup"]
+    header = "".join(f"_{column} #{i} \n" for i, column in enumerate(columns, 1))
+    if relion == "3.0":
+        text = f"\ndata_\n\nloop_ \n{header}{rows} \n"
+    else:
+        text = ("\n# version 30001\n\ndata_optics\n\nloop_ \n_rlnOpticsGroupName #1 \n"
+                "_rlnOpticsGroup #2 \n_rlnMicrographOriginalPixelSize #3 \n_rlnVoltage #4 \n"
+                "_rlnMicrographPixelSize #5 \n"
+                "opticsGroup1            1     0.885000   300.000000     1.770000 \n"
+                "opticsGroup2            2     0.885000   200.000000     1.770000 \n \n\n"
+                f"# version 30001\n\ndata_micrographs\n\nloop_ \n{header}{rows} \n")
+    path.write_text(text)
     return path
 
 

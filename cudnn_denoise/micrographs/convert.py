@@ -251,12 +251,15 @@ def add_arguments(parser) -> None:
         "--size patches; docs/formats.md, \"Micrograph datasets\")")
     g.add_argument("--from-mrc", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc files, .mrcs stacks (frame by frame), .tif / .tiff "
-                        "(page by page), folders holding them, or quoted glob patterns. The "
+                        "(page by page), folders holding them, quoted glob patterns, or RELION "
+                        "STAR files (.star: the micrographs its rlnMicrographName column names, "
+                        "relative to the current folder; the star extra). The "
                         "scaled patch is the clean target; the noisy input adds --dose / --sigma "
                         "noise (seeded by --seed)")
     g.add_argument("--even", nargs="+", metavar="INPUT",
                    help="Noise2Noise pairs: the even-frame sums of the movies (files, folders, "
-                        "patterns); with --odd. No noise is added: each half is the other's target")
+                        "patterns, STAR files); with --odd. No noise is added: each half is the "
+                        "other's target")
     g.add_argument("--odd", nargs="+", metavar="INPUT",
                    help="the odd-frame sums, paired with --even by name: x_EVN.mrc with x_ODD.mrc "
                         "(also _even/_odd), or even/x.mrc with odd/x.mrc; both flags may name one "

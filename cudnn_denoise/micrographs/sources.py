@@ -2,8 +2,9 @@
 
 Inputs are .mrc / .mrcs (MRC, through mrcfile), .tif / .tiff (TIFF, through tifffile) and .bin
 (raw float32 in the dataset format; denoise only). A folder stands for its files with those
-suffixes (not recursive); a pattern is expanded by glob. denoise and make_dataset --from-mrc read
-their inputs through these functions.
+suffixes (not recursive); a pattern is expanded by glob; a RELION .star file named as such stands
+for the micrographs its rlnMicrographName column names (star.py), relative to the current folder.
+denoise and make_dataset --from-mrc read their inputs through these functions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..data.format import open_readonly
+from . import star
 
 MRC_SUFFIXES = (".mrc", ".mrcs")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -23,16 +25,24 @@ SUFFIXES = MICROGRAPH_SUFFIXES + RAW_SUFFIXES
 EXIT_BAD_INPUTS = 4  # denoise and make_dataset: some inputs were named and skipped, the rest done
 
 
-def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list[Path], list[str]]:
-    """(files, problems): the input files named by files, folders and patterns, each once, in the
-    order given (folders and patterns sorted); a problem line for each name that gives none.
-    Only files whose suffix is in `suffixes` count (all readable kinds by default)."""
+def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES,
+           stars: list[star.MicrographStar] | None = None) -> tuple[list[Path], list[str]]:
+    """(files, problems): the input files named by files, folders, patterns and STAR files, each
+    once, in the order given (folders and patterns sorted, a STAR file's in its rows' order); a
+    problem line for each name that gives none. Only files whose suffix is in `suffixes` count
+    (all readable kinds by default). Each STAR file read is appended to `stars` when given (denoise
+    writes it back); one that is not a micrographs STAR file is a DataError naming it."""
     files: list[Path] = []
     seen: set[Path] = set()
     problems = []
     for spec in specs:
         path = Path(spec)
-        if path.is_dir():
+        if path.suffix.lower() == star.SUFFIX and path.exists() and not path.is_dir():
+            listing = star.read(path)
+            if stars is not None:
+                stars.append(listing)
+            found = _named_in(listing, suffixes, problems)
+        elif path.is_dir():
             entries = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
             found = _usable(entries, problems)
             if not entries:
@@ -59,6 +69,30 @@ def expand(specs: list[str], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list
                 seen.add(key)
                 files.append(file)
     return files, problems
+
+
+def _named_in(listing: star.MicrographStar, suffixes: tuple[str, ...],
+              problems: list[str]) -> list[Path]:
+    """The micrograph files a STAR file names; a problem line for each that is not one, as for a
+    file named on the command line."""
+    found = []
+    if not listing.names:
+        problems.append(f"{listing.path}: a STAR file that names no micrographs")
+    for name in listing.names:
+        path = Path(name)
+        if path.is_file() and path.suffix.lower() in suffixes:
+            found.append(path)
+            continue
+        if path.is_symlink() and not path.exists():
+            why = broken_link(path)
+        elif not path.exists():
+            why = "no such file"
+        elif path.is_file():
+            why = f"not a {' / '.join(suffixes)} file"
+        else:
+            why = "not a file"
+        problems.append(f"{name}: {why} (named in {listing.path})")
+    return found
 
 
 def broken_link(path: Path) -> str:

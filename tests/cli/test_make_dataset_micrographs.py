@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +131,15 @@ def test_flags_that_mean_nothing_are_refused_in_one_line(cli, tmp_path, flags, w
     assert lines[0].startswith(("make_dataset: error: ", "error: argument ")), result.err
     assert words in lines[0]
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("package, extra", [("mrcfile", "mrc"), ("tifffile", "tiff")])
+def test_a_missing_reader_package_is_one_line_and_exit_2(cli, mics, tmp_path, monkeypatch,
+                                                         package, extra):
+    monkeypatch.setitem(sys.modules, package, None)  # import raises ImportError
+    made = cli(make_dataset.main, "--out", tmp_path / "ds", "--from-mrc", mics, "--size", 32)
+    assert made.code == 2
+    assert "Traceback" not in made.err
+    lines = made.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("make_dataset: error: "), made.err
+    assert f"pip install 'cudnn_denoise[{extra}]'" in lines[0]
