@@ -19,8 +19,9 @@ Then, at 1024 x 1024 in strict FP32, runs for days: each program stopped by SIGI
 exactly the parameters of the uninterrupted Python run; and --val-data must print the validation
 loss train printed. Then, at each shape in TF32, `train --graph-api` (the NHWC step of fused
 operation graphs; non-deterministic engines allowed) against `denoise_train --graph-api`, once
-with the engines Fortran chooses (heuristics; Python times them) and once with the engine table
-Python wrote (`--engines`): the losses and each parameter tensor are compared in 2-norm
+with the engines Fortran chooses (heuristics; Python times them), once with the engine table
+Python wrote (`--engines`), and once both with --graph (the graph-API step captured into a CUDA
+graph and replayed) on the engine table of that Python run: the losses and each parameter tensor are compared in 2-norm
 (|a - b| / |a| over the vector), within GRAPH_API_TOLERANCE on Python's engines (on others the
 rounding differs and grows with the steps: those rows give speed), and the table says which rows are
 bit for bit (with the same engines they can be, unless an engine is non-deterministic).
@@ -131,17 +132,19 @@ def norm_relative(a, b) -> float:
 
 
 def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int, spec: dict,
-                     engines: bool) -> dict:
+                     engines: bool, graph: bool = False) -> dict:
     """train --graph-api against denoise_train --graph-api, TF32, non-deterministic allowed; with
-    engines, the Fortran run takes the engine table Python wrote (--engines), else its own choice."""
-    name = f"{size}_tf32_graph_api"
+    engines, the Fortran run takes the engine table Python wrote (--engines), else its own choice;
+    with graph, both capture the step into a CUDA graph (--graph: a Python run of its own)."""
+    name = f"{size}_tf32_graph_api{'_graph' if graph else ''}"
     epochs = math.ceil(spec["steps"] / (spec["samples"] // BATCH))
     common = ["--data", data, "--init", init, "--math", "tf32", "--graph-api", "--max-steps", spec["steps"],
               "--epochs", epochs, "--log-every", spec["log_every"], "--batch-size", BATCH]
+    common += ["--graph"] if graph else []
     python_out = work / f"python_{name}"
     fortran_out = work / f"fortran_{name}{'_engines' if engines else ''}"
     (fortran_out / "params.bin").unlink(missing_ok=True)
-    if not engines:  # the first of the two rows runs Python
+    if not engines or graph:  # the first row of each Python run runs it
         run([sys.executable, "-m", "cudnn_denoise.train", "--backend", "cudnn", "--no-shuffle", "--out", python_out,
              "--overwrite", *common], work / f"python_{name}.log")
     table = ["--engines", python_out / engine_table.FILE_NAME] if engines else []
@@ -155,7 +158,8 @@ def graph_api_config(work: Path, binary: Path, env: dict, data: Path, init: Path
     per_tensor = {k: norm_relative(ours[k], theirs[k]) for k in ours}
     worst = max([loss_rel, *per_tensor.values()])
     return {"config": name + ("_engines" if engines else ""), "size": size, "steps": spec["steps"],
-            "engines": "Python's engine table" if engines else "own heuristic choice", "same_steps": same_steps,
+            "engines": ("Python's engine table" if engines else "own heuristic choice") + (", --graph" if graph else ""),
+            "same_steps": same_steps,
             "losses_relative": loss_rel, "params_relative": per_tensor,
             "identical": same_steps and worst == 0.0, "worst_relative": worst,
             # other engines round otherwise, and over hundreds of steps that grows past any
@@ -316,6 +320,7 @@ def main(argv=None) -> int:
         rows.append(one_config(args.work, args.bin, env, data, init, size, spec, "tf32", False, graph=True))
         for engines in (False, True):
             graph_api_rows.append(graph_api_config(args.work, args.bin, env, data, init, size, spec, engines))
+        graph_api_rows.append(graph_api_config(args.work, args.bin, env, data, init, size, spec, True, graph=True))
         if size == 1024:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
             val_same = validation(args.work, args.bin, env, data, init)

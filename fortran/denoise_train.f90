@@ -1,5 +1,5 @@
 ! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, or with
-! --graph-api the NHWC graph-API step; no shuffle).
+! --graph-api the NHWC graph-API step, either one with --graph captured into a CUDA graph; no shuffle).
 !
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
 !                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--graph-api]
@@ -184,8 +184,6 @@ contains
         "steps: pass one of them", 2)
     if (allocated(options%engines) .and. .not. options%graph_api) call fail("--engines is the " // &
         "graph API step's engine table: it needs --graph-api", 2)
-    if (options%graph_api .and. graph) call fail("--graph-api is not captured into a CUDA graph " // &
-        "here: drop --graph", 2)
     if (cache /= "auto" .and. cache /= "keep" .and. cache /= "drop") call fail("--cache must be " // &
         "one of auto, keep, drop, not '" // cache // "'", 2)
   end subroutine parse_arguments
@@ -209,9 +207,10 @@ contains
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
     print '(A)', "by the batch. --graph: the step captured once into a CUDA graph and replayed."
     print '(A)', "--graph-api: train --graph-api's NHWC step (fused operation graphs of cuDNN's backend"
-    print '(A)', "API; not with --fused, --graph or a --precision, which this program does not take:"
-    print '(A)', "FP32 data only). --engines: the engine table train --graph-api wrote (its"
-    print '(A)', "--out/engines.txt), the same engines; without it cuDNN's heuristics choose."
+    print '(A)', "API; not with --fused or a --precision, which this program does not take: FP32 data"
+    print '(A)', "only); with --graph, captured and replayed as the legacy step. --engines: the engine"
+    print '(A)', "table train --graph-api wrote (its --out/engines.txt), the same engines; without it"
+    print '(A)', "cuDNN's heuristics choose."
     print '(A)', "--cache: the page cache of the reads, as train's. float16 sets are"
     print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"
@@ -521,7 +520,8 @@ contains
         json_bool(drop_last) // ', "backend": "cudnn", "math": "' // &
         merge("fp32", "tf32", options%strict_fp32) // '", "deterministic": ' // &
         json_bool(options%deterministic) // ', "fused": ' // json_bool(options%fused) // &
-        ', "graph": ' // json_bool(graph) // ', "graph_api": false, "precision": "fp32", "log_every": ' // &
+        ', "graph": ' // json_bool(graph) // ', "graph_api": ' // json_bool(options%graph_api) // &
+        ', "precision": "fp32", "log_every": ' // &
         int_text(int(log_every, c_int64_t)) // ', "checkpoint_every": ' // &
         int_text(checkpoint_every) // ', "profile": 0, "cache": "auto"}'
   end function config_json

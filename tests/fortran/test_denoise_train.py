@@ -41,6 +41,15 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
     assert not (tmp_path / "out").exists()  # nothing is made before the GPU is known
 
 
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+@pytest.mark.parametrize("options", [["--graph", "--graph-api"], ["--graph-api", "--graph", "--deterministic"]])
+def test_options_that_go_together_reach_the_gpu_check(build, inputs, tmp_path, options):
+    """Accepted: the program gets as far as asking for the GPU (here: none, exit 2)."""
+    result = train(build, "--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "out", *options)
+    assert result.returncode == 2
+    assert result.stderr.startswith("denoise_train: no NVIDIA GPU or driver found"), result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "--data, --out and one of --init or --resume are required"),
     (["--math", "fp16"], "--math must be tf32 or fp32, not fp16"),
