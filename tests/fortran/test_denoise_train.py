@@ -44,7 +44,10 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
 
 
 @pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
-@pytest.mark.parametrize("options", [["--graph", "--graph-api"], ["--graph-api", "--graph", "--deterministic"]])
+@pytest.mark.parametrize("options", [["--graph", "--graph-api"], ["--graph-api", "--graph", "--deterministic"],
+                                     ["--graph-api", "--precision", "bf16"],
+                                     ["--graph-api", "--precision", "bf16", "--graph"],
+                                     ["--precision", "fp32", "--math", "fp32"]])
 def test_options_that_go_together_reach_the_gpu_check(build, inputs, tmp_path, options):
     """Accepted: the program gets as far as asking for the GPU (here: none, exit 2)."""
     result = train(build, "--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "out", *options)
@@ -62,6 +65,9 @@ def test_options_that_go_together_reach_the_gpu_check(build, inputs, tmp_path, o
     (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer of at least 0, not '-1'"),
     (["--resume"], "one of --init or --resume are required"),  # both given
     (["--cache", "sometimes"], "--cache must be one of auto, keep, drop, not 'sometimes'"),
+    (["--precision", "bf16"], "--precision bf16 runs on the graph-API path only: it needs --graph-api"),
+    (["--precision", "bf16", "--graph-api", "--math", "fp32"], "it cannot be strict FP32 (--math fp32)"),
+    (["--precision", "fp16", "--graph-api"], "--precision must be fp32 or bf16, not fp16"),
 ])
 def test_bad_arguments_are_named_with_exit_2(build, inputs, tmp_path, args, message):
     required = ["--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "o"] if args else []
