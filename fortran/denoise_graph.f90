@@ -49,7 +49,7 @@ contains
           "cudaStreamBeginCapture")
       call train_step(fixed, lr, LOSS_SLOTS)
       call check_cuda(cudaStreamEndCapture(m%stream, graph), "cudaStreamEndCapture")
-      call check_cuda(cudaGraphInstantiate(g%exec, graph, 0_c_int64_t), "cudaGraphInstantiate")
+      call check_cuda(cudaGraphInstantiate(g%exec, graph, 0_c_long_long), "cudaGraphInstantiate")
       call check_cuda(cudaGraphDestroy(graph), "cudaGraphDestroy")  ! the executable keeps a copy
     end if
     call check_cuda(cudaGraphLaunch(g%exec, m%stream), "cudaGraphLaunch")
