@@ -6,9 +6,7 @@
  * tests/bindings (values against the headers, symbols against libcudart).
  * Deviations from the headers: `enum cudaError` and `enum cudaMemcpyKind` are typedefs of the same
  * names (cudaError_t as in the header), cudaError_t lists only the codes a program is likely to
- * meet (the header has about 130), default arguments (`__dv(0)`) are left out, and
- * cudaGraphInstantiate's `unsigned long long flags` is int64_t (same size and passing; the port
- * passes 0, and the Fortran generator maps no unsigned 64-bit type). */
+ * meet (the header has about 130), and default arguments (`__dv(0)`) are left out. */
 
 /* ---- driver_types.h: streams, events, errors, copy directions ---- */
 typedef struct CUstream_st *cudaStream_t;
@@ -87,7 +85,7 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count);
 /* ---- cuda_runtime_api.h: stream capture and CUDA graphs (--graph) ---- */
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph);
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, int64_t flags);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, unsigned long long flags);
 cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);

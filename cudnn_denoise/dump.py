@@ -2,7 +2,9 @@
 
 Loads a checkpoint, reads samples I..I+B-1 of a dataset in order, takes one SGD step with the
 backend's record_step and writes each intermediate to OUT/<name>.bin (raw little-endian float32,
-C order, no header) with OUT/manifest.json (docs/formats.md, "Dump"). stdout gets one
+C order, no header) with OUT/manifest.json (docs/formats.md, "Dump"); with the cudnn backend also
+OUT/algorithms.txt, the algorithms of the step as train writes them, so that the Fortran program
+runs them (denoise_train --algorithms) without reading a trace. stdout gets one
 checksum.format_checksum line per tensor, in the manifest's order and nothing else, so that it
 can be diffed with the Fortran program's; everything else goes to stderr.
 """
@@ -27,7 +29,7 @@ from .data.format import (
     read_exact,
 )
 from .network import backends
-from .port import calls, trace
+from .port import algorithm_table, calls, trace
 from .port.checksum import format_checksum
 from .port.dump_format import dump_members, foreign_in_dump, write_dump
 from .training import run_record
@@ -115,6 +117,7 @@ def run(args) -> int:
             x, target = tracer.inputs(model, x, target)  # the arrays the step reads, named x and target
             with tracer.step(saved.step + 1, x, target, lr):
                 record = model.record_step(x, target, lr)
+            tables = algorithm_tables(model, backend, batch, dataset.height, dataset.width, args.math)
         finally:
             model.close()
     settings = {
@@ -127,12 +130,19 @@ def run(args) -> int:
     }
     with OutputLock(args.out, "dump"):
         _check_out(args.out, args.overwrite)  # again: another command may have written there
-        manifest = write_dump(args.out, record, settings)
+        manifest = write_dump(args.out, record, settings, tables)
     for entry in manifest["tensors"]:
         print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
     print(f"wrote {len(manifest['tensors'])} tensors of step {saved.step + 1} (samples {args.index}.."
           f"{args.index + batch - 1}, lr {lr}) to {args.out}", file=sys.stderr)
     return 0
+
+
+def algorithm_tables(model, backend: str, batch: int, height: int, width: int, math: str) -> dict[str, str]:
+    """The dump's tables: a cudnn model's algorithm table (the reference backend chose none)."""
+    if backend != "cudnn":
+        return {}
+    return {algorithm_table.FILE_NAME: algorithm_table.model_text(model, batch, height, width, math)}
 
 
 def read_batch(dataset: Dataset, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@
 !   void **devPtr (cudaMalloc, cudaMallocHost)         type(c_ptr), intent(out): the new address
 !   enums (cudnnStatus_t, cudnnDataType_t ...)         integer(c_int) and the named constants below
 !   size_t, (unsigned) int, float, double by value     integer(c_size_t), integer(c_int), real(...)
+!   unsigned long long (flags) by value                integer(c_long_long)
 !   device data, alpha and beta (void *, float *)      type(c_ptr), value: pass c_loc(x) of a target
 !                                                        (alpha: real(c_float), target :: one = 1)
 !   int *, size_t *, double *, enum * (results)        by reference, intent(out)
@@ -281,11 +282,11 @@ module cudnn_interfaces
     end function cudaStreamEndCapture
 
     function cudaGraphInstantiate(pGraphExec, graph, flags) bind(C, name="cudaGraphInstantiate")
-      import :: c_int, c_int64_t, c_ptr
+      import :: c_int, c_long_long, c_ptr
       implicit none
       type(c_ptr), intent(out) :: pGraphExec  ! cudaGraphExec_t *pGraphExec
       type(c_ptr), value :: graph             ! cudaGraph_t graph
-      integer(c_int64_t), value :: flags      ! int64_t flags
+      integer(c_long_long), value :: flags    ! unsigned long long flags
       integer(c_int) :: cudaGraphInstantiate  ! cudaError_t
     end function cudaGraphInstantiate
 

@@ -3,6 +3,8 @@
 ! first copied into x_static and target_static (cudaMemcpyAsync on the step's stream), the graph
 ! writes its loss sum to loss_sums(LOSS_SLOTS), and that sum is copied to the step's slot. The
 ! capture records the calls without running them: the first step launches the graph it captured.
+! Either step is captured: with --graph-api its cudnnBackendExecute calls too (train --graph-api
+! --graph), each variant pack naming the static buffers; the captured kernels keep those addresses.
 module denoise_graph
   use, intrinsic :: iso_c_binding
   use cudnn_interfaces
@@ -47,7 +49,7 @@ contains
           "cudaStreamBeginCapture")
       call train_step(fixed, lr, LOSS_SLOTS)
       call check_cuda(cudaStreamEndCapture(m%stream, graph), "cudaStreamEndCapture")
-      call check_cuda(cudaGraphInstantiate(g%exec, graph, 0_c_int64_t), "cudaGraphInstantiate")
+      call check_cuda(cudaGraphInstantiate(g%exec, graph, 0_c_long_long), "cudaGraphInstantiate")
       call check_cuda(cudaGraphDestroy(graph), "cudaGraphDestroy")  ! the executable keeps a copy
     end if
     call check_cuda(cudaGraphLaunch(g%exec, m%stream), "cudaGraphLaunch")

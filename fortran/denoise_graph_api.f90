@@ -1,7 +1,8 @@
 ! The graph API (NHWC) path's operation graphs from cuDNN backend descriptors, exactly as
 ! cudnn_denoise/layers/graphs.py builds them (docs/fortran.md, "The graph API path"): the same
 ! uids (1, 2, ... in order of creation; virtual tensors 100, 101), dimensions in n, c, h, w order,
-! NHWC strides (filters KRSC), byte alignment 16, FLOAT data. Then, as layers/engines.py: the
+! NHWC strides (filters KRSC), byte alignment 16, FLOAT data, or BFLOAT16 for the roles a graph is
+! given (--precision bf16, layers/precision.py; virtual tensors stay FLOAT). Then, as layers/engines.py: the
 ! operation graph, engine configurations from heuristics mode A then the fallback list, the first
 ! configuration that the policy allows and whose plan finalizes, variant packs and execute.
 module denoise_graph_api
@@ -25,6 +26,7 @@ module denoise_graph_api
     type(c_ptr) :: ops(MAX_OPS) = c_null_ptr
     character(len=4) :: roles(MAX_TENSORS) = ""
     integer(c_int64_t) :: uids(MAX_TENSORS) = 0
+    character(len=4) :: bf16(MAX_TENSORS) = ""        ! the roles held as BFLOAT16 (none: FP32)
     type(c_ptr) :: graph = c_null_ptr, plan = c_null_ptr, pack = c_null_ptr
     integer(c_int64_t) :: workspace = 0, engine = -1, position = -1
     logical :: tensor_core = .false., nondeterministic = .false.
@@ -35,10 +37,17 @@ module denoise_graph_api
   public :: forward_graph, wgrad_graph, dgrad_graph, plain_dgrad_graph, relu_backward_graph
   public :: nhwc_strides, operation_graph, choose_engine, bind_buffers, execute_graph, execute_on
   public :: to_krsc, from_krsc, read_engine_table, engine_row
+  public :: BF16_FORWARD, BF16_BACKWARD
+
+  ! --precision bf16: the roles each graph holds as BFLOAT16 (layers/precision.py layer_types):
+  ! forward per layer (conv1, conv2, conv3), and every backward graph's
+  character(len=4), parameter :: BF16_FORWARD(3, 3) = reshape([character(len=4) :: &
+      "y", "", "", "x", "w", "y", "x", "w", "b"], [3, 3])
+  character(len=4), parameter :: BF16_BACKWARD(7) = [character(len=4) :: "x", "dy", "dw", "w", "dh", "h", "da"]
 
   ! An engine table that train --graph-api wrote (cudnn_denoise/port/engine_table.py, format 1):
   ! per layer and direction, the position in the heuristics lists and the engine global index;
-  ! bias: the backward_data graph has the bias reduction; split: a relu_backward row (BF16 forms)
+  ! bias: the row's graph has the bias reduction; a relu_backward row follows a split dgrad (BF16)
   integer, parameter :: MAX_ROWS = 16
   type, public :: engine_table_t
     integer :: n = 0
@@ -149,14 +158,19 @@ contains
     strides = [dims(3) * dims(4) * dims(2), 1_c_int64_t, dims(4) * dims(2), dims(2)]
   end function nhwc_strides
 
-  function tensor(uid, dims, virtual) result(t)
+  ! dtype: CUDNN_DATA_FLOAT unless given
+  function tensor(uid, dims, virtual, dtype) result(t)
     integer(c_int64_t), intent(in) :: uid, dims(4)
     logical, intent(in) :: virtual
+    integer(c_int), intent(in), optional :: dtype
     type(c_ptr) :: t
     character(len=:), allocatable :: what
+    integer(c_int) :: data_type
     what = "tensor " // int_text(uid)
+    data_type = CUDNN_DATA_FLOAT
+    if (present(dtype)) data_type = dtype
     t = backend_create(CUDNN_BACKEND_TENSOR_DESCRIPTOR, what)
-    call set_enum(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, CUDNN_DATA_FLOAT, what)
+    call set_enum(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, data_type, what)
     call set_int64(t, CUDNN_ATTR_TENSOR_DIMENSIONS, dims, what)
     call set_int64(t, CUDNN_ATTR_TENSOR_STRIDES, nhwc_strides(dims), what)
     call set_int64(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, [uid], what)
@@ -255,7 +269,7 @@ contains
 
   ! ---- the step's graphs (graphs.py: forward_graph, wgrad_graph, dgrad_graph, ...) ----
 
-  ! A tensor in memory: the graph's next uid, recorded under `role`.
+  ! A tensor in memory: the graph's next uid, recorded under `role`; BFLOAT16 if g%bf16 names it.
   function role_tensor(g, role, dims) result(t)
     type(op_graph_t), intent(inout) :: g
     character(len=*), intent(in) :: role
@@ -264,9 +278,21 @@ contains
     g%n_roles = g%n_roles + 1
     g%roles(g%n_roles) = role
     g%uids(g%n_roles) = g%n_roles
-    t = tensor(int(g%n_roles, c_int64_t), dims, .false.)
+    t = tensor(int(g%n_roles, c_int64_t), dims, .false., &
+        merge(CUDNN_DATA_BFLOAT16, CUDNN_DATA_FLOAT, any(g%bf16 == role)))
     call keep(g, t)
   end function role_tensor
+
+  ! The roles the graph holds as BFLOAT16 (absent or none: FP32); a BF16 graph's name ends in
+  ! " bf16", as Python's (LayerTypes.tag), which the engine table's rows carry.
+  subroutine set_types(g, bf16)
+    type(op_graph_t), intent(inout) :: g
+    character(len=*), intent(in), optional :: bf16(:)
+    if (.not. present(bf16)) return
+    if (size(bf16) == 0) return
+    g%bf16(1:size(bf16)) = bf16
+    g%name = trim(g%name) // " bf16"
+  end subroutine set_types
 
   function virtual_tensor(g, uid, dims) result(t)
     type(op_graph_t), intent(inout) :: g
@@ -297,13 +323,15 @@ contains
   end function d4
 
   ! y = relu(conv(x, w) + b), or conv(x, w) + b without relu. Roles x, w, b, y.
-  subroutine forward_graph(g, c_in, k, relu, n, h, w)
+  subroutine forward_graph(g, c_in, k, relu, n, h, w, bf16)
     type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     logical, intent(in) :: relu
+    character(len=*), intent(in), optional :: bf16(:)
     type(c_ptr) :: x, wt, b, y, conv_out, biased
     g%name = "forward"
     if (relu) g%name = "forward relu"
+    call set_types(g, bf16)
     x = role_tensor(g, "x", d4(n, c_in, h, w))
     wt = role_tensor(g, "w", d4(k, c_in, 3, 3))
     b = role_tensor(g, "b", d4(1, k, 1, 1))
@@ -317,11 +345,13 @@ contains
   end subroutine forward_graph
 
   ! dw from x and dy. Roles x, dy, dw.
-  subroutine wgrad_graph(g, c_in, k, n, h, w)
+  subroutine wgrad_graph(g, c_in, k, n, h, w, bf16)
     type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
+    character(len=*), intent(in), optional :: bf16(:)
     type(c_ptr) :: x, dy, dw
     g%name = "backward_filter"
+    call set_types(g, bf16)
     x = role_tensor(g, "x", d4(n, c_in, h, w))
     dy = role_tensor(g, "dy", d4(n, k, h, w))
     dw = role_tensor(g, "dw", d4(k, c_in, 3, 3))
@@ -345,13 +375,15 @@ contains
   end subroutine relu_backward_ops
 
   ! The fused dgrad: roles dy, w, h, da [, db]; t [100] virtual.
-  subroutine dgrad_graph(g, c_in, k, n, h, w, bias_gradient)
+  subroutine dgrad_graph(g, c_in, k, n, h, w, bias_gradient, bf16)
     type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
     logical, intent(in) :: bias_gradient
+    character(len=*), intent(in), optional :: bf16(:)
     type(c_ptr) :: dy, wt, dh
     g%name = "backward_data relu"
     if (bias_gradient) g%name = "backward_data relu bias"
+    call set_types(g, bf16)
     dy = role_tensor(g, "dy", d4(n, k, h, w))
     wt = role_tensor(g, "w", d4(k, c_in, 3, 3))
     dh = virtual_tensor(g, VIRTUAL_UID, d4(n, c_in, h, w))
@@ -360,11 +392,13 @@ contains
   end subroutine dgrad_graph
 
   ! dh = conv_transpose(dy, w) into memory: roles dy, w, dh.
-  subroutine plain_dgrad_graph(g, c_in, k, n, h, w)
+  subroutine plain_dgrad_graph(g, c_in, k, n, h, w, bf16)
     type(op_graph_t), intent(out) :: g
     integer, intent(in) :: c_in, k, n, h, w
+    character(len=*), intent(in), optional :: bf16(:)
     type(c_ptr) :: dy, wt, dh
     g%name = "backward_data"
+    call set_types(g, bf16)
     dy = role_tensor(g, "dy", d4(n, k, h, w))
     wt = role_tensor(g, "w", d4(k, c_in, 3, 3))
     dh = role_tensor(g, "dh", d4(n, c_in, h, w))
@@ -372,13 +406,15 @@ contains
   end subroutine plain_dgrad_graph
 
   ! ReLU backward [and reduction] alone: roles dh, h, da [, db].
-  subroutine relu_backward_graph(g, channels, n, h, w, bias_gradient)
+  subroutine relu_backward_graph(g, channels, n, h, w, bias_gradient, bf16)
     type(op_graph_t), intent(out) :: g
     integer, intent(in) :: channels, n, h, w
     logical, intent(in) :: bias_gradient
+    character(len=*), intent(in), optional :: bf16(:)
     type(c_ptr) :: dh
     g%name = "relu_backward"
     if (bias_gradient) g%name = "relu_backward bias"
+    call set_types(g, bf16)
     dh = role_tensor(g, "dh", d4(n, channels, h, w))
     call relu_backward_ops(g, dh, d4(n, channels, h, w), bias_gradient)
   end subroutine relu_backward_graph
@@ -527,11 +563,12 @@ contains
 
   ! ---- the engine table (cudnn_denoise/port/engine_table.py) ----
 
-  ! Read FILE; its batch, height, width and math must be n, h, w and the run's.
-  subroutine read_engine_table(path, n, h, w, strict_fp32, table)
+  ! Read FILE; its batch, height, width, math and precision (the rows' " bf16" tag) must be n, h, w
+  ! and the run's.
+  subroutine read_engine_table(path, n, h, w, strict_fp32, bf16, table)
     character(len=*), intent(in) :: path
     integer, intent(in) :: n, h, w
-    logical, intent(in) :: strict_fp32
+    logical, intent(in) :: strict_fp32, bf16
     type(engine_table_t), intent(out) :: table
     character(len=512) :: line
     character(len=16) :: key, value
@@ -561,14 +598,14 @@ contains
       case default
         read(line, *, iostat=status) key, value, position, engine
         if (status /= 0 .or. table%n == MAX_ROWS) call bad()
-        if (value == "relu_backward") call fail(path // ": a split dgrad form (relu_backward), which " // &
-            "only --precision bf16 runs: not this program's", 2)
+        if ((index(line, " bf16") > 0) .neqv. bf16) call fail(path // ": an engine table for --precision " // &
+            trim(merge("bf16", "fp32", .not. bf16)) // ", not this run's " // trim(merge("bf16", "fp32", bf16)), 2)
         table%n = table%n + 1
         table%layer(table%n) = key
         table%direction(table%n) = value
         table%position(table%n) = position
         table%engine(table%n) = engine
-        table%bias(table%n) = line(len_trim(line) - 4:len_trim(line)) == " bias"
+        table%bias(table%n) = index(line, " bias") > 0  ! "... relu bias", "... relu bias bf16"
       end select
     end do
     close(unit)
@@ -583,15 +620,16 @@ contains
   end subroutine read_engine_table
 
   ! [position, engine] of layer's direction, or [-1, -1] (no table, heuristics choose); bias: the
-  ! row's dgrad form has the bias reduction.
-  function engine_row(table, layer, direction, bias) result(wanted)
+  ! row's graph has the bias reduction. A missing row ends the run, unless `found` is asked for.
+  function engine_row(table, layer, direction, bias, found) result(wanted)
     type(engine_table_t), intent(in) :: table
     character(len=*), intent(in) :: layer, direction
-    logical, intent(out), optional :: bias
+    logical, intent(out), optional :: bias, found
     integer(c_int64_t) :: wanted(2)
     integer :: i
     wanted = -1
     if (present(bias)) bias = .true.
+    if (present(found)) found = .true.
     do i = 1, table%n
       if (table%layer(i) == layer .and. table%direction(i) == direction) then
         wanted = [table%position(i), table%engine(i)]
@@ -599,7 +637,11 @@ contains
         return
       end if
     end do
-    if (table%n > 0) call fail("the engine table has no row for " // layer // " " // direction, 2)
+    if (present(found)) then
+      found = .false.
+    else if (table%n > 0) then
+      call fail("the engine table has no row for " // layer // " " // direction, 2)
+    end if
   end function engine_row
 
   ! ---- parameters: filters KCRS (checkpoints) <-> KRSC (the device, graph API path) ----

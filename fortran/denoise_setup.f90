@@ -14,8 +14,9 @@ module denoise_setup
   use denoise_step, only: conv_t, model_t, LOSS_SLOTS, at
   use denoise_algorithms, only: algorithm_table_t, FORWARD, BACKWARD_FILTER, BACKWARD_DATA, &
       read_table
-  use denoise_graph_api, only: op_graph_t, forward_graph, wgrad_graph, dgrad_graph, operation_graph, &
-      choose_engine, to_krsc, engine_table_t, read_engine_table, engine_row
+  use denoise_graph_api, only: op_graph_t, forward_graph, wgrad_graph, dgrad_graph, plain_dgrad_graph, &
+      relu_backward_graph, operation_graph, choose_engine, to_krsc, engine_table_t, read_engine_table, &
+      engine_row, BF16_FORWARD, BF16_BACKWARD
   implicit none
   private
   public :: model_options_t, model_create, model_destroy
@@ -27,6 +28,7 @@ module denoise_setup
     logical :: strict_fp32 = .false.           ! --math fp32: CUDNN_FMA_MATH, no TF32
     logical :: deterministic = .false.         ! the heuristics' choice must be deterministic
     logical :: graph_api = .false.             ! --graph-api: the NHWC step of fused operation graphs
+    logical :: bf16 = .false.                  ! --precision bf16 (with graph_api only)
     character(len=:), allocatable :: engines   ! --engines: an engine table to read; "" : heuristics
     character(len=:), allocatable :: algorithms  ! an algorithm table to read; "" : heuristics
   end type model_options_t
@@ -61,8 +63,8 @@ contains
     call check_cublas(cublasCreate_v2(m%cublas), "cublasCreate_v2")
     call check_cublas(cublasSetStream_v2(m%cublas, stream), "cublasSetStream_v2")
 
-    ! device buffers; sizes in bytes
-    hidden_bytes = 4_c_size_t * n * HIDDEN * h * w
+    ! device buffers; sizes in bytes (BF16 hidden buffers: 2 bytes an element)
+    hidden_bytes = merge(2_c_size_t, 4_c_size_t, options%bf16) * n * HIDDEN * h * w
     io_bytes = 4_c_size_t * n * h * w
     call device_alloc(m%params, 4_c_size_t * NUM_PARAMS, "params")
     call device_alloc(m%grads, 4_c_size_t * NUM_PARAMS, "grads")
@@ -97,6 +99,10 @@ contains
       m%conv(i)%b = at(m%params, bias(i))
       m%conv(i)%dw = at(m%grads, weight(i))
       m%conv(i)%db = at(m%grads, bias(i))
+      m%conv(i)%fwd_w = m%conv(i)%w
+      m%conv(i)%fwd_b = m%conv(i)%b
+      m%conv(i)%dgrad_w = m%conv(i)%w
+      m%conv(i)%wgrad_dw = m%conv(i)%dw
       call conv_descriptors(m%conv(i), n, h, w, options%strict_fp32)
       call device_alloc(m%conv(i)%db_per_sample, 4_c_size_t * n * m%conv(i)%k, &
           m%conv(i)%name // ".db_per_sample")
@@ -121,11 +127,12 @@ contains
       workspace = max(workspace, m%conv(i)%fwd_bytes, m%conv(i)%bwd_data_bytes, &
           m%conv(i)%bwd_filter_bytes)
     end do
+    if (options%bf16) call bf16_setup(m, weight, bias)
     if (options%graph_api) then
       call graph_api_setup(m, options)
       do i = 1, 3
         workspace = max(workspace, int(m%fwd(i)%workspace, c_size_t), int(m%wgrad(i)%workspace, c_size_t), &
-            int(m%dgrad(i)%workspace, c_size_t))
+            int(m%dgrad(i)%workspace, c_size_t), int(m%relu_bwd(i)%workspace, c_size_t))
       end do
     end if
     if (workspace > 0) call device_alloc(m%workspace, workspace, "workspace")
@@ -134,45 +141,72 @@ contains
   ! The graph API path's graphs (denoise_graph_api, as layers/fusion.py FusedConv2d) and their
   ! engines by heuristics: mode A then the fallback list, the first configuration the policy allows
   ! whose plan finalizes and whose workspace fits the legacy step's limit (Python's
-  ! default_workspace_limit, as in the legacy choice). dgrad as Python's FP32 forms in order: "fused" (dgrad, ReLU backward and
-  ! the bias-gradient reduction in one graph), else "fused cublas" (the reduction left to
-  ! nhwc_bias_gradient); the "split" forms need the BF16 path's scratch buffer, as in Python.
+  ! default_workspace_limit, as in the legacy choice). dgrad as Python's forms in DGRAD_FORMS
+  ! order: "fused" (dgrad, ReLU backward and the bias-gradient reduction in one graph), "fused
+  ! cublas" (the reduction left to nhwc_bias_gradient), and in BF16, which has the scratch buffer
+  ! dh, "split" (dgrad into dh, then a graph of ReLU backward and reduction) and "split cublas";
+  ! the first that has engines, or the form the engine table's rows name. In BF16 each graph holds
+  ! the roles of layers/precision.py's layer_types as BFLOAT16.
   subroutine graph_api_setup(m, options)
     type(model_t), intent(inout) :: m
     type(model_options_t), intent(in) :: options
     integer :: i, form
-    logical :: ok, bias, table_bias
-    integer(c_int64_t) :: wanted(2)
+    logical :: ok, bias, split, table_bias, table_split, split_bias
+    integer(c_int64_t) :: wanted(2), relu_wanted(2)
     type(engine_table_t) :: table
+    character(len=4), allocatable :: forward16(:), backward16(:)
     m%graph_api = .true.
     if (allocated(options%engines)) then
       if (len(options%engines) > 0) call read_engine_table(options%engines, int(m%n), int(m%h), int(m%w), &
-          options%strict_fp32, table)
+          options%strict_fp32, options%bf16, table)
     end if
     call device_alloc(m%db_partial, 4_c_size_t * HIDDEN * m%w, "db_partial")
+    backward16 = [character(len=4) ::]
+    if (options%bf16) backward16 = BF16_BACKWARD
     do i = 1, 3
       associate (c => m%conv(i))
-        call forward_graph(m%fwd(i), c%c, c%k, i < 3, m%n, m%h, m%w)
+        forward16 = [character(len=4) ::]
+        if (options%bf16) forward16 = BF16_FORWARD(:, i)
+        call forward_graph(m%fwd(i), c%c, c%k, i < 3, m%n, m%h, m%w, forward16)
         call engine(m%fwd(i), c%name, engine_row(table, c%name, "forward"))
-        call wgrad_graph(m%wgrad(i), c%c, c%k, m%n, m%h, m%w)
+        call wgrad_graph(m%wgrad(i), c%c, c%k, m%n, m%h, m%w, backward16)
         call engine(m%wgrad(i), c%name, engine_row(table, c%name, "backward_filter"))
         if (i == 1) cycle
         wanted = engine_row(table, c%name, "backward_data", table_bias)
-        do form = 1, 2
-          bias = form == 1
-          if (wanted(1) >= 0 .and. (bias .neqv. table_bias)) cycle  ! the table's form only
-          call dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, bias)
-          call operation_graph(m%dgrad(i), m%cudnn, ok)
-          if (ok) call choose_engine(m%dgrad(i), m%cudnn, options%strict_fp32, options%deterministic, &
-              wanted, int(workspace_limit(m), c_int64_t), ok)
+        relu_wanted = engine_row(table, c%name, "relu_backward", split_bias, table_split)
+        if (table_split) table_bias = split_bias  ! a split form's reduction is in relu_backward
+        ok = .false.
+        do form = 1, merge(4, 2, options%bf16)
+          bias = mod(form, 2) == 1
+          split = form > 2
+          if (table%n > 0 .and. ((bias .neqv. table_bias) .or. (split .neqv. table_split))) cycle
+          if (split) then
+            call plain_dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, backward16)
+            call relu_backward_graph(m%relu_bwd(i), c%c, m%n, m%h, m%w, bias, backward16)
+            ok = usable(m%dgrad(i), wanted)
+            if (ok) ok = usable(m%relu_bwd(i), relu_wanted)
+          else
+            call dgrad_graph(m%dgrad(i), c%c, c%k, m%n, m%h, m%w, bias, backward16)
+            ok = usable(m%dgrad(i), wanted)
+          end if
           if (ok) exit
         end do
         if (.not. ok) call fail("no engine for dgrad + ReLU backward of " // c%name, 1)
         m%bias_fused(i) = bias
+        m%split(i) = split
         call show(m%dgrad(i), c%name)
+        if (split) call show(m%relu_bwd(i), c%name)
       end associate
     end do
   contains
+    ! g's operation graph and an engine for it (wanted: an engine table's row, or heuristics)
+    logical function usable(g, wanted) result(ok)
+      type(op_graph_t), intent(inout) :: g
+      integer(c_int64_t), intent(in) :: wanted(2)
+      call operation_graph(g, m%cudnn, ok)
+      if (ok) call choose_engine(g, m%cudnn, options%strict_fp32, options%deterministic, &
+          wanted, int(workspace_limit(m), c_int64_t), ok)
+    end function usable
     subroutine engine(g, name, wanted)
       type(op_graph_t), intent(inout) :: g
       character(len=*), intent(in) :: name
@@ -195,6 +229,51 @@ contains
     end subroutine show
   end subroutine graph_api_setup
 
+  ! --precision bf16 (network/model.py _allocate and _make_bf16_copies): the BF16 copies of the
+  ! parameters and filter gradients, x16, dy16, the scratch dh, ones16, the legacy 4-d descriptors
+  ! of the conversions, and which buffer each graph reads (layers/precision.py layer_types): conv1's
+  ! forward the FP32 filter and bias, conv2's the BF16 filter and FP32 bias, conv3's both BF16;
+  ! every dgrad the BF16 filter, every wgrad writes the BF16 filter gradient.
+  subroutine bf16_setup(m, weight, bias)
+    type(model_t), intent(inout) :: m
+    integer(c_intptr_t), intent(in) :: weight(3), bias(3)
+    integer(c_size_t) :: io_bytes
+    integer :: i
+    type(c_ptr) :: fp32_desc, bf16_desc
+    real(c_float), target :: one, zero
+    one = 1
+    zero = 0
+    m%bf16 = .true.
+    io_bytes = 2_c_size_t * m%n * m%h * m%w
+    call device_alloc(m%params16, 2_c_size_t * NUM_PARAMS, "params16")
+    call device_alloc(m%grads16, 2_c_size_t * NUM_PARAMS, "grads16")
+    call device_alloc(m%x16, io_bytes, "x16")
+    call device_alloc(m%dy16, io_bytes, "dy16")
+    call device_alloc(m%dh, 2_c_size_t * m%n * HIDDEN * m%h * m%w, "dh")
+    call device_alloc(m%ones16, 2_c_size_t * m%n * m%h, "ones16")
+    m%params_fp32_desc = tensor_4d(1, NUM_PARAMS, 1, 1)
+    m%params_bf16_desc = tensor_4d(1, NUM_PARAMS, 1, 1, CUDNN_DATA_BFLOAT16)
+    m%io_fp32_desc = tensor_4d(m%n, 1, m%h, m%w)
+    m%io_bf16_desc = tensor_4d(m%n, 1, m%h, m%w, CUDNN_DATA_BFLOAT16)
+    ! ones16 from the FP32 ones (the first N*H)
+    fp32_desc = tensor_4d(1, 1, 1, m%n * m%h)
+    bf16_desc = tensor_4d(1, 1, 1, m%n * m%h, CUDNN_DATA_BFLOAT16)
+    call check_cudnn(cudnnTransformTensor(m%cudnn, c_loc(one), fp32_desc, m%ones, c_loc(zero), bf16_desc, &
+        m%ones16), "cudnnTransformTensor (ones16)")
+    call check_cudnn(cudnnDestroyTensorDescriptor(fp32_desc), "cudnnDestroyTensorDescriptor")
+    call check_cudnn(cudnnDestroyTensorDescriptor(bf16_desc), "cudnnDestroyTensorDescriptor")
+    do i = 1, 3
+      associate (c => m%conv(i))
+        c%dgrad_w = at(m%params16, weight(i) / 2)  ! weight, bias: FP32 byte offsets
+        c%wgrad_dw = at(m%grads16, weight(i) / 2)
+        if (i > 1) c%fwd_w = c%dgrad_w
+        if (i == 3) c%fwd_b = at(m%params16, bias(i) / 2)
+        c%dw_fp32_desc = tensor_4d(1, c%k * c%c * 9, 1, 1)
+        c%dw_bf16_desc = tensor_4d(1, c%k * c%c * 9, 1, 1, CUDNN_DATA_BFLOAT16)
+      end associate
+    end do
+  end subroutine bf16_setup
+
   subroutine device_alloc(p, bytes, name)
     type(c_ptr), intent(out) :: p
     integer(c_size_t), intent(in) :: bytes
@@ -203,12 +282,16 @@ contains
         int_text(int(bytes, c_int64_t)) // " bytes)")
   end subroutine device_alloc
 
-  ! A packed NCHW float tensor descriptor.
-  function tensor_4d(n, c, h, w) result(desc)
+  ! A packed NCHW tensor descriptor: float, or the data type given.
+  function tensor_4d(n, c, h, w, dtype) result(desc)
     integer(c_int), intent(in) :: n, c, h, w
+    integer(c_int), intent(in), optional :: dtype
     type(c_ptr) :: desc
+    integer(c_int) :: data_type
+    data_type = CUDNN_DATA_FLOAT
+    if (present(dtype)) data_type = dtype
     call check_cudnn(cudnnCreateTensorDescriptor(desc), "cudnnCreateTensorDescriptor")
-    call check_cudnn(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, &
+    call check_cudnn(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, data_type, n, c, h, &
         w), "cudnnSetTensor4dDescriptor")
   end function tensor_4d
 
@@ -403,6 +486,22 @@ contains
     call check_cuda(cudaFree(m%y), "cudaFree")
     call check_cuda(cudaFree(m%dy), "cudaFree")
     call check_cuda(cudaFree(m%ones), "cudaFree")
+    if (m%bf16) then
+      do i = 1, 3
+        call check_cudnn(cudnnDestroyTensorDescriptor(m%conv(i)%dw_fp32_desc), "cudnnDestroyTensorDescriptor")
+        call check_cudnn(cudnnDestroyTensorDescriptor(m%conv(i)%dw_bf16_desc), "cudnnDestroyTensorDescriptor")
+      end do
+      call check_cudnn(cudnnDestroyTensorDescriptor(m%params_fp32_desc), "cudnnDestroyTensorDescriptor")
+      call check_cudnn(cudnnDestroyTensorDescriptor(m%params_bf16_desc), "cudnnDestroyTensorDescriptor")
+      call check_cudnn(cudnnDestroyTensorDescriptor(m%io_fp32_desc), "cudnnDestroyTensorDescriptor")
+      call check_cudnn(cudnnDestroyTensorDescriptor(m%io_bf16_desc), "cudnnDestroyTensorDescriptor")
+      call check_cuda(cudaFree(m%params16), "cudaFree")
+      call check_cuda(cudaFree(m%grads16), "cudaFree")
+      call check_cuda(cudaFree(m%x16), "cudaFree")
+      call check_cuda(cudaFree(m%dy16), "cudaFree")
+      call check_cuda(cudaFree(m%dh), "cudaFree")
+      call check_cuda(cudaFree(m%ones16), "cudaFree")
+    end if
     if (c_associated(m%workspace)) call check_cuda(cudaFree(m%workspace), "cudaFree")
     call check_cublas(cublasDestroy_v2(m%cublas), "cublasDestroy_v2")
     call check_cudnn(cudnnDestroy(m%cudnn), "cudnnDestroy")

@@ -29,6 +29,11 @@ module denoise_step
     type(c_ptr) :: w = c_null_ptr, b = c_null_ptr     ! views into params
     type(c_ptr) :: dw = c_null_ptr, db = c_null_ptr   ! views into grads
     type(c_ptr) :: db_per_sample = c_null_ptr         ! (N*K) floats: the first bias gemv's result
+    ! the graph API path: the filter and bias the forward graph reads, the filter the dgrad graph
+    ! reads and the filter gradient the wgrad graph writes (with --precision bf16 some are the
+    ! BF16 copies' views: layers/precision.py; else w, b, w, dw)
+    type(c_ptr) :: fwd_w = c_null_ptr, fwd_b = c_null_ptr, dgrad_w = c_null_ptr, wgrad_dw = c_null_ptr
+    type(c_ptr) :: dw_fp32_desc = c_null_ptr, dw_bf16_desc = c_null_ptr  ! bf16: (1, K*C*9, 1, 1)
   end type conv_t
 
   ! The model for one (N, H, W); device buffers are named as in the trace (docs/fortran.md).
@@ -50,8 +55,21 @@ module denoise_step
     ! NHWC (a1, a2 hold h1, h2; dh2, dh1 hold da2, da1), filters KRSC in params and grads
     logical :: graph_api = .false.
     type(op_graph_t) :: fwd(3), wgrad(3), dgrad(3)    ! dgrad(2:3): backward_data relu [bias]
-    logical :: bias_fused(3) = .false.                ! dgrad(l) also writes the bias gradient of l-1
+    logical :: bias_fused(3) = .false.                ! dgrad(l) (or relu_bwd(l)) also writes the bias gradient of l-1
     type(c_ptr) :: db_partial = c_null_ptr            ! (16 * W) floats: nhwc_bias_gradient's first gemv
+    ! --precision bf16 (network/model.py, precision="bf16"): a1, a2, dh2, dh1 hold BFLOAT16 (2 bytes
+    ! an element: device memory only cuDNN and cuBLAS read, as Python's uint16 storage); the
+    ! parameters, grads, y, dy and the loss stay FP32. A split dgrad (fusion.DGRAD_FORMS) is
+    ! dgrad(l) into dh, then relu_bwd(l).
+    logical :: bf16 = .false.
+    logical :: split(3) = .false.
+    type(op_graph_t) :: relu_bwd(3)                   ! relu_backward [bias], after a split dgrad(l)
+    type(c_ptr) :: params16 = c_null_ptr, grads16 = c_null_ptr  ! (NUM_PARAMS) BF16, filters KRSC
+    type(c_ptr) :: x16 = c_null_ptr, dy16 = c_null_ptr  ! (N, 1, H, W) BF16
+    type(c_ptr) :: dh = c_null_ptr                    ! (N, 16, H, W) BF16: a split dgrad's output
+    type(c_ptr) :: ones16 = c_null_ptr                ! N*H BF16 ones: cublasSgemmEx's
+    type(c_ptr) :: params_fp32_desc = c_null_ptr, params_bf16_desc = c_null_ptr  ! (1, NUM_PARAMS, 1, 1)
+    type(c_ptr) :: io_fp32_desc = c_null_ptr, io_bf16_desc = c_null_ptr          ! (N, 1, H, W)
   end type model_t
 
 contains
@@ -224,52 +242,101 @@ contains
 
   ! ---- the graph API (NHWC) step: network/model.py's _forward and _backward_graph_api ----
 
-  ! conv1, conv2, conv3 forward: one cudnnBackendExecute each (conv + bias [+ ReLU] fused)
+  ! conv1, conv2, conv3 forward: one cudnnBackendExecute each (conv + bias [+ ReLU] fused); in
+  ! BF16 the parameters' BF16 copy is made first (the graphs read some of its views)
   subroutine forward_graph_api(m)
     type(model_t), intent(in) :: m
-    call execute_on(m%fwd(1), m%cudnn, [m%x, m%conv(1)%w, m%conv(1)%b, m%a1], m%workspace)
-    call execute_on(m%fwd(2), m%cudnn, [m%a1, m%conv(2)%w, m%conv(2)%b, m%a2], m%workspace)
-    call execute_on(m%fwd(3), m%cudnn, [m%a2, m%conv(3)%w, m%conv(3)%b, m%y], m%workspace)
+    if (m%bf16) call transform(m, m%params_fp32_desc, m%params, m%params_bf16_desc, m%params16, &
+        "params to bf16")
+    call execute_on(m%fwd(1), m%cudnn, [m%x, m%conv(1)%fwd_w, m%conv(1)%fwd_b, m%a1], m%workspace)
+    call execute_on(m%fwd(2), m%cudnn, [m%a1, m%conv(2)%fwd_w, m%conv(2)%fwd_b, m%a2], m%workspace)
+    call execute_on(m%fwd(3), m%cudnn, [m%a2, m%conv(3)%fwd_w, m%conv(3)%fwd_b, m%y], m%workspace)
   end subroutine forward_graph_api
 
+  ! network/model.py _backward_graph_api; in BF16 the convolutions read x16 and dy16 (made here)
+  ! and write the BF16 filter gradients, widened into grads before the update. Bias gradients are
+  ! FP32 always.
   subroutine train_step_graph_api(m, lr, slot)
     type(model_t), intent(in) :: m
     real(c_float), intent(in) :: lr
     integer, intent(in) :: slot
+    type(c_ptr) :: x, dy
+    integer :: l
     call forward_graph_api(m)
     call mse_loss(m, slot)
-    call execute_on(m%wgrad(3), m%cudnn, [m%a2, m%dy, m%conv(3)%dw], m%workspace)
-    call nhwc_bias_gradient(m, m%dy, m%conv(3)%db, m%conv(3)%k, m%conv(3)%name)
-    call dgrad_graph_api(m, 3, m%dy, m%a2, m%dh2)
-    if (.not. m%bias_fused(3)) call nhwc_bias_gradient(m, m%dh2, m%conv(2)%db, m%conv(2)%k, m%conv(2)%name)
-    call execute_on(m%wgrad(2), m%cudnn, [m%a1, m%dh2, m%conv(2)%dw], m%workspace)
+    x = m%x
+    dy = m%dy
+    if (m%bf16) then
+      call transform(m, m%io_fp32_desc, m%dy, m%io_bf16_desc, m%dy16, "dy to bf16")
+      call transform(m, m%io_fp32_desc, m%x, m%io_bf16_desc, m%x16, "x to bf16")
+      x = m%x16
+      dy = m%dy16
+    end if
+    call execute_on(m%wgrad(3), m%cudnn, [m%a2, dy, m%conv(3)%wgrad_dw], m%workspace)
+    call nhwc_bias_gradient(m, m%dy, .false., m%conv(3)%db, m%conv(3)%k, m%conv(3)%name)
+    call dgrad_graph_api(m, 3, dy, m%a2, m%dh2)
+    if (.not. m%bias_fused(3)) call nhwc_bias_gradient(m, m%dh2, m%bf16, m%conv(2)%db, m%conv(2)%k, &
+        m%conv(2)%name)
+    call execute_on(m%wgrad(2), m%cudnn, [m%a1, m%dh2, m%conv(2)%wgrad_dw], m%workspace)
     call dgrad_graph_api(m, 2, m%dh2, m%a1, m%dh1)
-    if (.not. m%bias_fused(2)) call nhwc_bias_gradient(m, m%dh1, m%conv(1)%db, m%conv(1)%k, m%conv(1)%name)
-    call execute_on(m%wgrad(1), m%cudnn, [m%x, m%dh1, m%conv(1)%dw], m%workspace)
+    if (.not. m%bias_fused(2)) call nhwc_bias_gradient(m, m%dh1, m%bf16, m%conv(1)%db, m%conv(1)%k, &
+        m%conv(1)%name)
+    call execute_on(m%wgrad(1), m%cudnn, [x, m%dh1, m%conv(1)%wgrad_dw], m%workspace)
+    if (m%bf16) then
+      do l = 1, 3
+        call transform(m, m%conv(l)%dw_bf16_desc, m%conv(l)%wgrad_dw, m%conv(l)%dw_fp32_desc, m%conv(l)%dw, &
+            m%conv(l)%name // " filter gradient to fp32")
+      end do
+    end if
     call sgd(m, lr)
   end subroutine train_step_graph_api
 
-  ! da = conv_transpose(dy, w(l)) * (h > 0) [and, fused, db of layer l-1]
+  ! da = conv_transpose(dy, w(l)) * (h > 0) [and, fused, db of layer l-1]: one graph, or split
+  ! into dgrad(l) (dy, w -> dh) and relu_bwd(l) (dh, h -> da [, db])
   subroutine dgrad_graph_api(m, l, dy, h, da)
     type(model_t), intent(in) :: m
     integer, intent(in) :: l
     type(c_ptr), intent(in) :: dy, h, da
-    if (m%bias_fused(l)) then
-      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%w, h, da, m%conv(l - 1)%db], m%workspace)
+    if (m%split(l)) then
+      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%dgrad_w, m%dh], m%workspace)
+      if (m%bias_fused(l)) then
+        call execute_on(m%relu_bwd(l), m%cudnn, [m%dh, h, da, m%conv(l - 1)%db], m%workspace)
+      else
+        call execute_on(m%relu_bwd(l), m%cudnn, [m%dh, h, da], m%workspace)
+      end if
+    else if (m%bias_fused(l)) then
+      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%dgrad_w, h, da, m%conv(l - 1)%db], m%workspace)
     else
-      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%w, h, da], m%workspace)
+      call execute_on(m%dgrad(l), m%cudnn, [dy, m%conv(l)%dgrad_w, h, da], m%workspace)
     end if
   end subroutine dgrad_graph_api
 
+  ! y = x in another data type (layers/precision.py Convert): cudnnTransformTensor, alpha 1, beta 0
+  subroutine transform(m, x_desc, x, y_desc, y, what)
+    type(model_t), intent(in) :: m
+    type(c_ptr), intent(in) :: x_desc, x, y_desc, y
+    character(len=*), intent(in) :: what
+    call check_cudnn(cudnnTransformTensor(m%cudnn, c_loc(one), x_desc, x, c_loc(zero), y_desc, y), &
+        "cudnnTransformTensor (" // what // ")")
+  end subroutine transform
+
   ! db(K) = sum over n, h, w of the NHWC dy (layers/fusion.py nhwc_bias_gradient): dy is a
-  ! (W*K) x (N*H) matrix; s = dy . ones(N*H) (W*K), then db = S . ones(W), S = s as K x W
-  subroutine nhwc_bias_gradient(m, dy, db, k, name)
+  ! (W*K) x (N*H) matrix; s = dy . ones(N*H) (W*K), then db = S . ones(W), S = s as K x W. A BF16
+  ! dy's s is cublasSgemmEx (n = 1, BF16 dy and ones, FP32 result) instead of the first gemv.
+  subroutine nhwc_bias_gradient(m, dy, bf16, db, k, name)
     type(model_t), intent(in) :: m
     type(c_ptr), intent(in) :: dy, db
+    logical, intent(in) :: bf16
     integer(c_int), intent(in) :: k
     character(len=*), intent(in) :: name
-    call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, m%w * k, m%n * m%h, c_loc(one), dy, &
-        m%w * k, m%ones, 1, c_loc(zero), m%db_partial, 1), "cublasSgemv_v2 (" // name // " bias, per column)")
+    if (bf16) then
+      call check_cublas(cublasSgemmEx(m%cublas, CUBLAS_OP_N, CUBLAS_OP_N, m%w * k, 1, m%n * m%h, c_loc(one), &
+          dy, CUDA_R_16BF, m%w * k, m%ones16, CUDA_R_16BF, m%n * m%h, c_loc(zero), m%db_partial, CUDA_R_32F, &
+          m%w * k), "cublasSgemmEx (" // name // " bias, per column)")
+    else
+      call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, m%w * k, m%n * m%h, c_loc(one), dy, &
+          m%w * k, m%ones, 1, c_loc(zero), m%db_partial, 1), "cublasSgemv_v2 (" // name // " bias, per column)")
+    end if
     call check_cublas(cublasSgemv_v2(m%cublas, CUBLAS_OP_N, k, m%w, c_loc(one), m%db_partial, k, &
         m%ones, 1, c_loc(zero), db, 1), "cublasSgemv_v2 (" // name // " bias)")
   end subroutine nhwc_bias_gradient

@@ -1,9 +1,10 @@
 ! denoise_train: the Fortran port of `python -m cudnn_denoise.train` (legacy cuDNN step, or with
-! --graph-api the NHWC graph-API step; no shuffle).
+! --graph-api the NHWC graph-API step, FP32 or --precision bf16; either step with --graph captured
+! into a CUDA graph; no shuffle).
 !
 !   denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N] [--epochs E]
 !                 [--batch-size B] [--lr LR] [--math tf32|fp32] [--fused] [--graph] [--graph-api]
-!                 [--deterministic]
+!                 [--precision fp32|bf16] [--deterministic]
 !                 [--drop-last] [--algorithms FILE] [--engines FILE] [--log-every N] [--checkpoint-every N]
 !                 [--val-data DIR] [--cache auto|keep|drop] [--overwrite]
 !
@@ -106,8 +107,9 @@ contains
 
   subroutine parse_arguments()
     integer :: i, n
-    character(len=:), allocatable :: flag, math
+    character(len=:), allocatable :: flag, math, precision
     math = "tf32"
+    precision = "fp32"
     data_dir = ""
     init_path = ""
     out_dir = ""
@@ -136,7 +138,7 @@ contains
       case ("--graph-api")
         options%graph_api = .true.
       case ("--data", "--init", "--out", "--algorithms", "--engines", "--math", "--max-steps", "--epochs", &
-          "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache")
+          "--batch-size", "--lr", "--log-every", "--checkpoint-every", "--val-data", "--cache", "--precision")
         if (i == n) call fail(flag // " needs a value", 2)
         i = i + 1
         select case (flag)
@@ -152,6 +154,8 @@ contains
           options%engines = argument(i)
         case ("--math")
           math = argument(i)
+        case ("--precision")
+          precision = argument(i)
         case ("--max-steps")
           max_steps = int_argument(i, flag, 0)
         case ("--epochs")
@@ -180,12 +184,18 @@ contains
         "replaces it: pass one of them", 2)
     if (math /= "tf32" .and. math /= "fp32") call fail("--math must be tf32 or fp32, not " // math, 2)
     options%strict_fp32 = math == "fp32"
+    ! network/options.py's rules, in train's words
+    if (precision /= "fp32" .and. precision /= "bf16") call fail("--precision must be fp32 or bf16, not " // &
+        precision, 2)
+    options%bf16 = precision == "bf16"
+    if (options%bf16 .and. .not. options%graph_api) call fail("--precision bf16 runs on the graph-API " // &
+        "path only: it needs --graph-api", 2)
+    if (options%bf16 .and. options%strict_fp32) call fail("--precision bf16 rounds activations to BF16 " // &
+        "on tensor cores: it cannot be strict FP32 (--math fp32)", 2)
     if (options%graph_api .and. options%fused) call fail("--graph-api and --fused are different " // &
         "steps: pass one of them", 2)
     if (allocated(options%engines) .and. .not. options%graph_api) call fail("--engines is the " // &
         "graph API step's engine table: it needs --graph-api", 2)
-    if (options%graph_api .and. graph) call fail("--graph-api is not captured into a CUDA graph " // &
-        "here: drop --graph", 2)
     if (cache /= "auto" .and. cache /= "keep" .and. cache /= "drop") call fail("--cache must be " // &
         "one of auto, keep, drop, not '" // cache // "'", 2)
   end subroutine parse_arguments
@@ -193,7 +203,8 @@ contains
   subroutine usage()
     print '(A)', "usage: denoise_train --data DIR (--init CKPT | --resume) --out DIR [--max-steps N]"
     print '(A)', "                     [--epochs E] [--batch-size B] [--lr LR] [--math tf32|fp32]"
-    print '(A)', "                     [--fused] [--graph] [--graph-api] [--deterministic] [--drop-last]"
+    print '(A)', "                     [--fused] [--graph] [--graph-api] [--precision fp32|bf16]"
+    print '(A)', "                     [--deterministic] [--drop-last]"
     print '(A)', "                     [--algorithms FILE] [--engines FILE]"
     print '(A)', "                     [--log-every N] [--checkpoint-every N] [--val-data DIR]"
     print '(A)', "                     [--cache auto|keep|drop] [--overwrite]"
@@ -209,10 +220,11 @@ contains
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
     print '(A)', "by the batch. --graph: the step captured once into a CUDA graph and replayed."
     print '(A)', "--graph-api: train --graph-api's NHWC step (fused operation graphs of cuDNN's backend"
-    print '(A)', "API; not with --fused, --graph or a --precision, which this program does not take:"
-    print '(A)', "FP32 data only). --engines: the engine table train --graph-api wrote (its"
-    print '(A)', "--out/engines.txt), the same engines; without it cuDNN's heuristics choose."
-    print '(A)', "--cache: the page cache of the reads, as train's. float16 sets are"
+    print '(A)', "API; not with --fused); with --graph, captured and replayed as the legacy step."
+    print '(A)', "--precision bf16 (--graph-api, tf32): BF16 activations, FP32 parameters, as train's."
+    print '(A)', "--engines: the engine table train --graph-api wrote (its --out/engines.txt), the same"
+    print '(A)', "engines; without it cuDNN's heuristics choose. --cache: the page cache of the reads,"
+    print '(A)', "as train's. float16 sets are"
     print '(A)', "widened on the GPU. SIGINT/SIGTERM: the step finishes, the checkpoint is written."
     print '(A)', "Exit: 0 done, 1 a CUDA/cuDNN/cuBLAS call failed, 2 bad input or no GPU, 3 a loss"
     print '(A)', "was not finite, 130/143 stopped by SIGINT/SIGTERM."
@@ -373,7 +385,7 @@ contains
     print '(A, I0, A, I0, A, G0, A)', "training ", total_steps - position%step, " steps: batch ", &
         batch, ", lr ", lr_arg, ", math " // merge("fp32", "tf32", options%strict_fp32) // &
         merge(", fused forward", "               ", options%fused) // &
-        merge(", graph API", "           ", options%graph_api)
+        merge(", graph API", "           ", options%graph_api) // trim(merge(", bf16", "      ", options%bf16))
     call catch_signals()
     call system_clock(started, clock_rate)
     ! batch b = step - 1; SLOTS batches are read ahead, the next one copied while this step runs
@@ -521,7 +533,9 @@ contains
         json_bool(drop_last) // ', "backend": "cudnn", "math": "' // &
         merge("fp32", "tf32", options%strict_fp32) // '", "deterministic": ' // &
         json_bool(options%deterministic) // ', "fused": ' // json_bool(options%fused) // &
-        ', "graph": ' // json_bool(graph) // ', "graph_api": false, "precision": "fp32", "log_every": ' // &
+        ', "graph": ' // json_bool(graph) // ', "graph_api": ' // json_bool(options%graph_api) // &
+        ', "precision": "' // &
+        merge("bf16", "fp32", options%bf16) // '", "log_every": ' // &
         int_text(int(log_every, c_int64_t)) // ', "checkpoint_every": ' // &
         int_text(checkpoint_every) // ', "profile": 0, "cache": "auto"}'
   end function config_json

@@ -11,8 +11,10 @@
 #     probe   benchmarks/probe: every cuDNN algorithm and graph-API engine per op, timed (~2.5 min)
 #     fortran benchmarks/fortran_parity.py: the Fortran program against Python, same init, data and
 #             algorithms, 256^2 and 1024^2, fp32/tf32, fused or not, float16 data, --graph; then
-#             SIGINT + --resume each way round and --val-data (~6 min; $PARITY_ARGS: --quick, or
-#             "--work /tmp/fortran_parity" to read from the local disk instead of /dev/shm)
+#             SIGINT + --resume each way round and --val-data; then --graph-api (own engines,
+#             Python's, with --graph, with --precision bf16) (~8 min; $PARITY_ARGS: --quick,
+#             --graph-api-only for the graph-API rows alone, or "--work /tmp/fortran_parity" to
+#             read from the local disk instead of /dev/shm)
 #     multi   several GPUs: tests/distributed/test_multi_gpu.py (parity, failures; skipped on one
 #             GPU), then benchmarks/bench_ddp.py, ours against PyTorch DDP ($BENCH_DDP_ARGS)
 #     micrographs  (only when named) the README's path from micrographs: 2 generated 4096 x 4096

@@ -1,6 +1,7 @@
 """The algorithm table: the cuDNN algorithms a model chose, as text the Fortran program reads.
 
-train writes OUT/algorithms.txt for the legacy cudnn step; `denoise_train --algorithms FILE`
+train writes OUT/algorithms.txt for the legacy cudnn step, and dump into its OUT for the dumped
+step; `denoise_train --algorithms FILE`
 (fortran/denoise_algorithms.f90) reads it, so that both run the same kernels. Format 1, one fact a
 line, `#` lines are comments (docs/fortran.md, "The algorithm table"):
 
@@ -56,6 +57,14 @@ def format_table(table: list[Row], batch: int, height: int, width: int, math: st
     lines = (f"{r.layer} {r.direction} {r.algo} {r.algo_name} {r.workspace} {r.math_type} "
              f"{r.math_name}" for r in table)
     return table_text.format_table(FORMAT_LINE, lines, batch, height, width, math, comment)
+
+
+def model_text(model, batch: int, height: int, width: int, math: str) -> str:
+    """The table of a legacy DenoiseCNN's choices as train writes it, the GPU and cuDNN named."""
+    from ..bindings import cudnn
+
+    return format_table(rows(model), batch, height, width, math,
+                        comment=f"{model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}")
 
 
 def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,

@@ -23,6 +23,7 @@ _BASIC = {
     "unsigned int": "integer(c_int)",  # flags (cudaStreamWaitEvent): small, same size and passing
     "size_t": "integer(c_size_t)",
     "int64_t": "integer(c_int64_t)",
+    "unsigned long long": "integer(c_long_long)",  # flags (cudaGraphInstantiate): Fortran has no unsigned
     "float": "real(c_float)",
     "double": "real(c_double)",
     "char": "character(kind=c_char)",

@@ -1,5 +1,7 @@
 """The dump format (docs/formats.md, "Dump"): one step's every intermediate as OUT/<name>.bin (raw
-little-endian float32, C order, no header) and OUT/manifest.json with each tensor's checksums.
+little-endian float32, C order, no header) and OUT/manifest.json with each tensor's checksums;
+a cudnn dump also holds the algorithm table of its step (port/algorithm_table.py), listed in the
+manifest's "tables".
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ ORDER: tuple[str, ...] = (
 )
 
 
-def write_dump(out: Path, record: dict, settings: dict) -> dict:
-    """Write record's tensors as OUT/<name>.bin in ORDER, and OUT/manifest.json; return the
-    manifest.
+def write_dump(out: Path, record: dict, settings: dict, tables: dict[str, str] | None = None) -> dict:
+    """Write record's tensors as OUT/<name>.bin in ORDER, the tables (file name -> text), and
+    OUT/manifest.json; return the manifest.
 
     The files are written beside OUT's old ones and moved in together, the manifest last
-    (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump.
+    (outdir.Staging): OUT holds a whole dump, old or new, and a manifest means a whole dump. A
+    table the old dump listed and the new one has not (a cudnn dump replaced by a reference one)
+    is removed after: it would name algorithms that the new step did not run.
     """
+    tables = tables or {}
     if set(record) != set(ORDER):
         raise RuntimeError(f"record_step gave {sorted(set(record) ^ set(ORDER))} unlike dump_format.ORDER")
     tensors = []
@@ -45,15 +50,21 @@ def write_dump(out: Path, record: dict, settings: dict) -> dict:
         sums = {key: _json_number(value) for key, value in checksum(array.astype(np.float32)).items()}
         tensors.append({"name": name, "file": f"{name}.bin", "shape": list(array.shape),
                         "dtype": "float32", "byte_order": "little", **sums})
-    manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "settings": settings}
+    manifest = {"format": FORMAT, "version": VERSION, "tensors": tensors, "tables": sorted(tables),
+                "settings": settings}
     text = _manifest_text(manifest)  # before touching the disk: refuses what JSON cannot hold
     make_folder(out, "--out")
+    old = dump_members(out) if foreign_in_dump(out) is None else set()
     with Staging(out, MANIFEST_FILE) as stage:
         for name, entry in zip(ORDER, tensors):
             array = np.asarray(record[name], dtype=DTYPE)
             (stage.path / entry["file"]).write_bytes(array.tobytes(order="C"))
+        for name, table in tables.items():
+            (stage.path / name).write_text(table)
         (stage.path / MANIFEST_FILE).write_text(text)
         stage.commit()
+    for name in old - dump_members(out):
+        (Path(out) / name).unlink(missing_ok=True)
     return manifest
 
 
@@ -62,7 +73,8 @@ def _manifest_text(manifest: dict) -> str:
     rows = ",\n".join("  " + json.dumps(t, allow_nan=False) for t in manifest["tensors"])
     settings = json.dumps(manifest["settings"], indent=1, allow_nan=False).replace("\n", "\n ")
     return (f'{{\n "format": {json.dumps(manifest["format"])},\n "version": {manifest["version"]},\n'
-            f' "tensors": [\n{rows}\n ],\n "settings": {settings}\n}}\n')
+            f' "tensors": [\n{rows}\n ],\n "tables": {json.dumps(manifest["tables"])},\n'
+            f' "settings": {settings}\n}}\n')
 
 
 def foreign_in_dump(out: Path) -> str | None:
@@ -82,9 +94,12 @@ def foreign_in_dump(out: Path) -> str | None:
 
 
 def dump_members(out: Path) -> set[str]:
-    """The names a dump's manifest lists, with manifest.json (call after foreign_in_dump is None)."""
+    """The names a dump's manifest lists (tensor files, tables), with manifest.json (call after
+    foreign_in_dump is None)."""
     manifest = json.loads((Path(out) / MANIFEST_FILE).read_text())
-    return {t.get("file") for t in manifest["tensors"] if isinstance(t, dict)} | {MANIFEST_FILE}
+    tables = manifest.get("tables", [])  # dumps written before tables were listed have none
+    tables = {name for name in tables if isinstance(name, str)} if isinstance(tables, list) else set()
+    return {t.get("file") for t in manifest["tensors"] if isinstance(t, dict)} | tables | {MANIFEST_FILE}
 
 
 def read_dump(out: Path) -> dict[str, np.ndarray]:

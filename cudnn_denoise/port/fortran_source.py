@@ -97,6 +97,7 @@ _INTERFACES_HEAD = """\
 !   void **devPtr (cudaMalloc, cudaMallocHost)         type(c_ptr), intent(out): the new address
 !   enums (cudnnStatus_t, cudnnDataType_t ...)         integer(c_int) and the named constants below
 !   size_t, (unsigned) int, float, double by value     integer(c_size_t), integer(c_int), real(...)
+!   unsigned long long (flags) by value                integer(c_long_long)
 !   device data, alpha and beta (void *, float *)      type(c_ptr), value: pass c_loc(x) of a target
 !                                                        (alpha: real(c_float), target :: one = 1)
 !   int *, size_t *, double *, enum * (results)        by reference, intent(out)

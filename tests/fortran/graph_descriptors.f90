@@ -24,6 +24,16 @@ program graph_descriptors
   call plain_dgrad_graph(g, 16, 1, n, h, w);  call show("conv3.plain_dgrad", g)
   call relu_backward_graph(g, 16, n, h, w, .true.);  call show("relu_backward_bias", g)
   call relu_backward_graph(g, 16, n, h, w, .false.); call show("relu_backward", g)
+  ! --precision bf16: the roles of layers/precision.py's layer_types as BFLOAT16
+  call forward_graph(g, 1, 16, .true., n, h, w, BF16_FORWARD(:, 1));  call show("conv1.forward.bf16", g)
+  call forward_graph(g, 16, 16, .true., n, h, w, BF16_FORWARD(:, 2)); call show("conv2.forward.bf16", g)
+  call forward_graph(g, 16, 1, .false., n, h, w, BF16_FORWARD(:, 3)); call show("conv3.forward.bf16", g)
+  call wgrad_graph(g, 1, 16, n, h, w, BF16_BACKWARD);  call show("conv1.wgrad.bf16", g)
+  call wgrad_graph(g, 16, 1, n, h, w, BF16_BACKWARD);  call show("conv3.wgrad.bf16", g)
+  call dgrad_graph(g, 16, 16, n, h, w, .true., BF16_BACKWARD); call show("conv2.dgrad_bias.bf16", g)
+  call plain_dgrad_graph(g, 16, 1, n, h, w, BF16_BACKWARD); call show("conv3.plain_dgrad.bf16", g)
+  call relu_backward_graph(g, 16, n, h, w, .true., BF16_BACKWARD);  call show("relu_backward_bias.bf16", g)
+  call relu_backward_graph(g, 16, n, h, w, .false., BF16_BACKWARD); call show("relu_backward.bf16", g)
 
 contains
 

@@ -3,9 +3,11 @@ CUDA runtime, says in one line that there is no GPU, refuses bad input naming it
 algorithm table that train writes (the GPU comparison with Python is benchmarks/fortran_parity.py).
 """
 
+import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,6 +43,18 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
     assert not (tmp_path / "out").exists()  # nothing is made before the GPU is known
 
 
+@pytest.mark.skipif(gpu_status()[0], reason="a GPU is visible here: the GPU run is fortran_parity.py's")
+@pytest.mark.parametrize("options", [["--graph", "--graph-api"], ["--graph-api", "--graph", "--deterministic"],
+                                     ["--graph-api", "--precision", "bf16"],
+                                     ["--graph-api", "--precision", "bf16", "--graph"],
+                                     ["--precision", "fp32", "--math", "fp32"]])
+def test_options_that_go_together_reach_the_gpu_check(build, inputs, tmp_path, options):
+    """Accepted: the program gets as far as asking for the GPU (here: none, exit 2)."""
+    result = train(build, "--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "out", *options)
+    assert result.returncode == 2
+    assert result.stderr.startswith("denoise_train: no NVIDIA GPU or driver found"), result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "--data, --out and one of --init or --resume are required"),
     (["--math", "fp16"], "--math must be tf32 or fp32, not fp16"),
@@ -51,6 +65,9 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(build, inputs, tmp_pat
     (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer of at least 0, not '-1'"),
     (["--resume"], "one of --init or --resume are required"),  # both given
     (["--cache", "sometimes"], "--cache must be one of auto, keep, drop, not 'sometimes'"),
+    (["--precision", "bf16"], "--precision bf16 runs on the graph-API path only: it needs --graph-api"),
+    (["--precision", "bf16", "--graph-api", "--math", "fp32"], "it cannot be strict FP32 (--math fp32)"),
+    (["--precision", "fp16", "--graph-api"], "--precision must be fp32 or bf16, not fp16"),
 ])
 def test_bad_arguments_are_named_with_exit_2(build, inputs, tmp_path, args, message):
     required = ["--data", inputs / "data", "--init", inputs / "init", "--out", tmp_path / "o"] if args else []
@@ -184,6 +201,65 @@ def test_rows_come_from_the_models_choices_in_search_order():
         ("conv1", "forward", 1, 10, "CUDNN_TENSOR_OP_MATH"), ("conv1", "backward_filter", 2, 20, "CUDNN_TENSOR_OP_MATH"),
         ("conv2", "forward", 3, 30, "CUDNN_TENSOR_OP_MATH"), ("conv2", "backward_filter", 4, 40, "CUDNN_TENSOR_OP_MATH"),
         ("conv2", "backward_data", 5, 50, "CUDNN_TENSOR_OP_MATH")]
+
+
+# ---- dump's algorithm table: a cudnn dump holds its step's table beside the tensors ----
+
+class ChoosingModel:  # what the dump's table reads of a DenoiseCNN: its choices and the GPU's name
+    ctx = SimpleNamespace(gpu_name="Test GPU")
+
+    def algorithms(self):
+        from cudnn_denoise.layers.algorithms import Choice
+
+        choices = {}
+        for r in ROWS:
+            choices.setdefault(r.layer, {})[r.direction] = Choice(r.algo, r.algo_name, r.workspace, r.math_type,
+                                                                  True, -1.0)
+        return choices
+
+
+def reference_record() -> dict:
+    """A record_step result in the dump's names and shapes (the reference backend's, batch 4 of 8 x 8)."""
+    from cudnn_denoise.network.reference import ReferenceModel
+
+    x = np.random.default_rng(0).random((4, 1, 8, 8), np.float32)
+    return ReferenceModel(params.init_params(0)).record_step(x, x, 0.1)
+
+
+def test_a_cudnn_dump_holds_its_algorithm_table_and_the_manifest_lists_it(roundtrip, tmp_path):
+    from cudnn_denoise import dump
+    from cudnn_denoise.port import dump_format
+
+    out = tmp_path / "dump"
+    tables = dump.algorithm_tables(ChoosingModel(), "cudnn", 4, 24, 32, "fp32")
+    manifest = dump_format.write_dump(out, reference_record(), {}, tables)
+    assert manifest["tables"] == [algorithm_table.FILE_NAME]
+    assert json.loads((out / "manifest.json").read_text())["tables"] == [algorithm_table.FILE_NAME]
+    header, rows = algorithm_table.read(out / algorithm_table.FILE_NAME)
+    assert header == {"batch": 4, "height": 24, "width": 32, "math": "fp32"}
+    assert rows == [algorithm_table.Row(r.layer, r.direction, r.algo, r.algo_name, r.workspace, r.math_type,
+                                        rows[i].math_name) for i, r in enumerate(ROWS)]
+    assert "# Test GPU, cuDNN " in (out / algorithm_table.FILE_NAME).read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(dump_format.dump_members(out))
+    dump._check_out(out, overwrite=True)  # a dump with its table is still a dump --overwrite replaces
+    # the Fortran program takes it as --algorithms
+    result = run([roundtrip, out / algorithm_table.FILE_NAME, tmp_path / "back.txt", 4, 24, 32, "fp32"])
+    assert result.returncode == 0, result.stderr
+    # a reference dump over it chose no algorithms: the old table goes
+    assert dump.algorithm_tables(ChoosingModel(), "reference", 4, 24, 32, "fp32") == {}
+    assert dump_format.write_dump(out, reference_record(), {})["tables"] == []
+    assert not (out / algorithm_table.FILE_NAME).exists()
+    dump._check_out(out, overwrite=True)
+
+
+def test_the_docs_list_the_files_a_dump_holds():
+    from cudnn_denoise.port import dump_format
+
+    doc = (HERE.parents[1] / "docs" / "fortran.md").read_text()
+    item = doc[doc.index("- Dump (`python -m cudnn_denoise.dump`)"):]
+    item = item[:item.index("\n- ") if "\n- " in item else item.index("\n\n")]
+    for name in ("`<name>.bin`", f"`{dump_format.MANIFEST_FILE}`", f"`{algorithm_table.FILE_NAME}`", '`"tables"`'):
+        assert name in item, name
 
 
 def test_the_reference_trainer_writes_no_table(tmp_path):

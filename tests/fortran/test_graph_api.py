@@ -16,11 +16,17 @@ from test_fortran import HERE, build, compile_program, run  # noqa: F401 (build:
 from cudnn_denoise import params
 from cudnn_denoise.bindings import CudnnError, cublas, cudnn, load_cudart
 from cudnn_denoise.layers import graphs
+from cudnn_denoise.layers.precision import layer_types
 from cudnn_denoise.params import LAYERS
 from cudnn_denoise.port import engine_table
 
 N, H, W = 2, 8, 6
 CONV1, CONV2, CONV3 = LAYERS
+
+
+def bf16(spec):
+    """--precision bf16's data types of one layer's graphs."""
+    return layer_types("bf16", spec, spec is CONV1)
 
 
 def python_graphs():
@@ -48,6 +54,17 @@ def python_graphs():
         "conv3.plain_dgrad": lambda: graphs.plain_dgrad_graph(CONV3, N, H, W),
         "relu_backward_bias": lambda: graphs.relu_backward_graph(16, N, H, W, bias_gradient=True),
         "relu_backward": lambda: graphs.relu_backward_graph(16, N, H, W, bias_gradient=False),
+        "conv1.forward.bf16": lambda: graphs.forward_graph(CONV1, N, H, W, bf16(CONV1).forward),
+        "conv2.forward.bf16": lambda: graphs.forward_graph(CONV2, N, H, W, bf16(CONV2).forward),
+        "conv3.forward.bf16": lambda: graphs.forward_graph(CONV3, N, H, W, bf16(CONV3).forward),
+        "conv1.wgrad.bf16": lambda: graphs.wgrad_graph(CONV1, N, H, W, bf16(CONV1).wgrad),
+        "conv3.wgrad.bf16": lambda: graphs.wgrad_graph(CONV3, N, H, W, bf16(CONV3).wgrad),
+        "conv2.dgrad_bias.bf16": lambda: graphs.dgrad_graph(CONV2, N, H, W, True, bf16(CONV2).dgrad),
+        "conv3.plain_dgrad.bf16": lambda: graphs.plain_dgrad_graph(CONV3, N, H, W, bf16(CONV3).dgrad),
+        "relu_backward_bias.bf16": lambda: graphs.relu_backward_graph(16, N, H, W, bf16(CONV2).dgrad,
+                                                                      bias_gradient=True),
+        "relu_backward.bf16": lambda: graphs.relu_backward_graph(16, N, H, W, bf16(CONV2).dgrad,
+                                                                 bias_gradient=False),
     }
     result = {}
     graphs.tensor = recording
@@ -134,9 +151,27 @@ def test_fortran_reads_the_engine_table_that_python_writes(build, tmp_path):  # 
                                           "cudnn_denoise_checkpoint.o"], libs)
     result = run([exe, path])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        f"{r.layer} {r.direction} {r.position} {r.engine} {'T' if r.operation.endswith(' bias') else 'F'}"
-        for r in rows]
+    assert result.stdout.splitlines() == printed(rows)
     other = engine_table.write(tmp_path / "other.txt", rows, 4, 512, 512, "tf32")
     refused = run([exe, other])
     assert refused.returncode == 2 and "not this run's" in refused.stderr
+    # --precision bf16: the split dgrad forms' rows, whose reduction is in relu_backward
+    rows16 = [engine_table.Row("conv1", "forward", 0, 12, "graph forward relu bf16"),
+              engine_table.Row("conv2", "backward_data", 2, 9, "graph backward_data bf16"),
+              engine_table.Row("conv2", "relu_backward", 0, 3, "graph relu_backward bias bf16"),
+              engine_table.Row("conv3", "backward_data", 1, 9, "graph backward_data bf16"),
+              engine_table.Row("conv3", "relu_backward", 0, 4, "graph relu_backward bf16"),
+              engine_table.Row("conv3", "backward_filter", 1, 8, "graph backward_filter bf16")]
+    bf16 = engine_table.write(tmp_path / "bf16.txt", rows16, 4, 256, 256, "tf32")
+    result = run([exe, bf16, "bf16"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == printed(rows16)
+    for table, precision in ((bf16, "fp32"), (path, "bf16")):  # a table of the other precision
+        refused = run([exe, table, precision])
+        assert refused.returncode == 2 and "an engine table for --precision" in refused.stderr, refused.stderr
+
+
+def printed(rows) -> list[str]:
+    """engine_table_read's lines for these rows: bias T where the operation has the reduction."""
+    return [f"{r.layer} {r.direction} {r.position} {r.engine} {'T' if ' bias' in r.operation else 'F'}"
+            for r in rows]
