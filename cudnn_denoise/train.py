@@ -63,10 +63,12 @@ def parser() -> arguments.ArgumentParser:
                         "step's batch is R times it")
     t.add_argument("--lr", type=arguments.number(positive=True), default=SEED.lr,
                    help=f"SGD learning rate (default {SEED.lr})")
-    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=SEED.epochs,
-                   help=f"passes over the data (default {SEED.epochs})")
+    t.add_argument("--epochs", type=arguments.integer(minimum=1),
+                   help=f"passes over the data (default {SEED.epochs}, or none with --max-steps); "
+                        "with --max-steps, the first limit reached ends the run")
     t.add_argument("--max-steps", type=arguments.integer(minimum=0),
-                   help="stop after N steps; 0 writes the initial checkpoint and exits")
+                   help="stop after N steps, over as many epochs as they take unless --epochs "
+                        "ends the run first; 0 writes the initial checkpoint and exits")
     t.add_argument("--seed", type=arguments.integer(minimum=0), default=0,
                    help="seeds the initial parameters and the shuffle (default 0)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
@@ -157,6 +159,8 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
+    if args.epochs is None and args.max_steps is None:  # --max-steps alone: no epoch limit
+        args.epochs = SEED.epochs
     if args.precision == "bf16" and not args.graph_api:
         args.graph_api, graph_api = True, "--graph-api (which --precision bf16 runs on)"
     else:
@@ -220,8 +224,11 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
                 return 0
-            print(f"training {trainer.total_steps} steps: batch {config.batch_size * world.size}, lr {config.lr}, "
-                  f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
+            steps, limit = trainer.limit
+            epochs = -(-steps // trainer.reader.batches_per_epoch)
+            print(f"training {console.plural(steps, 'step')} ({limit}): batch "
+                  f"{config.batch_size * world.size}, lr {config.lr}, {console.plural(epochs, 'epoch')} "
+                  f"of {console.plural(trainer.reader.batches_per_epoch, 'batch', 'batches')}")
             try:
                 summary = trainer.run()
             except NonFiniteLoss as exc:
@@ -232,7 +239,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
         finally:
             trainer.close()
     if world.lead:
-        _report(summary, args.out)
+        _report(summary, args.out, trainer.limit[1])
     if summary.interrupted is not None:
         print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "
               f"checkpoint at {summary.checkpoint}; continue with --resume", file=sys.stderr)
@@ -259,12 +266,12 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
                             "replace it with --overwrite, or choose another --out")
 
 
-def _report(summary, out: Path) -> None:
+def _report(summary, out: Path, limit: str) -> None:
     pos = summary.position
-    rate = summary.steps_run / summary.seconds if summary.seconds > 0 else 0.0
-    print(f"done: {pos.step} steps, final loss {pos.last_loss:.4f}, average loss "
-          f"{pos.loss_sum / max(pos.step, 1):.4f}; {summary.steps_run} steps in {summary.seconds:.1f} s "
-          f"({rate:.1f} batches/s)")
+    ended = f"stopped by {limit}" if summary.interrupted is None else "interrupted"
+    print(f"done: {console.plural(pos.step, 'step')} ({ended}), final loss {pos.last_loss:.4f}, average "
+          f"loss {pos.loss_sum / max(pos.step, 1):.4f}; {console.plural(summary.steps_run, 'step')} in "
+          f"{summary.seconds:.1f} s ({console.rate(summary.steps_run, summary.seconds, 'batches')})")
     if summary.val:
         val = summary.val
         print(f"validation: loss {val['val_loss']:.4f}, PSNR {val['val_psnr']:.2f} dB "

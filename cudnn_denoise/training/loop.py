@@ -157,9 +157,18 @@ class Trainer:
                               c.batch_size, d.height, d.width, c.math, comment=comment)
 
     @property
+    def limit(self) -> tuple[int, str]:
+        """(steps, flag): the run's length and the limit that sets it, the first reached of
+        --max-steps and --epochs (either may be None: no such limit)."""
+        c = self.config
+        limits = [(c.max_steps, f"--max-steps {c.max_steps}")] if c.max_steps is not None else []
+        if c.epochs is not None:
+            limits.append((c.epochs * self.reader.batches_per_epoch, f"--epochs {c.epochs}"))
+        return min(limits, key=lambda limit: limit[0])
+
+    @property
     def total_steps(self) -> int:
-        total = self.config.epochs * self.reader.batches_per_epoch
-        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+        return self.limit[0]
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -278,12 +287,13 @@ class Trainer:
         self.world.check_same(self.model.get_params(), pos.step)
         if not self.world.lead:
             return
-        rate = progress.rate(steps_run)
-        eta = (self.total_steps - pos.step) / rate if rate > 0 else 0.0
+        rate = progress.rate(steps_run)  # 0 when no time was measured: not shown as a rate
+        eta = format_duration((self.total_steps - pos.step) / rate) if rate > 0 else "—"
         entry = {"step": pos.step, "epoch": pos.epoch, "loss": pos.last_loss, "average": pos.loss_sum / pos.step,
-                 "batches_per_s": rate, "time": time.time()}
+                 "batches_per_s": rate if rate > 0 else None, "time": time.time()}
+        shown = f"{rate:6.1f}" if rate > 0 else f"{'—':>6}"
         line = (f"batch {pos.step:6d}  epoch {pos.epoch}  loss {pos.last_loss:.4f}  average {entry['average']:.4f}"
-                f"  {rate:6.1f} batches/s  ETA {format_duration(eta)}")
+                f"  {shown} batches/s  ETA {eta}")
         if self.val_dataset is not None:
             entry.update(self._validate())
             line += f"  val loss {entry['val_loss']:.4f}  PSNR {entry['val_psnr']:.2f} dB"

@@ -29,7 +29,7 @@ class Config:
     batch_size: int = field(default=4, metadata={"minimum": 1})
     ranks: int = field(default=1, metadata={"minimum": 1})  # processes training together
     lr: float = 0.001
-    epochs: int = field(default=1, metadata={"minimum": 1})
+    epochs: int | None = field(default=1, metadata={"minimum": 1})  # None: --max-steps alone
     max_steps: int | None = None
     seed: int = 0
     shuffle: bool = True

@@ -64,6 +64,41 @@ def test_max_steps_0_writes_the_initial_parameters(cli, data32, tmp_path):
                 assert values.max() > 0.5 * bound, name
 
 
+def test_max_steps_alone_trains_over_as_many_epochs_as_it_takes(cli, data32, tmp_path):
+    """40 samples make 10 batches an epoch: --max-steps 25 without --epochs runs 3 epochs' worth."""
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 25)
+    assert result.code == 0, result.err
+    assert "training 25 steps (--max-steps 25): batch 4, lr 0.001, 3 epochs of 10 batches" in result.out
+    assert "done: 25 steps (stopped by --max-steps 25)" in result.out
+    assert checkpoint.load(out / "checkpoint").step == 25
+
+
+@pytest.mark.parametrize("epochs, steps, limit", [(2, 25, "--epochs 2"), (3, 25, "--max-steps 25")])
+def test_epochs_and_max_steps_the_first_limit_reached_ends_the_run(cli, data32, tmp_path, epochs,
+                                                                   steps, limit):
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", steps,
+                 "--epochs", epochs)
+    assert result.code == 0, result.err
+    ran = min(steps, 10 * epochs)
+    assert f"training {ran} steps ({limit})" in result.out
+    assert f"done: {ran} steps (stopped by {limit})" in result.out
+    assert checkpoint.load(out / "checkpoint").step == ran
+
+
+def test_one_step_is_singular_and_no_rate_without_time(cli, data32, tmp_path, monkeypatch):
+    """A run too short for the clock: "1 step", "1 epoch of 10 batches", and no 0.0 batches/s."""
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)  # no time passes
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--max-steps", 1)
+    assert result.code == 0, result.err
+    assert "training 1 step (--max-steps 1): batch 4, lr 0.001, 1 epoch of 10 batches" in result.out
+    assert "done: 1 step (stopped by --max-steps 1)" in result.out
+    assert "; 1 step in 0.0 s (— batches/s)" in result.out
+    assert "0.0 batches/s" not in result.out and "1 steps" not in result.out
+
+
 @pytest.mark.parametrize("shuffle", ["--shuffle", "--no-shuffle"])
 def test_batches_come_in_the_promised_order(cli, data32, tmp_path, shuffle):
     """25 steps over 10-batch epochs, compared with a plain loop over the documented order."""
