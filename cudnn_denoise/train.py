@@ -43,7 +43,7 @@ EXIT_CODES = """exit codes:
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
 VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
-mean loss over their full batches and the PSNR are printed and written to metrics.jsonl; it costs
+mean loss over all of them (however few) and the PSNR are printed and written to metrics.jsonl; it costs
 one forward pass over the set each time"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
@@ -213,10 +213,10 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                           data_stats=stats, tracer=tracer, world=world, on_checkpoint=on_checkpoint)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
-            pairs = (f"{val_dataset.count} pairs, the training samples themselves (--val-data holds "
+            pairs = (f"{console.plural(val_dataset.count, 'pair')}, the training samples themselves (--val-data holds "
                      "the same as --data): not held out, a measure of fit only"
                      if fingerprint(val_dataset) == fingerprint(dataset)
-                     else f"{val_dataset.count} held-out pairs")
+                     else console.plural(val_dataset.count, "held-out pair"))
             print(f"validation: {pairs}, scored at each log line; "
                   f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
                   f"[{low:g}, {high:g}] ({where})")

@@ -92,7 +92,7 @@ class Trainer:
             self.model.reduce_gradients = self.gpus.gradient_average(self.model)
         elif world.size > 1:
             self.model.reduce_gradients = world.average_gradients
-        self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
+        self._partials: dict = {}  # rows -> a model for a smaller batch; shares the parameters
         self.cache = cache.choose(config.cache, dataset.nbytes, cache.mem_available())
         report(f"data: {self.cache.describe()}")
         self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle,
@@ -242,13 +242,15 @@ class Trainer:
             self._flush()
 
     def _model_for(self, rows: int):
-        """The model for a batch of `rows` < batch_size: the NumPy model takes any batch as it is;
-        a cuDNN model is built for one shape, so a second one shares the first one's parameters."""
-        if not self.gpu:
+        """The model for a batch of `rows` < batch_size (an epoch's last, the held-out set's
+        last): the NumPy model takes any batch as it is; a cuDNN model is built for one shape, so
+        one more per size shares the first one's parameters (at most two sizes: training's, and
+        validation's)."""
+        if not self.gpu or rows == self.config.batch_size:
             return self.model
-        if self._partial is None or self._partial.shape[0] != rows:
-            self._partial = self._build(self.model.params, rows, stream=self.model.stream)
-        return self._partial
+        if rows not in self._partials:
+            self._partials[rows] = self._build(self.model.params, rows, stream=self.model.stream)
+        return self._partials[rows]
 
     def _flush(self) -> None:
         """Read the pending losses and record them (stopping at the first that is not finite)."""
@@ -304,16 +306,19 @@ class Trainer:
         progress.line(line)
 
     def _validate(self) -> dict:
-        """Mean loss over the held-out set's full batches, and the PSNR for the set's value range R
-        (dataset.json's value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
-        with PairReader(self.val_dataset, self.config.batch_size, shuffle=False, drop_last=True,
+        """Mean loss over every pair of the held-out set (a last batch smaller than batch_size
+        too, weighted by its rows), and the PSNR for the set's value range R (dataset.json's
+        value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
+        batch = min(self.config.batch_size, self.val_dataset.count)  # a set smaller than one batch
+        with PairReader(self.val_dataset, batch, shuffle=False, drop_last=False,
                         device=self.gpu, drop_cache=False) as reader:
             total, count = 0.0, 0
             for batch in reader.epoch(0):
+                rows = batch.x.shape[0]
                 batch.wait(getattr(self.model, "stream", None))
                 with self.tracer.evaluate(batch.x, batch.y):
-                    total += self.model.evaluate(batch.x, batch.y)
-                count += 1
+                    total += self._model_for(rows).evaluate(batch.x, batch.y) * rows
+                count += rows
         loss = total / count
         if not math.isfinite(loss):
             check_values(self.val_dataset)  # names the bad sample, if one is the cause
@@ -349,9 +354,8 @@ class Trainer:
         for log in (self.metrics, self.losses):
             if log is not None:
                 log.close()
-        for model in (self._partial, self.model):
-            if model is not None:
-                model.close()
+        for model in (*self._partials.values(), self.model):
+            model.close()
         if self.gpus is not None:  # after the models: their CUDA graphs may hold NCCL calls
             self.gpus.close()
 

@@ -301,7 +301,7 @@ def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
     assert result.code == 0, result.err
     rows = metrics(out)
     assert [r["step"] for r in rows] == [5, 10]
-    # The last row's validation ran on the parameters the checkpoint holds: 3 full batches of 4.
+    # The last row's validation ran on the parameters the checkpoint holds: 3 batches of 4.
     model = ReferenceModel(checkpoint.load(out / "checkpoint").params)
     x = np.fromfile(val.noisy, np.float32).reshape(12, 1, 32, 32)
     y = np.fromfile(val.clean, np.float32).reshape(12, 1, 32, 32)
@@ -310,6 +310,24 @@ def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
     assert rows[-1]["val_psnr"] == pytest.approx(10 * math.log10(1 / loss), rel=1e-12)
     assert result.out.count("val loss") == 2
     assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB" in result.out
+
+
+@pytest.mark.parametrize("count", [1, 6])
+def test_a_held_out_set_smaller_than_or_not_a_multiple_of_a_batch_is_scored_whole(cli, data32, make_data,
+                                                                                 tmp_path, count):
+    """1 pair (less than a batch of 4) or 6 (a batch and a last one of 2): the loss is the mean
+    over every pair, each batch weighted by its rows."""
+    val = make_data(count, seed=9, name="val")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU,
+                 "--out", out, "--max-steps", 2, "--log-every", 2)
+    assert result.code == 0, result.err
+    assert f"validation: {'1 held-out pair,' if count == 1 else '6 held-out pairs,'}" in result.out
+    model = ReferenceModel(checkpoint.load(out / "checkpoint").params)
+    x = np.fromfile(val.noisy, np.float32).reshape(count, 1, 32, 32)
+    y = np.fromfile(val.clean, np.float32).reshape(count, 1, 32, 32)
+    loss = sum(model.evaluate(x[i:i + 4], y[i:i + 4]) * len(x[i:i + 4]) for i in range(0, count, 4)) / count
+    assert metrics(out)[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
 
 
 def test_help_names_every_flag_and_the_exit_codes(capsys):
