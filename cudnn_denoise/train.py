@@ -26,6 +26,7 @@ from .network import backends, options
 from .network.options import PRECISIONS
 from .port import calls, trace
 from .training import earlier_run, lossplot, run_folder, start
+from .training.loop import versus_baseline
 from .training.run_record import SEED, Config
 from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
@@ -44,7 +45,8 @@ under MPI, any rank's non-zero code or unhandled error ends every rank through M
 
 VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
 mean loss over all of them (however few) and the PSNR are printed and written to metrics.jsonl; it costs
-one forward pass over the set each time"""
+one forward pass over the set each time; the first line gives the PSNR of the noisy inputs
+themselves (the baseline), and each one whether the model is above it"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 
@@ -219,7 +221,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                      else console.plural(val_dataset.count, "held-out pair"))
             print(f"validation: {pairs}, scored at each log line; "
                   f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
-                  f"[{low:g}, {high:g}] ({where})")
+                  f"[{low:g}, {high:g}] ({where}); baseline (noisy input) {trainer.val_baseline:.2f} dB")
         try:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
@@ -274,7 +276,7 @@ def _report(summary, out: Path, limit: str) -> None:
           f"{summary.seconds:.1f} s ({console.rate(summary.steps_run, summary.seconds, 'batches')})")
     if summary.val:
         val = summary.val
-        print(f"validation: loss {val['val_loss']:.4f}, PSNR {val['val_psnr']:.2f} dB "
+        print(f"validation: loss {val['val_loss']:.4f}, PSNR {versus_baseline(val)} "
               f"(data range {val['val_data_range']:g})")
     if summary.gpu_memory_mib is not None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")

@@ -29,6 +29,7 @@ from ..data import cache
 from ..data.fingerprint import fingerprint
 from ..data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from ..data.reader import PairReader
+from ..data.stats import input_mse
 from ..distributed.world import SINGLE, World
 from ..network.backends import build
 from ..network.model import LOSS_SLOTS
@@ -78,6 +79,7 @@ class Trainer:
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
         # (low, high, where from): the PSNR's peak is high - low
         self.val_range = value_range(val_dataset) if val_dataset is not None else None
+        self.val_baseline = self._baseline_psnr() if val_dataset is not None else None
         self.gpu = config.backend == "cudnn"
         self.gpus = None  # nccl.DataParallel: this rank's GPU, communicator and watchdog
         if self.gpu and world.distributed:  # before any CUDA work: it picks the GPU
@@ -298,7 +300,7 @@ class Trainer:
                 f"  {shown} batches/s  ETA {eta}")
         if self.val_dataset is not None:
             entry.update(self._validate())
-            line += f"  val loss {entry['val_loss']:.4f}  PSNR {entry['val_psnr']:.2f} dB"
+            line += f"  val loss {entry['val_loss']:.4f}  PSNR {versus_baseline(entry)}"
         self.history.append(entry)
         self.metrics.write(json.dumps(entry) + "\n")
         self.metrics.flush()
@@ -326,9 +328,17 @@ class Trainer:
                                 f"and {self.val_dataset.clean} hold finite values in [0, 1]: the "
                                 "model diverged")
         low, high, _ = self.val_range
-        peak = high - low
-        psnr = 10.0 * math.log10(peak * peak / loss) if loss > 0 else float("inf")
-        return {"val_loss": loss, "val_psnr": psnr, "val_data_range": peak}
+        return {"val_loss": loss, "val_psnr": psnr(high - low, loss), "val_data_range": high - low,
+                "val_baseline_psnr": self.val_baseline}
+
+    def _baseline_psnr(self) -> float:
+        """The PSNR of the held-out set's noisy inputs themselves against their clean targets: the
+        PSNR of doing nothing, which the model's val_psnr must pass to be of use."""
+        mse = input_mse(self.val_dataset)
+        if not math.isfinite(mse):
+            check_values(self.val_dataset)  # names the bad sample
+        low, high, _ = self.val_range
+        return psnr(high - low, mse)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -358,6 +368,19 @@ class Trainer:
             model.close()
         if self.gpus is not None:  # after the models: their CUDA graphs may hold NCCL calls
             self.gpus.close()
+
+
+def psnr(peak: float, mse: float) -> float:
+    """10 log10(peak^2 / MSE), in dB: infinite for an MSE of 0."""
+    return 10.0 * math.log10(peak * peak / mse) if mse > 0 else float("inf")
+
+
+def versus_baseline(val: dict) -> str:
+    """`12.34 dB (+1.10 dB: above the noisy input)`: a validation's PSNR and how it compares with
+    the noisy input's own (_baseline_psnr)."""
+    gain = val["val_psnr"] - val["val_baseline_psnr"]
+    return (f"{val['val_psnr']:.2f} dB ({gain:+.2f} dB: {'above' if gain > 0 else 'not above'} "
+            "the noisy input)")
 
 
 class _Log:

@@ -309,7 +309,29 @@ def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
     assert rows[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
     assert rows[-1]["val_psnr"] == pytest.approx(10 * math.log10(1 / loss), rel=1e-12)
     assert result.out.count("val loss") == 2
-    assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB" in result.out
+    assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB (" in result.out
+
+
+def test_validation_compares_with_the_noisy_input_s_own_psnr(cli, data32, make_data, tmp_path):
+    """The baseline: the PSNR of the noisy inputs against their targets over the whole held-out
+    set (6 pairs: a batch and a partial one), printed first, kept in metrics.jsonl, and each
+    validation line says whether the model is above it."""
+    val = make_data(6, seed=9, name="val")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU, "--out", out,
+                 "--max-steps", 2, "--log-every", 1)
+    assert result.code == 0, result.err
+    x = np.fromfile(val.noisy, np.float32).astype(np.float64)
+    y = np.fromfile(val.clean, np.float32).astype(np.float64)
+    baseline = 10 * math.log10(1 / np.mean((x - y) ** 2))
+    start = next(line for line in result.out.splitlines() if line.startswith("validation: 6 held-out"))
+    assert start.endswith(f"; baseline (noisy input) {baseline:.2f} dB")
+    rows = metrics(out)
+    assert [r["val_baseline_psnr"] for r in rows] == pytest.approx([baseline] * 2, rel=1e-12)
+    for row, line in zip(rows, [line for line in result.out.splitlines() if "val loss" in line]):
+        gain = row["val_psnr"] - baseline
+        assert line.endswith(f"PSNR {row['val_psnr']:.2f} dB ({gain:+.2f} dB: "
+                             f"{'above' if gain > 0 else 'not above'} the noisy input)"), line
 
 
 @pytest.mark.parametrize("count", [1, 6])
