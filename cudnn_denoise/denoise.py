@@ -113,12 +113,14 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    gpu_flags = backends.gpu_flags_given(args)
     files.check_out_dir(args.out)
     sweep_partials(args.out)  # outputs that killed runs left half written
     saved, stats = _model(args)
     jobs, todo, problems, earlier = _jobs(args)
     runlog.attach(args.out / runlog.LOG_NAME)  # the work starts: the log goes beside the outputs
     backend, why = backends.resolve(args.backend)
+    backends.refuse_gpu_flags(gpu_flags, args.backend, backend, why)
     if backend == "cudnn" and args.device is not None:
         why = select_device(args.device)
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))

@@ -106,13 +106,14 @@ def parser() -> arguments.ArgumentParser:
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for each step")
     b = backends.add_arguments(p)
-    b.add_argument("--deterministic", action="store_true",
+    # the cudnn-only flags: default None, told from a given one (backends.gpu_flags_given)
+    b.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic cuDNN algorithms from the heuristics: runs of the legacy step repeat "
                         "bit for bit (with --graph-api or --precision bf16 two runs differed in the last "
                         "bits on the H200: docs/performance.md)")
-    b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
-    b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
-    b.add_argument("--graph-api", action="store_true",
+    b.add_argument("--fused", action="store_true", default=None, help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
+    b.add_argument("--graph", action="store_true", default=None, help="capture the step once as a CUDA graph and replay it")
+    b.add_argument("--graph-api", action="store_true", default=None,
                    help="the NHWC fast path: every convolution direction one fused engine of cuDNN's graph "
                         "(backend) API (conv+bias+ReLU; dgrad+ReLU backward+bias gradient), chosen by timing; "
                         "the fastest TF32 step (docs/performance.md); not with --fused or --trace")
@@ -120,7 +121,7 @@ def parser() -> arguments.ArgumentParser:
                    help="fp32 (default): FP32 tensors, convolutions in --math. bf16: BF16 hidden activations "
                         "and convolutions, FP32 parameters, gradients, loss and update, as PyTorch's autocast; "
                         "faster, not bit-for-bit FP32 (implies --graph-api; docs/performance.md)")
-    b.add_argument("--profile", type=arguments.integer(minimum=0), default=0, metavar="N",
+    b.add_argument("--profile", type=arguments.integer(minimum=0), metavar="N",
                    help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
                         "print the table at the end (cudnn backend, not with --graph or --trace)")
     return p
@@ -157,7 +158,13 @@ def _main(args, world) -> int:
         return 4
 
 
+# The cudnn-only flags that a --trace on the reference backend follows: it records the calls the
+# cudnn backend would make with them.
+TRACED = ("--fused", "--graph", "--math")
+
+
 def run(args, world: distributed.World = distributed.SINGLE) -> int:
+    gpu_flags = backends.gpu_flags_given(args)
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
@@ -175,6 +182,8 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     backend, why = backends.resolve(args.backend)
+    backends.refuse_gpu_flags([flag for flag in gpu_flags if args.trace is None or flag not in TRACED],
+                              args.backend, backend, why)
     if backend != "cudnn" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} needs the cudnn backend (a GPU); the {backend} backend "
                          f"({why}) computes in FP32")
