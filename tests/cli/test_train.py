@@ -352,6 +352,20 @@ def test_a_held_out_set_smaller_than_or_not_a_multiple_of_a_batch_is_scored_whol
     assert metrics(out)[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
 
 
+def test_a_dataset_folder_without_dataset_json_needs_patch_size(cli, make_data, tmp_path):
+    """No shape is guessed for raw files: --patch-size gives it, and the error says so."""
+    data = make_data(8, size=32)
+    (data.noisy.parent / "dataset.json").unlink()
+    common = ("--data", data.noisy.parent, *CPU, "--max-steps", 1)
+    refused = cli(train.main, *common, "--out", tmp_path / "refused")
+    assert refused.code == 2
+    assert refused.one_line_error().startswith(f"error: {data.noisy.parent}: has no dataset.json to give "
+                                               "the samples' shape; pass --patch-size PX")
+    result = cli(train.main, *common, "--out", tmp_path / "run", "--patch-size", 32)
+    assert result.code == 0, result.err
+    assert "data: 8 pairs of 32x32" in result.out
+
+
 def test_help_names_every_flag_and_the_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_:
         train.main(["--help"])

@@ -63,10 +63,17 @@ def test_size_not_multiple_of_sample(tmp_path):
         open_dir(tmp_path / "d", patch_size=4)
 
 
-def test_default_patch_size_is_the_seeds(tmp_path):
-    write_pair(tmp_path / "d", 3, 3, side=4)  # 192 bytes: not one 1024x1024 sample
-    with pytest.raises(DataError, match=r"one 1024x1024 float32 sample"):
+def test_without_json_or_patch_size_the_shape_is_not_guessed(tmp_path):
+    """256 samples of 128x128 fill as many bytes as 4 of 1024x1024: no shape is assumed."""
+    write_pair(tmp_path / "d", 256, 256, side=128)
+    with pytest.raises(DataError) as error:
         open_dir(tmp_path / "d")
+    assert str(error.value) == (f"{tmp_path / 'd'}: has no {META_NAME} to give the samples' shape; pass "
+                                f"--patch-size PX (the side of its square samples) or write a {META_NAME} "
+                                "with height and width")
+    with pytest.raises(DataError, match=r"pass --val-patch-size PX"):
+        open_dir(tmp_path / "d", flag="--val-patch-size")
+    assert open_dir(tmp_path / "d", patch_size=128).count == 256
 
 
 def test_empty_file(tmp_path):
