@@ -148,7 +148,7 @@ def read_meta(path: Path) -> dict:
 def check_meta(meta, path: Path) -> None:
     """DataError naming the file and the field unless `meta` is a dataset.json object whose fields
     have the documented types: height and width (required), count, byte_order, format, version,
-    made_by, ... (dtype and value_range are checked where they are read: file_dtype,
+    made_by, pixel_size, ... (dtype and value_range are checked where they are read: file_dtype,
     value_range)."""
     fields = Fields(meta, path, error=DataError)
     fields.integer("height", minimum=1)
@@ -159,6 +159,7 @@ def check_meta(meta, path: Path) -> None:
         fields.string(key, default=None)
     fields.integer("version", minimum=1, default=None)
     fields.object("made_by", required=False)
+    fields.numbers("pixel_size", length=2, positive=True, default=None, nullable=True)
 
 
 def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
@@ -183,6 +184,12 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
         **(extra or {}),
     }
     return write_atomic(out_dir / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def pixel_size(dataset: Dataset) -> list[float] | None:
+    """[x, y] in angstrom of the micrographs the samples were cut from (dataset.json's pixel_size,
+    checked by read_meta), None when unknown."""
+    return dataset.meta.get("pixel_size")
 
 
 def value_range(dataset: Dataset) -> tuple[float, float, str]:

@@ -123,6 +123,8 @@ def test_json_not_json(identity_dataset):
      "dtype 'float64' is not supported (float32 or float16)"),
     ({"height": 8, "width": 6, "byte_order": 1}, 'byte_order is 1, expected one of "little"'),
     ({"height": 8, "width": 6, "made_by": 3}, "made_by is 3, expected a JSON object"),
+    ({"height": 8, "width": 6, "pixel_size": [1.06, 0]},
+     "pixel_size is [1.06, 0], expected an array of 2 finite numbers > 0 or null"),
     ([8, 6], "the content is [8, 6], expected a JSON object"),
 ])
 def test_every_dataset_json_field_is_type_checked(identity_dataset, meta, message):
