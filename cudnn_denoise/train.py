@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from dataclasses import fields
@@ -44,9 +45,9 @@ EXIT_CODES = """exit codes:
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
 VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
-mean loss over all of them (however few) and the PSNR are printed and written to metrics.jsonl; it costs
-one forward pass over the set each time; the first line gives the PSNR of the noisy inputs
-themselves (the baseline), and each one whether the model is above it"""
+mean loss over all of them (however few) and the PSNR are printed and written to metrics.jsonl;
+it costs one forward pass over the set each time; the first line gives the PSNR of the noisy
+inputs themselves (the baseline), and each one whether the model is above it"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 
@@ -236,7 +237,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
                 return 0
             steps, limit = trainer.limit
-            epochs = -(-steps // trainer.reader.batches_per_epoch)
+            epochs = math.ceil(steps / trainer.reader.batches_per_epoch)
             print(f"training {console.plural(steps, 'step')} ({limit}): batch "
                   f"{config.batch_size * world.size}, lr {config.lr}, {console.plural(epochs, 'epoch')} "
                   f"of {console.plural(trainer.reader.batches_per_epoch, 'batch', 'batches')}")

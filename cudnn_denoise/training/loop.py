@@ -311,8 +311,8 @@ class Trainer:
         """Mean loss over every pair of the held-out set (a last batch smaller than batch_size
         too, weighted by its rows), and the PSNR for the set's value range R (dataset.json's
         value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
-        batch = min(self.config.batch_size, self.val_dataset.count)  # a set smaller than one batch
-        with PairReader(self.val_dataset, batch, shuffle=False, drop_last=False,
+        size = min(self.config.batch_size, self.val_dataset.count)  # a set smaller than one batch
+        with PairReader(self.val_dataset, size, shuffle=False, drop_last=False,
                         device=self.gpu, drop_cache=False) as reader:
             total, count = 0.0, 0
             for batch in reader.epoch(0):
