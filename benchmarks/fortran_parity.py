@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,7 +266,8 @@ def validation(work: Path, binary: Path, env: dict, data: Path, init: Path) -> b
                                        "--no-shuffle"]),
                          (fortran_out, [binary, "--algorithms", python_out / algorithm_table.FILE_NAME])):
         printed = run([*command, "--out", out, *common], work / f"{out.name}.log", env=env).stdout
-        lines.append([line.split("val loss")[1] for line in printed.splitlines() if "val loss" in line])
+        # the loss and PSNR; train goes on to compare the PSNR with the noisy input's
+        lines.append(re.findall(r"val loss \S+  PSNR \S+ dB", printed))
     return bool(lines[0]) and lines[0] == lines[1]
 
 

@@ -26,6 +26,7 @@ from .micrographs.sources import EXIT_BAD_INPUTS
 from .micrographs.star import StarfileMissing
 from .micrographs.tiff_io import TifffileMissing, require_tifffile
 from .network import backends
+from .training import run_record
 from .userio import arguments, console, runlog, signals
 from .userio.files import sweep_partials
 from .userio.progress import Progress
@@ -124,12 +125,14 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    gpu_flags = backends.gpu_flags_given(args)
     files.check_out_dir(args.out)
     sweep_partials(args.out)  # outputs that killed runs left half written
     saved, stats = _model(args)
-    jobs, todo, problems, earlier, stars = _jobs(args)
+    jobs, todo, problems, earlier, stars = _jobs(args, saved)
     runlog.attach(args.out / runlog.LOG_NAME)  # the work starts: the log goes beside the outputs
     backend, why = backends.resolve(args.backend)
+    backends.refuse_gpu_flags(gpu_flags, args.backend, backend, why)
     if backend == "cudnn" and args.device is not None:
         why = select_device(args.device)
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))
@@ -165,9 +168,10 @@ def _model(args) -> tuple[checkpoint.Checkpoint, TrainingStats | None]:
     return saved, stats
 
 
-def _jobs(args) -> tuple[list, list, list[str], int, list]:
+def _jobs(args, saved: checkpoint.Checkpoint) -> tuple[list, list, list[str], int, list]:
     """(every job, those still to do, inputs that could not be used, inputs skipped as earlier
-    outputs, each STAR input and the STAR file written for it): checked before any work."""
+    outputs, each STAR input and the STAR file written for it): checked before any work, with a
+    warning for inputs whose pixel size is not the one the model was trained at."""
     listings: list[star.MicrographStar] = []
     inputs, problems = sources.expand(args.inputs, stars=listings)
     inputs, earlier = files.without_outputs(inputs, args.out, args.suffix)
@@ -179,6 +183,9 @@ def _jobs(args) -> tuple[list, list, list[str], int, list]:
     if any(job.is_tiff for job in jobs):
         require_tifffile()
     todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
+    trained = run_record.read(saved).data.get("pixel_size")
+    for line in _pixel_size_warnings(trained, todo, args.height, args.width):
+        print(line, file=sys.stderr)
     return jobs, todo, problems, earlier, _star_outputs(listings, args.out, args.suffix)
 
 
@@ -218,6 +225,44 @@ def _write_stars(plans: list, jobs: list, failed: list) -> None:
         print(f"wrote {path}: {kept} micrograph(s)" + (
             f"; {left} row(s) of {listing.path} left out: their micrographs were not denoised "
             "(named above)" if left else ""))
+
+
+PIXEL_SIZE_TOLERANCE = 0.01  # relative: headers round, and 1% is far below what the model notices
+
+
+def _pixel_size_warnings(trained: list[float] | None, jobs, height, width) -> list[str]:
+    """A warning per pixel size of the inputs (MRC headers) that differs from the training data's
+    by more than PIXEL_SIZE_TOLERANCE, naming its first file: the model learned features of a size
+    in pixels. Unknown on either side (an old checkpoint, a TIFF or raw input): no warning."""
+    if trained is None:
+        return []
+    differing: dict[tuple, list] = {}  # input pixel size -> its files
+    for job in jobs:
+        size = _input_pixel_size(job.source, height, width)
+        if size is not None and any(abs(a - b) > PIXEL_SIZE_TOLERANCE * b for a, b in zip(size, trained)):
+            differing.setdefault(tuple(size), []).append(job.source)
+    return [f"warning: {paths[0]}{f' (and {len(paths) - 1} more)' if len(paths) > 1 else ''}: pixel "
+            f"size {_angstrom(size)}, the model was trained at {_angstrom(trained)}; it denoises "
+            "features at the scale in pixels it learned, so bin or rescale the micrographs to its "
+            "pixel size" for size, paths in differing.items()]
+
+
+def _input_pixel_size(path: Path, height, width) -> list[float] | None:
+    """[x, y] in angstrom from the file's MRC header; None when it has none or cannot be opened
+    (the run names that input when it comes to it)."""
+    try:
+        source = sources.open_source(path, height, width)
+    except (ValueError, OSError):
+        return None
+    try:
+        return source.header.pixel_size if source.header is not None else None
+    finally:
+        source.close()
+
+
+def _angstrom(size) -> str:
+    x, y = size
+    return f"{x:g} A/px" if x == y else f"{x:g} x {y:g} A/px"
 
 
 def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:

@@ -89,6 +89,7 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    gpu_flags = backends.gpu_flags_given(args)
     saved = checkpoint.load(args.checkpoint)
     config = run_record.read(saved).config
     batch = args.batch_size if args.batch_size is not None else config.get("batch_size", SEED.batch_size)
@@ -101,6 +102,9 @@ def run(args) -> int:
                         f"{args.index + batch - 1}, but {dataset.noisy} holds 0..{dataset.count - 1}")
     _check_out(args.out, args.overwrite)
     backend, why = backends.resolve(args.backend)
+    # a --trace on the reference backend follows --math: the calls the cudnn backend would make
+    backends.refuse_gpu_flags([flag for flag in gpu_flags if args.trace is None or flag != "--math"],
+                              args.backend, backend, why)
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""), file=sys.stderr)
 
     x, target = read_batch(dataset, args.index, batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from dataclasses import fields
@@ -26,6 +27,7 @@ from .network import backends, options
 from .network.options import PRECISIONS
 from .port import calls, trace
 from .training import earlier_run, lossplot, run_folder, start
+from .training.loop import versus_baseline
 from .training.run_record import SEED, Config
 from .userio import arguments, console, runlog, signals
 from .userio.files import UserFileError
@@ -43,8 +45,9 @@ EXIT_CODES = """exit codes:
 under MPI, any rank's non-zero code or unhandled error ends every rank through MPI_Abort"""
 
 VALIDATION = """held-out pairs, never trained on: at every log line and at the end, the model's
-mean loss over their full batches and the PSNR are printed and written to metrics.jsonl; it costs
-one forward pass over the set each time"""
+mean loss over all of them (however few) and the PSNR are printed and written to metrics.jsonl;
+it costs one forward pass over the set each time; the first line gives the PSNR of the noisy
+inputs themselves (the baseline), and each one whether the model is above it"""
 
 # The built-in dataset per backend: big enough to see the loss fall, small enough for minutes.
 
@@ -63,10 +66,12 @@ def parser() -> arguments.ArgumentParser:
                         "step's batch is R times it")
     t.add_argument("--lr", type=arguments.number(positive=True), default=SEED.lr,
                    help=f"SGD learning rate (default {SEED.lr})")
-    t.add_argument("--epochs", type=arguments.integer(minimum=1), default=SEED.epochs,
-                   help=f"passes over the data (default {SEED.epochs})")
+    t.add_argument("--epochs", type=arguments.integer(minimum=1),
+                   help=f"passes over the data (default {SEED.epochs}, or none with --max-steps); "
+                        "with --max-steps, the first limit reached ends the run")
     t.add_argument("--max-steps", type=arguments.integer(minimum=0),
-                   help="stop after N steps; 0 writes the initial checkpoint and exits")
+                   help="stop after N steps, over as many epochs as they take unless --epochs "
+                        "ends the run first; 0 writes the initial checkpoint and exits")
     t.add_argument("--seed", type=arguments.integer(minimum=0), default=0,
                    help="seeds the initial parameters and the shuffle (default 0)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
@@ -102,13 +107,14 @@ def parser() -> arguments.ArgumentParser:
                    help="write every cuDNN and cuBLAS call to FILE, one per line (docs/fortran.md); with the "
                         "reference backend, the calls the cudnn backend makes for each step")
     b = backends.add_arguments(p)
-    b.add_argument("--deterministic", action="store_true",
+    # the cudnn-only flags: default None, told from a given one (backends.gpu_flags_given)
+    b.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic cuDNN algorithms from the heuristics: runs of the legacy step repeat "
                         "bit for bit (with --graph-api or --precision bf16 two runs differed in the last "
                         "bits on the H200: docs/performance.md)")
-    b.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
-    b.add_argument("--graph", action="store_true", help="capture the step once as a CUDA graph and replay it")
-    b.add_argument("--graph-api", action="store_true",
+    b.add_argument("--fused", action="store_true", default=None, help="conv + bias + ReLU in one cudnnConvolutionBiasActivationForward")
+    b.add_argument("--graph", action="store_true", default=None, help="capture the step once as a CUDA graph and replay it")
+    b.add_argument("--graph-api", action="store_true", default=None,
                    help="the NHWC fast path: every convolution direction one fused engine of cuDNN's graph "
                         "(backend) API (conv+bias+ReLU; dgrad+ReLU backward+bias gradient), chosen by timing; "
                         "the fastest TF32 step (docs/performance.md); not with --fused or --trace")
@@ -116,7 +122,7 @@ def parser() -> arguments.ArgumentParser:
                    help="fp32 (default): FP32 tensors, convolutions in --math. bf16: BF16 hidden activations "
                         "and convolutions, FP32 parameters, gradients, loss and update, as PyTorch's autocast; "
                         "faster, not bit-for-bit FP32 (implies --graph-api; docs/performance.md)")
-    b.add_argument("--profile", type=arguments.integer(minimum=0), default=0, metavar="N",
+    b.add_argument("--profile", type=arguments.integer(minimum=0), metavar="N",
                    help="time every cuDNN / cuBLAS call of N steps (from step 11) with CUDA events and "
                         "print the table at the end (cudnn backend, not with --graph or --trace)")
     return p
@@ -153,10 +159,18 @@ def _main(args, world) -> int:
         return 4
 
 
+# The cudnn-only flags that a --trace on the reference backend follows: it records the calls the
+# cudnn backend would make with them.
+TRACED = ("--fused", "--graph", "--math")
+
+
 def run(args, world: distributed.World = distributed.SINGLE) -> int:
+    gpu_flags = backends.gpu_flags_given(args)
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
+    if args.epochs is None and args.max_steps is None:  # --max-steps alone: no epoch limit
+        args.epochs = SEED.epochs
     if args.precision == "bf16" and not args.graph_api:
         args.graph_api, graph_api = True, "--graph-api (which --precision bf16 runs on)"
     else:
@@ -169,6 +183,8 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     if args.profile and (args.graph or args.trace is not None):
         raise ValueError("--profile times the calls one by one: it cannot be combined with --graph or --trace")
     backend, why = backends.resolve(args.backend)
+    backends.refuse_gpu_flags([flag for flag in gpu_flags if args.trace is None or flag not in TRACED],
+                              args.backend, backend, why)
     if backend != "cudnn" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} needs the cudnn backend (a GPU); the {backend} backend "
                          f"({why}) computes in FP32")
@@ -209,19 +225,22 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                           data_stats=stats, tracer=tracer, world=world, on_checkpoint=on_checkpoint)
         if trainer.val_range is not None:
             low, high, where = trainer.val_range
-            pairs = (f"{val_dataset.count} pairs, the training samples themselves (--val-data holds "
+            pairs = (f"{console.plural(val_dataset.count, 'pair')}, the training samples themselves (--val-data holds "
                      "the same as --data): not held out, a measure of fit only"
                      if fingerprint(val_dataset) == fingerprint(dataset)
-                     else f"{val_dataset.count} held-out pairs")
+                     else console.plural(val_dataset.count, "held-out pair"))
             print(f"validation: {pairs}, scored at each log line; "
                   f"PSNR = 10 log10(R^2 / MSE), R = {high - low:g}: the data range "
-                  f"[{low:g}, {high:g}] ({where})")
+                  f"[{low:g}, {high:g}] ({where}); baseline (noisy input) {trainer.val_baseline:.2f} dB")
         try:
             if args.max_steps == 0:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
                 return 0
-            print(f"training {trainer.total_steps} steps: batch {config.batch_size * world.size}, lr {config.lr}, "
-                  f"{config.epochs} epoch(s) of {trainer.reader.batches_per_epoch} batches")
+            steps, limit = trainer.limit
+            epochs = math.ceil(steps / trainer.reader.batches_per_epoch)
+            print(f"training {console.plural(steps, 'step')} ({limit}): batch "
+                  f"{config.batch_size * world.size}, lr {config.lr}, {console.plural(epochs, 'epoch')} "
+                  f"of {console.plural(trainer.reader.batches_per_epoch, 'batch', 'batches')}")
             try:
                 summary = trainer.run()
             except NonFiniteLoss as exc:
@@ -232,7 +251,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
         finally:
             trainer.close()
     if world.lead:
-        _report(summary, args.out)
+        _report(summary, args.out, trainer.limit[1])
     if summary.interrupted is not None:
         print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "
               f"checkpoint at {summary.checkpoint}; continue with --resume", file=sys.stderr)
@@ -259,15 +278,15 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
                             "replace it with --overwrite, or choose another --out")
 
 
-def _report(summary, out: Path) -> None:
+def _report(summary, out: Path, limit: str) -> None:
     pos = summary.position
-    rate = summary.steps_run / summary.seconds if summary.seconds > 0 else 0.0
-    print(f"done: {pos.step} steps, final loss {pos.last_loss:.4f}, average loss "
-          f"{pos.loss_sum / max(pos.step, 1):.4f}; {summary.steps_run} steps in {summary.seconds:.1f} s "
-          f"({rate:.1f} batches/s)")
+    ended = f"stopped by {limit}" if summary.interrupted is None else "interrupted"
+    print(f"done: {console.plural(pos.step, 'step')} ({ended}), final loss {pos.last_loss:.4f}, average "
+          f"loss {pos.loss_sum / max(pos.step, 1):.4f}; {console.plural(summary.steps_run, 'step')} in "
+          f"{summary.seconds:.1f} s ({console.rate(summary.steps_run, summary.seconds, 'batches')})")
     if summary.val:
         val = summary.val
-        print(f"validation: loss {val['val_loss']:.4f}, PSNR {val['val_psnr']:.2f} dB "
+        print(f"validation: loss {val['val_loss']:.4f}, PSNR {versus_baseline(val)} "
               f"(data range {val['val_data_range']:g})")
     if summary.gpu_memory_mib is not None:
         print(f"GPU memory held: {summary.gpu_memory_mib:.0f} MiB")

@@ -11,7 +11,6 @@ import argparse
 from ..userio.arguments import integer
 from .format import (
     CLEAN_NAME,
-    DEFAULT_PATCH_SIZE,
     META_NAME,
     NOISY_NAME,
     DataError,
@@ -40,8 +39,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, prefix: str = "",
     group.add_argument(f"--{prefix}clean", metavar="FILE",
                        help=f"clean file paired sample by sample with --{prefix}noisy, same type")
     group.add_argument(f"--{prefix}patch-size", type=integer(minimum=1), metavar="PX",
-                       help=f"sample height = width when no {META_NAME} says it "
-                            f"(default {DEFAULT_PATCH_SIZE})")
+                       help=f"sample height = width, needed when no {META_NAME} says it")
     group.add_argument(f"--{prefix}check-data", action="store_true",
                        help="scan every value for NaN, Inf and values outside [0, 1] before use")
 
@@ -62,11 +60,11 @@ def dataset_from_args(args: argparse.Namespace, prefix: str = "",
     if clean is not None and noisy is None:
         raise DataError(f"--{prefix}clean needs --{prefix}noisy")
     if data_dir is not None:
-        dataset = open_dir(data_dir, patch_size)
+        dataset = open_dir(data_dir, patch_size, f"--{prefix}patch-size")
     elif noisy is not None:
         if clean is None:
             raise DataError(f"--{prefix}noisy needs --{prefix}clean")
-        dataset = open_dataset(noisy, clean, patch_size)
+        dataset = open_dataset(noisy, clean, patch_size, f"--{prefix}patch-size")
     elif required:
         raise DataError(f"no dataset: give --{prefix}data DIR or --{prefix}noisy FILE "
                         f"--{prefix}clean FILE")

@@ -63,15 +63,17 @@ class Dataset:
 
 
 def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
-                 patch_size: int | None = None) -> Dataset:
+                 patch_size: int | None = None, flag: str = "--patch-size") -> Dataset:
     """Validate the two files and return their Dataset; raise DataError naming what is wrong.
 
     Height and width come from a dataset.json beside the noisy file, else from `patch_size`
-    (square), else the seed's 1024. A patch_size that contradicts dataset.json is an error.
+    (square); without either the files are refused, since any shape whose sample size divides
+    theirs would read them, scrambled. A patch_size that contradicts dataset.json is an error.
+    `flag`: how the messages name patch_size (train's held-out set: --val-patch-size).
     """
     noisy, clean = Path(noisy), Path(clean)
     meta = read_meta(noisy.parent / META_NAME)
-    height, width = _patch_shape(meta, patch_size, noisy.parent / META_NAME)
+    height, width = _patch_shape(meta, patch_size, noisy.parent / META_NAME, flag)
     dtype = file_dtype(meta, noisy.parent / META_NAME)
     sample_nbytes = height * width * dtype.itemsize
     counts = {}
@@ -80,7 +82,7 @@ def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
         if size == 0 or size % sample_nbytes:
             raise DataError(
                 f"{path}: size {size} bytes is not a positive multiple of one {height}x{width} "
-                f"{dtype.name} sample ({sample_nbytes} bytes); wrong --patch-size or a truncated "
+                f"{dtype.name} sample ({sample_nbytes} bytes); wrong {flag} or a truncated "
                 "file?")
         counts[path] = size // sample_nbytes
     if counts[noisy] != counts[clean]:
@@ -94,13 +96,14 @@ def open_dataset(noisy: str | os.PathLike, clean: str | os.PathLike,
     return Dataset(noisy, clean, height, width, counts[noisy], meta, dtype)
 
 
-def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None) -> Dataset:
-    """Open the noisy.bin / clean.bin pair inside `data_dir`."""
+def open_dir(data_dir: str | os.PathLike, patch_size: int | None = None,
+             flag: str = "--patch-size") -> Dataset:
+    """Open the noisy.bin / clean.bin pair inside `data_dir` (open_dataset)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: --data must be a directory holding {NOISY_NAME} and "
                         f"{CLEAN_NAME}")
-    return open_dataset(data_dir / NOISY_NAME, data_dir / CLEAN_NAME, patch_size)
+    return open_dataset(data_dir / NOISY_NAME, data_dir / CLEAN_NAME, patch_size, flag)
 
 
 FLOAT16_LOOK = 0.15  # share of words over which float16 files are told from float32 ones
@@ -145,7 +148,7 @@ def read_meta(path: Path) -> dict:
 def check_meta(meta, path: Path) -> None:
     """DataError naming the file and the field unless `meta` is a dataset.json object whose fields
     have the documented types: height and width (required), count, byte_order, format, version,
-    made_by, ... (dtype and value_range are checked where they are read: file_dtype,
+    made_by, pixel_size, ... (dtype and value_range are checked where they are read: file_dtype,
     value_range)."""
     fields = Fields(meta, path, error=DataError)
     fields.integer("height", minimum=1)
@@ -156,6 +159,7 @@ def check_meta(meta, path: Path) -> None:
         fields.string(key, default=None)
     fields.integer("version", minimum=1, default=None)
     fields.object("made_by", required=False)
+    fields.numbers("pixel_size", length=2, positive=True, default=None, nullable=True)
 
 
 def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict,
@@ -182,6 +186,12 @@ def write_meta(out_dir: Path, height: int, width: int, count: int, made_by: dict
     return write_atomic(out_dir / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
 
 
+def pixel_size(dataset: Dataset) -> list[float] | None:
+    """[x, y] in angstrom of the micrographs the samples were cut from (dataset.json's pixel_size,
+    checked by read_meta), None when unknown."""
+    return dataset.meta.get("pixel_size")
+
+
 def value_range(dataset: Dataset) -> tuple[float, float, str]:
     """(low, high, where from): the values' range as dataset.json's value_range gives it, else the
     format's [0, 1]. DataError when dataset.json's value_range is not two finite numbers low < high.
@@ -201,17 +211,20 @@ def value_range(dataset: Dataset) -> tuple[float, float, str]:
     return low, high, str(where)
 
 
-def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path) -> tuple[int, int]:
-    """(height, width) from dataset.json (checked by read_meta), else the --patch-size, else the
-    seed's default."""
+def _patch_shape(meta: dict, patch_size: int | None, meta_path: Path, flag: str) -> tuple[int, int]:
+    """(height, width) from dataset.json (checked by read_meta), else the patch size given
+    (`flag` on the command line); DataError when neither says it."""
     if patch_size is not None and patch_size <= 0:
-        raise DataError(f"--patch-size must be positive, not {patch_size}")
+        raise DataError(f"{flag} must be positive, not {patch_size}")
     if not meta:
-        size = patch_size or DEFAULT_PATCH_SIZE
-        return size, size
+        if patch_size is None:
+            raise DataError(f"{meta_path.parent}: has no {META_NAME} to give the samples' shape; "
+                            f"pass {flag} PX (the side of its square samples) or write a {META_NAME} "
+                            "with height and width")
+        return patch_size, patch_size
     height, width = meta["height"], meta["width"]
     if patch_size is not None and (patch_size, patch_size) != (height, width):
-        raise DataError(f"--patch-size {patch_size} contradicts {meta_path} ({height}x{width})")
+        raise DataError(f"{flag} {patch_size} contradicts {meta_path} ({height}x{width})")
     return height, width
 
 

@@ -1,4 +1,5 @@
-"""Intensity statistics of a dataset's noisy inputs, estimated from evenly spaced samples.
+"""Intensity statistics of a dataset's noisy inputs, estimated from evenly spaced samples, and the
+noisy inputs' distance from their clean targets (input_mse).
 
 Train stores them in the checkpoint manifest; denoise uses them to bring real micrographs into
 the range the model was trained on. The samples are read with pread, not a memory map: a file
@@ -11,7 +12,7 @@ import os
 
 import numpy as np
 
-from .format import Dataset, open_readonly, read_exact
+from .format import Dataset, iter_chunks, open_readonly, read_exact
 
 
 def noisy_stats(dataset: Dataset, max_samples: int = 16) -> dict[str, float]:
@@ -28,3 +29,13 @@ def noisy_stats(dataset: Dataset, max_samples: int = 16) -> dict[str, float]:
     sample = sample.astype(np.float64)
     return {"mean": float(sample.mean()), "std": float(sample.std()), "min": float(sample.min()),
             "max": float(sample.max()), "samples": int(len(picks))}
+
+
+def input_mse(dataset: Dataset) -> float:
+    """The mean squared difference of the noisy inputs from their clean targets over every pair:
+    the loss of a model that returns its input, what a trained one must beat (float64 sums)."""
+    total = 0.0
+    for _, noisy, clean in iter_chunks(dataset):
+        diff = noisy.astype(np.float64) - clean
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return total / (dataset.count * dataset.height * dataset.width)

@@ -213,10 +213,7 @@ def _header(path: Path) -> tuple[int, int, int, list[float] | None]:
     """(frames, height, width, pixel size [x, y] in angstrom or None) of one file."""
     source = sources.open_source(path, None, None)
     try:
-        pixel = None
-        if source.header is not None:
-            x, y, _ = source.header.voxel_size
-            pixel = [float(f"{x:.6g}"), float(f"{y:.6g}")] if x > 0 and y > 0 else None
+        pixel = source.header.pixel_size if source.header is not None else None
         return source.frames, source.height, source.width, pixel
     finally:
         source.close()

@@ -47,6 +47,12 @@ class MrcHeader:
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     labels: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def pixel_size(self) -> list[float] | None:
+        """[x, y] in angstrom, to the 6 digits a float32 holds; None when the header has none (0)."""
+        x, y, _ = self.voxel_size
+        return [float(f"{x:.6g}"), float(f"{y:.6g}")] if x > 0 and y > 0 else None
+
 
 class MrcSource:
     """A 2-D micrograph or an image stack: read(i) gives frame i as float32 (H, W).

@@ -9,20 +9,46 @@ from __future__ import annotations
 import numpy as np
 
 from ..bindings.device import NoGpuError, gpu_status
-from .options import MATH_MODES
+from .options import GPU_ONLY, MATH_MODES
 
 BACKENDS = ("auto", "cudnn", "reference")
 
 
 def add_arguments(parser):
-    """The `backend` argument group every CLI shares: --backend and --math; returns the group."""
+    """The `backend` argument group every CLI shares: --backend and --math; returns the group, to
+    which a program adds its own cudnn-only flags, each with default None (options.GPU_ONLY)."""
     group = parser.add_argument_group("backend")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
                        help="cudnn (GPU), reference (NumPy, CPU) or auto: cudnn when a GPU is visible (default)")
-    group.add_argument("--math", choices=MATH_MODES, default="tf32",
+    group.add_argument("--math", choices=MATH_MODES,  # default None: gpu_flags_given
                        help="cudnn only: tf32 (CUDNN_DEFAULT_MATH, PyTorch's default) or fp32 "
                             "(CUDNN_FMA_MATH, strict: use it to compare with the reference) (default tf32)")
     return group
+
+
+def gpu_flags_given(args) -> list[str]:
+    """The cudnn-only flags (options.GPU_ONLY) given on the command line, as spelled there; each
+    one not given gets its default."""
+    given = []
+    for dest, default in GPU_ONLY.items():
+        if not hasattr(args, dest):  # not a flag of this program
+            continue
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+        else:
+            given.append("--" + dest.replace("_", "-"))
+    return given
+
+
+def refuse_gpu_flags(given: list[str], requested: str, backend: str, why: str) -> None:
+    """ValueError naming the first of the cudnn-only flags `given` when the backend resolved
+    (from --backend `requested`) is another: there they would be ignored."""
+    if backend == "cudnn" or not given:
+        return
+    if requested == "auto":
+        raise ValueError(f"{given[0]} needs --backend cudnn, and --backend auto found none ({why})")
+    raise ValueError(f"{given[0]} needs --backend cudnn (a GPU): the {backend} backend has no such "
+                     "setting")
 
 
 def resolve(backend: str) -> tuple[str, str]:

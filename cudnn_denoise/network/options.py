@@ -26,6 +26,12 @@ RULES = (
      "{precision} bf16 rounds activations to BF16 on tensor cores: it cannot be strict FP32 ({math} fp32)"),
 )
 
+# The flags of the cudnn backend alone, with their defaults. The programs parse them with default
+# None, so that one given on the command line is told from its default (backends.gpu_flags_given):
+# the reference backend refuses those given rather than ignore them.
+GPU_ONLY = {"math": "tf32", "deterministic": False, "fused": False, "graph": False, "graph_api": False,
+            "profile": 0, "device": None}
+
 DEFAULTS = {"math": "tf32", "precision": "fp32", "fused": False, "graph_api": False,
             "keep_intermediates": False}
 KEYWORDS = {name: name for name in DEFAULTS}  # the library's spelling

@@ -29,6 +29,7 @@ from ..data import cache
 from ..data.fingerprint import fingerprint
 from ..data.format import DataError, Dataset, check_values, find_bad_sample, value_range
 from ..data.reader import PairReader
+from ..data.stats import input_mse
 from ..distributed.world import SINGLE, World
 from ..network.backends import build
 from ..network.model import LOSS_SLOTS
@@ -78,6 +79,7 @@ class Trainer:
         self.val_dataset, self.data_stats, self.report = val_dataset, data_stats or {}, report
         # (low, high, where from): the PSNR's peak is high - low
         self.val_range = value_range(val_dataset) if val_dataset is not None else None
+        self.val_baseline = self._baseline_psnr() if val_dataset is not None else None
         self.gpu = config.backend == "cudnn"
         self.gpus = None  # nccl.DataParallel: this rank's GPU, communicator and watchdog
         if self.gpu and world.distributed:  # before any CUDA work: it picks the GPU
@@ -92,7 +94,7 @@ class Trainer:
             self.model.reduce_gradients = self.gpus.gradient_average(self.model)
         elif world.size > 1:
             self.model.reduce_gradients = world.average_gradients
-        self._partial = None  # a model for the epoch's last, smaller batch; shares the parameters
+        self._partials: dict = {}  # rows -> a model for a smaller batch; shares the parameters
         self.cache = cache.choose(config.cache, dataset.nbytes, cache.mem_available())
         report(f"data: {self.cache.describe()}")
         self.reader = PairReader(dataset, config.batch_size * world.size, shuffle=config.shuffle,
@@ -157,9 +159,18 @@ class Trainer:
                               c.batch_size, d.height, d.width, c.math, comment=comment)
 
     @property
+    def limit(self) -> tuple[int, str]:
+        """(steps, flag): the run's length and the limit that sets it, the first reached of
+        --max-steps and --epochs (either may be None: no such limit)."""
+        c = self.config
+        limits = [(c.max_steps, f"--max-steps {c.max_steps}")] if c.max_steps is not None else []
+        if c.epochs is not None:
+            limits.append((c.epochs * self.reader.batches_per_epoch, f"--epochs {c.epochs}"))
+        return min(limits, key=lambda limit: limit[0])
+
+    @property
     def total_steps(self) -> int:
-        total = self.config.epochs * self.reader.batches_per_epoch
-        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+        return self.limit[0]
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -233,13 +244,15 @@ class Trainer:
             self._flush()
 
     def _model_for(self, rows: int):
-        """The model for a batch of `rows` < batch_size: the NumPy model takes any batch as it is;
-        a cuDNN model is built for one shape, so a second one shares the first one's parameters."""
-        if not self.gpu:
+        """The model for a batch of `rows` < batch_size (an epoch's last, the held-out set's
+        last): the NumPy model takes any batch as it is; a cuDNN model is built for one shape, so
+        one more per size shares the first one's parameters (at most two sizes: training's, and
+        validation's)."""
+        if not self.gpu or rows == self.config.batch_size:
             return self.model
-        if self._partial is None or self._partial.shape[0] != rows:
-            self._partial = self._build(self.model.params, rows, stream=self.model.stream)
-        return self._partial
+        if rows not in self._partials:
+            self._partials[rows] = self._build(self.model.params, rows, stream=self.model.stream)
+        return self._partials[rows]
 
     def _flush(self) -> None:
         """Read the pending losses and record them (stopping at the first that is not finite)."""
@@ -278,15 +291,16 @@ class Trainer:
         self.world.check_same(self.model.get_params(), pos.step)
         if not self.world.lead:
             return
-        rate = progress.rate(steps_run)
-        eta = (self.total_steps - pos.step) / rate if rate > 0 else 0.0
+        rate = progress.rate(steps_run)  # 0 when no time was measured: not shown as a rate
+        eta = format_duration((self.total_steps - pos.step) / rate) if rate > 0 else "—"
         entry = {"step": pos.step, "epoch": pos.epoch, "loss": pos.last_loss, "average": pos.loss_sum / pos.step,
-                 "batches_per_s": rate, "time": time.time()}
+                 "batches_per_s": rate if rate > 0 else None, "time": time.time()}
+        shown = f"{rate:6.1f}" if rate > 0 else f"{'—':>6}"
         line = (f"batch {pos.step:6d}  epoch {pos.epoch}  loss {pos.last_loss:.4f}  average {entry['average']:.4f}"
-                f"  {rate:6.1f} batches/s  ETA {format_duration(eta)}")
+                f"  {shown} batches/s  ETA {eta}")
         if self.val_dataset is not None:
             entry.update(self._validate())
-            line += f"  val loss {entry['val_loss']:.4f}  PSNR {entry['val_psnr']:.2f} dB"
+            line += f"  val loss {entry['val_loss']:.4f}  PSNR {versus_baseline(entry)}"
         self.history.append(entry)
         self.metrics.write(json.dumps(entry) + "\n")
         self.metrics.flush()
@@ -294,16 +308,19 @@ class Trainer:
         progress.line(line)
 
     def _validate(self) -> dict:
-        """Mean loss over the held-out set's full batches, and the PSNR for the set's value range R
-        (dataset.json's value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
-        with PairReader(self.val_dataset, self.config.batch_size, shuffle=False, drop_last=True,
+        """Mean loss over every pair of the held-out set (a last batch smaller than batch_size
+        too, weighted by its rows), and the PSNR for the set's value range R (dataset.json's
+        value_range, else [0, 1]): 10 log10(R^2 / MSE)."""
+        size = min(self.config.batch_size, self.val_dataset.count)  # a set smaller than one batch
+        with PairReader(self.val_dataset, size, shuffle=False, drop_last=False,
                         device=self.gpu, drop_cache=False) as reader:
             total, count = 0.0, 0
             for batch in reader.epoch(0):
+                rows = batch.x.shape[0]
                 batch.wait(getattr(self.model, "stream", None))
                 with self.tracer.evaluate(batch.x, batch.y):
-                    total += self.model.evaluate(batch.x, batch.y)
-                count += 1
+                    total += self._model_for(rows).evaluate(batch.x, batch.y) * rows
+                count += rows
         loss = total / count
         if not math.isfinite(loss):
             check_values(self.val_dataset)  # names the bad sample, if one is the cause
@@ -311,9 +328,17 @@ class Trainer:
                                 f"and {self.val_dataset.clean} hold finite values in [0, 1]: the "
                                 "model diverged")
         low, high, _ = self.val_range
-        peak = high - low
-        psnr = 10.0 * math.log10(peak * peak / loss) if loss > 0 else float("inf")
-        return {"val_loss": loss, "val_psnr": psnr, "val_data_range": peak}
+        return {"val_loss": loss, "val_psnr": psnr(high - low, loss), "val_data_range": high - low,
+                "val_baseline_psnr": self.val_baseline}
+
+    def _baseline_psnr(self) -> float:
+        """The PSNR of the held-out set's noisy inputs themselves against their clean targets: the
+        PSNR of doing nothing, which the model's val_psnr must pass to be of use."""
+        mse = input_mse(self.val_dataset)
+        if not math.isfinite(mse):
+            check_values(self.val_dataset)  # names the bad sample
+        low, high, _ = self.val_range
+        return psnr(high - low, mse)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -339,11 +364,23 @@ class Trainer:
         for log in (self.metrics, self.losses):
             if log is not None:
                 log.close()
-        for model in (self._partial, self.model):
-            if model is not None:
-                model.close()
+        for model in (*self._partials.values(), self.model):
+            model.close()
         if self.gpus is not None:  # after the models: their CUDA graphs may hold NCCL calls
             self.gpus.close()
+
+
+def psnr(peak: float, mse: float) -> float:
+    """10 log10(peak^2 / MSE), in dB: infinite for an MSE of 0."""
+    return 10.0 * math.log10(peak * peak / mse) if mse > 0 else float("inf")
+
+
+def versus_baseline(val: dict) -> str:
+    """`12.34 dB (+1.10 dB: above the noisy input)`: a validation's PSNR and how it compares with
+    the noisy input's own (_baseline_psnr)."""
+    gain = val["val_psnr"] - val["val_baseline_psnr"]
+    return (f"{val['val_psnr']:.2f} dB ({gain:+.2f} dB: {'above' if gain > 0 else 'not above'} "
+            "the noisy input)")
 
 
 class _Log:

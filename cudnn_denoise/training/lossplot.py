@@ -1,5 +1,6 @@
 """loss.png: a run's loss curve, drawn from its losses.tsv (every step) and metrics.jsonl (the
-validation loss of each log line) with matplotlib (the `plot` extra).
+validation loss and PSNR of each log line) with matplotlib (the `plot` extra). The PSNR has its own
+axis, on the right, with the noisy input's PSNR as a horizontal line: the model is of use above it.
 
 The curve of every step's loss is noisy (one batch each), so a moving average over the last
 `window` steps (window_for) is drawn over it: it follows the recent loss, where the mean since
@@ -9,6 +10,7 @@ step 1 that the log lines print stays far above a falling curve.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +73,27 @@ def figure(out: Path):
     ax.set_xlabel("step")
     ax.set_ylabel("MSE")
     ax.set_yscale("log")
-    ax.legend()
+    handles = ax.get_lines() + _psnr_axis(ax, val)
+    ax.legend(handles=handles, labels=[line.get_label() for line in handles])
     fig.tight_layout()
     return fig
+
+
+def _psnr_axis(ax, val: list[dict]) -> list:
+    """The validation PSNR on a second axis, with the noisy input's PSNR (metrics.jsonl's
+    val_baseline_psnr, absent in older runs) as a horizontal line; returns the lines drawn."""
+    psnr = [r for r in val if "val_psnr" in r]
+    if not psnr:
+        return []
+    right = ax.twinx()
+    right.set_ylabel("validation PSNR (dB)")
+    lines = right.plot([r["step"] for r in psnr], [r["val_psnr"] for r in psnr], "s--", color="C3",
+                       label="validation PSNR")
+    baseline = psnr[-1].get("val_baseline_psnr")
+    if baseline is not None and math.isfinite(baseline):  # inf: noisy inputs equal to their targets
+        lines.append(right.axhline(baseline, color="C7", ls=":",
+                                   label=f"noisy input's PSNR ({baseline:.2f} dB)"))
+    return lines
 
 
 def write(out: Path) -> Path | None:

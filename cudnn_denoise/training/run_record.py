@@ -4,7 +4,10 @@ field type-checked (read()) by resume, dump and denoise.
 
     extra = {"epoch": int, "position": int, "loss_sum": float, "last_loss": float or null,
              "config": {Config's fields}, "data_stats": {"mean", "std", "min", "max", "samples"},
-             "data": {"noisy", "clean", "height", "width", "count", "fingerprint"}}
+             "data": {"noisy", "clean", "height", "width", "count", "fingerprint", "pixel_size"}}
+
+data.pixel_size is the training micrographs' [x, y] in angstrom (dataset.json's), null or absent
+when unknown: denoise warns of inputs of another pixel size.
 
 A checkpoint written elsewhere (the Fortran port; checkpoint.save with another extra) may lack any
 part; a part that is present must have these types, or CheckpointError names the field.
@@ -17,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..checkpoint import MANIFEST_FILE, Checkpoint, CheckpointError
 from ..data.fingerprint import fingerprint
+from ..data.format import pixel_size
 from ..userio.fields import Fields
 
 
@@ -29,7 +33,7 @@ class Config:
     batch_size: int = field(default=4, metadata={"minimum": 1})
     ranks: int = field(default=1, metadata={"minimum": 1})  # processes training together
     lr: float = 0.001
-    epochs: int = field(default=1, metadata={"minimum": 1})
+    epochs: int | None = field(default=1, metadata={"minimum": 1})  # None: --max-steps alone
     max_steps: int | None = None
     seed: int = 0
     shuffle: bool = True
@@ -81,6 +85,7 @@ def extra(config: Config, position: Position, data_stats: dict, dataset,
             "count": dataset.count,
             # tells resume's data from other data
             "fingerprint": data_fingerprint or fingerprint(dataset),
+            "pixel_size": pixel_size(dataset),
         },
     }
 
@@ -135,6 +140,8 @@ def read(saved: Checkpoint) -> RunRecord:
             if stored.has(key)
         }
     )
+    if stored.has("pixel_size"):
+        data["pixel_size"] = stored.numbers("pixel_size", length=2, positive=True, nullable=True)
     return RunRecord(position, config, data_stats, data)
 
 

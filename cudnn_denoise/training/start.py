@@ -16,6 +16,7 @@ from ..data.flags import dataset_from_args
 from ..data.format import META_NAME, DataError, open_dir
 from ..data.stats import noisy_stats
 from ..params import init_params
+from ..userio.console import plural
 from ..userio.outdir import OutputLock
 from . import run_folder, run_record
 from .loop import logged_loss, same_loss
@@ -57,9 +58,9 @@ def datasets(args, world, backend: str):
         world.barrier()
         dataset = dataset or default_dataset(backend, args.seed)
     val_dataset = dataset_from_args(args, prefix="val-", required=False)
-    for data, batch in ((dataset, args.batch_size * world.size), (val_dataset, args.batch_size)):
-        if data is not None and data.count < batch:
-            raise DataError(f"{data.noisy}: {data.count} samples, fewer than one batch of {batch}")
+    batch = args.batch_size * world.size  # a held-out set is scored in batches of any size
+    if dataset.count < batch:
+        raise DataError(f"{dataset.noisy}: {plural(dataset.count, 'sample')}, fewer than one batch of {batch}")
     return dataset, val_dataset
 
 
@@ -89,7 +90,7 @@ def noisy_statistics(dataset) -> dict:
     if not all(math.isfinite(value) for value in stats.values()):  # the checkpoint's JSON holds no NaN
         raise DataError(f"{dataset.noisy}: NaN or Inf among the samples read for the intensity statistics; "
                         "--check-data names the first bad sample")
-    print(f"data: {dataset.count} pairs of {dataset.height}x{dataset.width} ({dataset.noisy}); "
+    print(f"data: {plural(dataset.count, 'pair')} of {dataset.height}x{dataset.width} ({dataset.noisy}); "
           f"noisy mean {stats['mean']:.4f} std {stats['std']:.4f}")
     if stats["min"] < 0.0 or stats["max"] > 1.0:
         print(f"warning: {dataset.noisy}: values from {stats['min']:.4g} to {stats['max']:.4g} in "

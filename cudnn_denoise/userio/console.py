@@ -2,6 +2,7 @@
 
 console.survive_lost_output()    # first thing in a program's main()
 print(f"error: {console.describe(exc)}", file=sys.stderr)
+print(f"done: {console.plural(steps, 'step')} ({console.rate(steps, seconds, 'batches')})")
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ import sys
 # A write to the terminal fails with these when its reader is gone (EPIPE: `| head -1` exited) or a
 # redirect's disk is full (ENOSPC, EFBIG, EDQUOT); EIO when the terminal itself went away.
 _LOST = (errno.EPIPE, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 step`, `2 steps`: a count and its noun, `many` (default word + "s") unless it is 1."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def rate(count: float, seconds: float, unit: str, digits: int = 1) -> str:
+    """`12.3 batches/s`, or `— batches/s` when no time was measured (a rate of 0 would be wrong)."""
+    return f"{count / seconds:.{digits}f} {unit}/s" if seconds > 0 else f"— {unit}/s"
 
 
 def describe(exc: BaseException) -> str:

@@ -110,6 +110,21 @@ class Fields:
             self._fail(key, value, "a JSON object")
         return Fields(value, self.file, self._name(key), self.error)
 
+    def numbers(self, key: str, *, length: int, positive: bool = False, default=_MISSING,
+                nullable: bool = False) -> list[float] | None:
+        """An array of `length` finite numbers (> 0 with positive), as floats."""
+        expected = f"an array of {length} finite numbers" + (" > 0" if positive else "")
+        value = self._get(key, default, expected)
+        if value is _MISSING:
+            return default
+        if value is None and nullable:
+            return None
+        if not (isinstance(value, list) and len(value) == length and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (not positive or v > 0) for v in value)):
+            self._fail(key, value, expected + (" or null" if nullable else ""))
+        return [float(v) for v in value]
+
     def array(self, key: str, *, length: int | None = None, default=_MISSING):
         expected = "an array" + (f" of {length}" if length is not None else "")
         value = self._get(key, default, expected)

@@ -46,10 +46,10 @@ class Progress:
         self._drawn = now
         frac = done / self.total if self.total else 1.0
         bar = "#" * int(30 * frac)
-        rate = self.rate(done)
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {self.unit} {rate:.1f}/s "
-                          f"ETA {format_duration(eta)} {suffix}\x1b[K")
+        rate = self.rate(done)  # 0 until time is measured: shown as —, not as a rate of 0
+        speed, eta = (f"{rate:.1f}", format_duration((self.total - done) / rate)) if rate > 0 else ("—", "—")
+        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {self.unit} {speed}/s "
+                          f"ETA {eta} {suffix}\x1b[K")
         self.stream.flush()
 
     def line(self, text: str, out=None) -> None:

@@ -258,7 +258,7 @@ def test_a_fifo_as_an_input_is_refused_without_waiting(data32, tmp_path, case):
     if case == "data":
         for name in ("noisy.bin", "clean.bin"):
             os.mkfifo(bad / name)
-        args, fifo = ("train", "--data", bad, *CPU, "--out", tmp_path / "run"), bad / "noisy.bin"
+        args, fifo = ("train", "--data", bad, "--patch-size", 32, *CPU, "--out", tmp_path / "run"), bad / "noisy.bin"
     else:
         checkpoint.save(bad / "ckpt", init_params(0), step=0)
         fifo = bad / "ckpt" / "params.bin"

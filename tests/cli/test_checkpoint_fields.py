@@ -49,6 +49,10 @@ FAULTS = {  # name: (what replaces part of a good extra, what the error names)
         {"data": {"height": -32}},
         "extra.data.height is -32, expected an integer >= 1",
     ),
+    "pixel size a number": (
+        {"data": {"pixel_size": 1.06}},
+        "extra.data.pixel_size is 1.06, expected an array of 2 finite numbers > 0 or null",
+    ),
     "nested deep": (
         {"config": {"seed": [[[[[]]]]]}},
         "extra.config.seed is [[[[[]]]]], expected an integer",

@@ -340,3 +340,33 @@ def test_a_checkpoint_with_a_non_finite_parameter_is_refused(cli, tmp_path, bad)
         f"error: {ckpt / 'params.bin'}: 1 parameter is NaN or infinite, the first conv1.bias[3] "
         f"({bad}): a diverged run's parameters denoise every micrograph into NaN")
     assert not out.exists() or not any(out.glob("*.denoised.*"))
+
+
+def test_inputs_of_another_pixel_size_than_the_training_data_s_get_one_warning_each(cli, tmp_path):
+    """Trained at 1.06 A/px: two inputs at 4.24 give one line naming the first and both sizes;
+    1.065 is within 1%; an input without a pixel size (0 in its header) says nothing. They are
+    all denoised."""
+    ckpt = checkpoint.save(tmp_path / "ckpt", init_params(4), step=1, extra={
+        "data_stats": {"mean": TRAIN_MEAN, "std": TRAIN_STD}, "data": {"pixel_size": [1.06, 1.06]}})
+    sizes = {"a": 4.24, "b": 4.24, "c": 1.065, "d": 0.0, "e": (1.06, 1.2, 1.0)}
+    for name, size in sizes.items():
+        write_mrc(tmp_path / f"{name}.mrc", micrograph(), voxel_size=size)
+    inputs = [tmp_path / f"{name}.mrc" for name in sizes]
+    result = cli(denoise.main, *inputs, "--checkpoint", ckpt, "-o", tmp_path / "out", *CPU)
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {tmp_path / 'a.mrc'} (and 1 more): pixel size 4.24 A/px, the model was trained at "
+        "1.06 A/px; it denoises features at the scale in pixels it learned, so bin or rescale the "
+        "micrographs to its pixel size",
+        f"warning: {tmp_path / 'e.mrc'}: pixel size 1.06 x 1.2 A/px, the model was trained at 1.06 A/px; "
+        "it denoises features at the scale in pixels it learned, so bin or rescale the micrographs "
+        "to its pixel size"]
+    assert all((tmp_path / "out" / f"{name}.denoised.mrc").exists() for name in sizes)
+
+
+def test_a_checkpoint_without_the_training_pixel_size_warns_of_none(cli, ckpt, tmp_path):
+    write_mrc(tmp_path / "a.mrc", micrograph(), voxel_size=4.24)
+    result = cli(denoise.main, tmp_path / "a.mrc", "--checkpoint", ckpt, "-o", tmp_path / "out", *CPU)
+    assert result.code == 0, result.err
+    assert "warning:" not in result.err

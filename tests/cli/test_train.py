@@ -64,6 +64,41 @@ def test_max_steps_0_writes_the_initial_parameters(cli, data32, tmp_path):
                 assert values.max() > 0.5 * bound, name
 
 
+def test_max_steps_alone_trains_over_as_many_epochs_as_it_takes(cli, data32, tmp_path):
+    """40 samples make 10 batches an epoch: --max-steps 25 without --epochs runs 3 epochs' worth."""
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", 25)
+    assert result.code == 0, result.err
+    assert "training 25 steps (--max-steps 25): batch 4, lr 0.001, 3 epochs of 10 batches" in result.out
+    assert "done: 25 steps (stopped by --max-steps 25)" in result.out
+    assert checkpoint.load(out / "checkpoint").step == 25
+
+
+@pytest.mark.parametrize("epochs, steps, limit", [(2, 25, "--epochs 2"), (3, 25, "--max-steps 25")])
+def test_epochs_and_max_steps_the_first_limit_reached_ends_the_run(cli, data32, tmp_path, epochs,
+                                                                   steps, limit):
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", out, "--max-steps", steps,
+                 "--epochs", epochs)
+    assert result.code == 0, result.err
+    ran = min(steps, 10 * epochs)
+    assert f"training {ran} steps ({limit})" in result.out
+    assert f"done: {ran} steps (stopped by {limit})" in result.out
+    assert checkpoint.load(out / "checkpoint").step == ran
+
+
+def test_one_step_is_singular_and_no_rate_without_time(cli, data32, tmp_path, monkeypatch):
+    """A run too short for the clock: "1 step", "1 epoch of 10 batches", and no 0.0 batches/s."""
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0)  # no time passes
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run",
+                 "--max-steps", 1)
+    assert result.code == 0, result.err
+    assert "training 1 step (--max-steps 1): batch 4, lr 0.001, 1 epoch of 10 batches" in result.out
+    assert "done: 1 step (stopped by --max-steps 1)" in result.out
+    assert "; 1 step in 0.0 s (— batches/s)" in result.out
+    assert "0.0 batches/s" not in result.out and "1 steps" not in result.out
+
+
 @pytest.mark.parametrize("shuffle", ["--shuffle", "--no-shuffle"])
 def test_batches_come_in_the_promised_order(cli, data32, tmp_path, shuffle):
     """25 steps over 10-batch epochs, compared with a plain loop over the documented order."""
@@ -266,7 +301,7 @@ def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
     assert result.code == 0, result.err
     rows = metrics(out)
     assert [r["step"] for r in rows] == [5, 10]
-    # The last row's validation ran on the parameters the checkpoint holds: 3 full batches of 4.
+    # The last row's validation ran on the parameters the checkpoint holds: 3 batches of 4.
     model = ReferenceModel(checkpoint.load(out / "checkpoint").params)
     x = np.fromfile(val.noisy, np.float32).reshape(12, 1, 32, 32)
     y = np.fromfile(val.clean, np.float32).reshape(12, 1, 32, 32)
@@ -274,7 +309,61 @@ def test_validation_loss_and_psnr(cli, data32, make_data, tmp_path):
     assert rows[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
     assert rows[-1]["val_psnr"] == pytest.approx(10 * math.log10(1 / loss), rel=1e-12)
     assert result.out.count("val loss") == 2
-    assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB" in result.out
+    assert f"validation: loss {loss:.4f}, PSNR {10 * math.log10(1 / loss):.2f} dB (" in result.out
+
+
+def test_validation_compares_with_the_noisy_input_s_own_psnr(cli, data32, make_data, tmp_path):
+    """The baseline: the PSNR of the noisy inputs against their targets over the whole held-out
+    set (6 pairs: a batch and a partial one), printed first, kept in metrics.jsonl, and each
+    validation line says whether the model is above it."""
+    val = make_data(6, seed=9, name="val")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU, "--out", out,
+                 "--max-steps", 2, "--log-every", 1)
+    assert result.code == 0, result.err
+    x = np.fromfile(val.noisy, np.float32).astype(np.float64)
+    y = np.fromfile(val.clean, np.float32).astype(np.float64)
+    baseline = 10 * math.log10(1 / np.mean((x - y) ** 2))
+    start = next(line for line in result.out.splitlines() if line.startswith("validation: 6 held-out"))
+    assert start.endswith(f"; baseline (noisy input) {baseline:.2f} dB")
+    rows = metrics(out)
+    assert [r["val_baseline_psnr"] for r in rows] == pytest.approx([baseline] * 2, rel=1e-12)
+    for row, line in zip(rows, [line for line in result.out.splitlines() if "val loss" in line]):
+        gain = row["val_psnr"] - baseline
+        assert line.endswith(f"PSNR {row['val_psnr']:.2f} dB ({gain:+.2f} dB: "
+                             f"{'above' if gain > 0 else 'not above'} the noisy input)"), line
+
+
+@pytest.mark.parametrize("count", [1, 6])
+def test_a_held_out_set_smaller_than_or_not_a_multiple_of_a_batch_is_scored_whole(cli, data32, make_data,
+                                                                                 tmp_path, count):
+    """1 pair (less than a batch of 4) or 6 (a batch and a last one of 2): the loss is the mean
+    over every pair, each batch weighted by its rows."""
+    val = make_data(count, seed=9, name="val")
+    out = tmp_path / "run"
+    result = cli(train.main, "--data", data32.noisy.parent, "--val-data", val.noisy.parent, *CPU,
+                 "--out", out, "--max-steps", 2, "--log-every", 2)
+    assert result.code == 0, result.err
+    assert f"validation: {'1 held-out pair,' if count == 1 else '6 held-out pairs,'}" in result.out
+    model = ReferenceModel(checkpoint.load(out / "checkpoint").params)
+    x = np.fromfile(val.noisy, np.float32).reshape(count, 1, 32, 32)
+    y = np.fromfile(val.clean, np.float32).reshape(count, 1, 32, 32)
+    loss = sum(model.evaluate(x[i:i + 4], y[i:i + 4]) * len(x[i:i + 4]) for i in range(0, count, 4)) / count
+    assert metrics(out)[-1]["val_loss"] == pytest.approx(loss, rel=1e-12)
+
+
+def test_a_dataset_folder_without_dataset_json_needs_patch_size(cli, make_data, tmp_path):
+    """No shape is guessed for raw files: --patch-size gives it, and the error says so."""
+    data = make_data(8, size=32)
+    (data.noisy.parent / "dataset.json").unlink()
+    common = ("--data", data.noisy.parent, *CPU, "--max-steps", 1)
+    refused = cli(train.main, *common, "--out", tmp_path / "refused")
+    assert refused.code == 2
+    assert refused.one_line_error().startswith(f"error: {data.noisy.parent}: has no dataset.json to give "
+                                               "the samples' shape; pass --patch-size PX")
+    result = cli(train.main, *common, "--out", tmp_path / "run", "--patch-size", 32)
+    assert result.code == 0, result.err
+    assert "data: 8 pairs of 32x32" in result.out
 
 
 def test_help_names_every_flag_and_the_exit_codes(capsys):

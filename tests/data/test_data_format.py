@@ -63,10 +63,17 @@ def test_size_not_multiple_of_sample(tmp_path):
         open_dir(tmp_path / "d", patch_size=4)
 
 
-def test_default_patch_size_is_the_seeds(tmp_path):
-    write_pair(tmp_path / "d", 3, 3, side=4)  # 192 bytes: not one 1024x1024 sample
-    with pytest.raises(DataError, match=r"one 1024x1024 float32 sample"):
+def test_without_json_or_patch_size_the_shape_is_not_guessed(tmp_path):
+    """256 samples of 128x128 fill as many bytes as 4 of 1024x1024: no shape is assumed."""
+    write_pair(tmp_path / "d", 256, 256, side=128)
+    with pytest.raises(DataError) as error:
         open_dir(tmp_path / "d")
+    assert str(error.value) == (f"{tmp_path / 'd'}: has no {META_NAME} to give the samples' shape; pass "
+                                f"--patch-size PX (the side of its square samples) or write a {META_NAME} "
+                                "with height and width")
+    with pytest.raises(DataError, match=r"pass --val-patch-size PX"):
+        open_dir(tmp_path / "d", flag="--val-patch-size")
+    assert open_dir(tmp_path / "d", patch_size=128).count == 256
 
 
 def test_empty_file(tmp_path):
@@ -116,6 +123,8 @@ def test_json_not_json(identity_dataset):
      "dtype 'float64' is not supported (float32 or float16)"),
     ({"height": 8, "width": 6, "byte_order": 1}, 'byte_order is 1, expected one of "little"'),
     ({"height": 8, "width": 6, "made_by": 3}, "made_by is 3, expected a JSON object"),
+    ({"height": 8, "width": 6, "pixel_size": [1.06, 0]},
+     "pixel_size is [1.06, 0], expected an array of 2 finite numbers > 0 or null"),
     ([8, 6], "the content is [8, 6], expected a JSON object"),
 ])
 def test_every_dataset_json_field_is_type_checked(identity_dataset, meta, message):

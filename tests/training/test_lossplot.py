@@ -57,3 +57,15 @@ def test_the_figure_has_a_title_labels_and_follows_the_recent_loss(tmp_path):
 def test_nothing_is_drawn_before_the_first_step(tmp_path):
     (tmp_path / "losses.tsv").write_text("")
     assert lossplot.write(tmp_path) is None and not (tmp_path / "loss.png").exists()
+
+
+def test_the_noisy_input_s_psnr_is_a_horizontal_line_on_the_psnr_axis(tmp_path):
+    (tmp_path / "losses.tsv").write_text("".join(f"{i}\t0.1\n" for i in range(1, 21)))
+    rows = [{"step": s, "val_loss": 0.05, "val_psnr": p, "val_baseline_psnr": 11.2}
+            for s, p in ((10, 10.3), (20, 12.5))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    psnr_axis = lossplot.figure(tmp_path).axes[1]
+    assert psnr_axis.get_ylabel() == "validation PSNR (dB)"
+    lines = {line.get_label(): line for line in psnr_axis.get_lines()}
+    assert list(lines["validation PSNR"].get_ydata()) == [10.3, 12.5]
+    assert list(lines["noisy input's PSNR (11.20 dB)"].get_ydata()) == [11.2, 11.2]
