@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from . import __version__
+from .userio import console
 
 SCRIPT = "cudnn-denoise"
 # command -> (module, what it does)
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None, invoked_as: str = SCRIPT) -> int:
         print(VERSION)
         return 0
     if argv[0] not in COMMANDS:
-        print(f"{invoked_as}: error: unknown command {argv[0]!r}; choose from "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        console.error(invoked_as, f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
         return 2
     module = importlib.import_module(f"cudnn_denoise.{COMMANDS[argv[0]][0]}")
     _invoked_as = invoked_as

@@ -238,7 +238,7 @@ def main(argv=None) -> int:
             try:
                 result = compare_runs(args.run_a, args.run_b)
             except (OSError, ValueError) as exc:
-                print(f"error: {console.describe(exc)}", file=sys.stderr)
+                console.error(cli.prog("compare"), console.describe(exc))
                 return 2
             lines, status = report(args.run_a, args.run_b, result, args.rtol)
             print("\n".join(lines))

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                     return exc.handled()
                 except (ValueError, OSError, MrcfileMissing, TifffileMissing, OutOfGpuMemory,
                         backends.NoGpuError) as exc:
-                    print(f"error: {console.describe(exc)}", file=sys.stderr)
+                    console.error(p.prog, console.describe(exc))
                     return 2
     except signals.Stopped as exc:  # before the run began
         print(f"stopped by {exc.name}: nothing was written", file=sys.stderr)
@@ -174,7 +174,7 @@ def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float
           f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
                                       if args.preview and frames else ""))
     if bad:
-        print(f"error: {bad} of {inputs} input(s) could not be denoised (named above)", file=sys.stderr)
+        console.error(cli.prog("denoise"), f"{bad} of {inputs} input(s) could not be denoised (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

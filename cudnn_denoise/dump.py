@@ -82,7 +82,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return exc.handled()
     except (ValueError, OSError, backends.NoGpuError) as exc:
-        print(f"error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("dump"), console.describe(exc))
         return 2
 
 

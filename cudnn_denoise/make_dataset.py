@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 with OutputLock(args.out, "make_dataset"):
                     return _run(args, settings)
             except (ValueError, OSError) as exc:
-                print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+                console.error(cli.prog("make_dataset"), console.describe(exc))
                 return 2
     except signals.Stopped as exc:
         print(f"make_dataset: stopped by {exc.name}; the output folder holds what it held before, "
@@ -155,7 +155,7 @@ def _make(args, make, source: str = "") -> int:
         if args.check_data:
             check_values(dataset)
     except (ValueError, OSError) as exc:
-        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), console.describe(exc))
         return 2
     finally:
         if bar is not None:
@@ -217,10 +217,10 @@ def _from_micrographs(args, settings) -> int:
         if args.check_data:
             check_values(report.dataset)
     except NothingUsable as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), str(exc))
         return EXIT_BAD_INPUTS
     except (ValueError, OSError) as exc:
-        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), console.describe(exc))
         return 2
     finally:
         bar.close()
@@ -230,8 +230,8 @@ def _from_micrographs(args, settings) -> int:
           f"in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
           + _pixel_sizes(report.pixel_sizes) + ("; values checked" if args.check_data else ""))
     if report.skipped:
-        print(f"make_dataset: error: {len(report.skipped)} input(s) or micrograph(s) could not be "
-              "used (named above)", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), f"{len(report.skipped)} input(s) or micrograph(s) "
+                      "could not be used (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

@@ -146,10 +146,10 @@ def _main(args, world) -> int:
               f"{args.out / checkpoint.RUN_SUBFOLDER}", file=sys.stderr)
         return exc.handled()
     except (ValueError, OSError, backends.NoGpuError, nccl.GpuRanksError) as exc:
-        print(f"error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("train"), console.describe(exc))
         return 2
     except distributed.ParametersDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        console.error(cli.prog("train"), str(exc))
         return 4
 
 
@@ -227,7 +227,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
             except NonFiniteLoss as exc:
                 last = args.out / checkpoint.RUN_SUBFOLDER
                 kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
-                print(f"error: {exc}; {kept}", file=sys.stderr)
+                console.error(cli.prog("train"), f"{exc}; {kept}")
                 return 3
         finally:
             trainer.close()

@@ -1,7 +1,7 @@
-"""What the programs print: output that outlives its reader, and the text of an error line.
+"""What the programs print: output that outlives its reader, and the error line.
 
 console.survive_lost_output()    # first thing in a program's main()
-print(f"error: {console.describe(exc)}", file=sys.stderr)
+console.error(prog, console.describe(exc))    # `PROG: error: FILE: what happened` on stderr
 """
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ import sys
 # A write to the terminal fails with these when its reader is gone (EPIPE: `| head -1` exited) or a
 # redirect's disk is full (ENOSPC, EFBIG, EDQUOT); EIO when the terminal itself went away.
 _LOST = (errno.EPIPE, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+
+
+def error(prog: str, message: str) -> None:
+    """Print the one error line of every program, argparse's own form: `PROG: error: MESSAGE`,
+    PROG the name the user typed (cli.prog)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
 
 
 def describe(exc: BaseException) -> str:

@@ -128,7 +128,7 @@ def test_unusable_runs_and_flags_are_one_line(tmp_path, capsys, fault, message):
     except SystemExit as exc:  # argparse
         code = exc.code
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("python -m cudnn_denoise.compare: error: ") and message in err, err
 
 
 @pytest.mark.parametrize("where", ["A", "both"])
@@ -164,5 +164,5 @@ def test_a_step_logged_twice_is_a_broken_run(runs, capsys):
         file.write("2\t0.125\n")
     assert compare.main([str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {b / 'losses.tsv'}:4: step 2 logged again (first at line 2): "
+    assert err == (f"python -m cudnn_denoise.compare: error: {b / 'losses.tsv'}:4: step 2 logged again (first at line 2): "
                    "a broken run, not one to compare\n")

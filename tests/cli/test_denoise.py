@@ -219,7 +219,7 @@ def test_bad_inputs_are_named_and_skipped_and_the_run_goes_on(cli, ckpt, tmp_pat
     assert any("volume.mrc" in line and "volume" in line.split("volume.mrc")[1] for line in err), result.err
     assert any("nan.mrcs frame 1" in line and "NaN" in line for line in err), result.err
     assert any("missing.mrc: no such file" in line for line in err), result.err
-    assert err[-1] == "error: 4 of 6 input(s) could not be denoised (named above)"
+    assert err[-1] == f"{result.prog}: error: 4 of 6 input(s) could not be denoised (named above)"
     # no partial
     assert sorted(p.name for p in out.iterdir()) == ["good1.denoised.mrc", "good2.denoised.mrc",
                                                     "run.log"]

@@ -94,5 +94,5 @@ def test_link_flags_with_a_bad_library_variable_is_one_line(tmp_path, variable, 
     done = subprocess.run([sys.executable, "-m", "cudnn_denoise.fortran", "--link-flags"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: --link-flags:") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("python -m cudnn_denoise.fortran: error: --link-flags:") and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and done.stdout == ""
