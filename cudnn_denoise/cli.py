@@ -38,6 +38,13 @@ def prog(module: str) -> str:
     return f"python -m cudnn_denoise.{module}"
 
 
+def description(doc: str) -> str:
+    """A program's --help description: its docstring's first paragraph without the
+    `python -m cudnn_denoise.<module>: ` it begins with, one of the two ways to run it."""
+    text = doc.split("\n\n")[0].split(": ", 1)[1]
+    return text[0].upper() + text[1:]
+
+
 def add_version(parser) -> None:
     """--version: print the package's version and exit 0."""
     parser.add_argument("--version", action="version", version=VERSION,

@@ -220,7 +220,7 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(prog=cli.prog("compare"),
-                                description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                description=cli.description(__doc__),
                                 epilog="Exit: 0 identical (or within --rtol), 1 different, 2 unreadable run.")
     cli.add_version(p)
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="a run folder (losses.tsv, params.bin or checkpoint/)")

@@ -43,7 +43,7 @@ finished one: a rerun skips it (unless --overwrite) and picks up where a stopped
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("denoise"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "

@@ -45,7 +45,7 @@ EXIT_CODES = """exit codes:
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("dump"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("dump"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
                    help="checkpoint folder whose parameters take the step (or train's --out "

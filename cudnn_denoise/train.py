@@ -52,7 +52,7 @@ one forward pass over the set each time"""
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("train"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(p)
     add_data_arguments(p)

@@ -100,3 +100,18 @@ def test_every_error_line_begins_with_the_program_as_it_was_typed(command, tmp_p
             err = capsys.readouterr().err
             assert code == 2 and "Traceback" not in err, (prog, args, err)
             assert err.splitlines()[-1].startswith(f"{prog}: error: "), (prog, args, err)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_names_the_program_only_as_it_was_typed(command, capsys):
+    """--help under the installed command never says `python -m cudnn_denoise.<module>` (the
+    descriptions began with it), nor the module's help the installed command."""
+    module = importlib.import_module(f"cudnn_denoise.{SUBCOMMANDS[command]}")
+    for prog, main, other in ((f"cudnn-denoise {command}", lambda args: cli.main([command, *args]),
+                               "python -m cudnn_denoise"),
+                              (cli.prog(SUBCOMMANDS[command]), module.main, "cudnn-denoise")):
+        with pytest.raises(SystemExit) as done:
+            main(["--help"])
+        out = capsys.readouterr().out
+        assert done.value.code == 0 and out.startswith(f"usage: {prog} "), out
+        assert other not in out, out
