@@ -60,7 +60,7 @@ def parser() -> arguments.ArgumentParser:
     s.add_argument("--lr", type=arguments.number(positive=True),
                    help=f"SGD learning rate (default: the checkpoint's run's, else {SEED.lr})")
     o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, type=Path, metavar="DIR",
+    o.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
     o.add_argument("--overwrite", action="store_true",
                    help="replace the dump in OUT (only a dump: any other folder is refused) once the new one "

@@ -55,7 +55,7 @@ def build_parser() -> arguments.ArgumentParser:
         description=f"Write {INTERFACES_FILE} (cuDNN/cuBLAS interfaces from cffi_build/) and "
                     f"{CHECKPOINT_FILE} (the parameter layout, params.bin I/O) into a folder.")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--out", type=Path, metavar="DIR",
+    what.add_argument("-o", "--out", type=Path, metavar="DIR",
                       help="folder to write the two .f90 files into (created if missing; "
                            "the committed copies are in fortran/)")
     what.add_argument("--doc", type=Path, metavar="FILE",

@@ -58,7 +58,7 @@ def build_parser() -> arguments.ArgumentParser:
                     "from even/odd frame sums (--even, --odd), or synthetic (--samples).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(parser)
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("-o", "--out", required=True, metavar="DIR",
                         help="directory to write noisy.bin, clean.bin and dataset.json into")
     parser.add_argument("--samples", type=arguments.integer(minimum=1), metavar="N",
                         help="synthetic: number of pairs")

@@ -81,7 +81,7 @@ def parser() -> arguments.ArgumentParser:
                         f"files fit in {KEEP_SHARE:.0%}% of the memory available now "
                         "(MemAvailable), else drop; the log says which and why")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, default=Path("runs/train"),
+    o.add_argument("-o", "--out", type=Path, default=Path("runs/train"),
                    help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "
                         "and loss.png (default runs/train)")
     o.add_argument("--checkpoint-every", type=arguments.integer(minimum=0), default=1000,

@@ -4,6 +4,7 @@ its own --help, the `python -m` forms, and the one-line errors of the dispatcher
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 import tomllib
@@ -115,3 +116,12 @@ def test_help_names_the_program_only_as_it_was_typed(command, capsys):
         out = capsys.readouterr().out
         assert done.value.code == 0 and out.startswith(f"usage: {prog} "), out
         assert other not in out, out
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_out_option_has_the_short_form_o(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    if "--out" in out:
+        assert re.search(r"^  -o \S+, --out \S+", out, re.M), out
