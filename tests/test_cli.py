@@ -67,7 +67,7 @@ def test_subcommand_help_names_the_installed_command(capsys):
 
 
 def test_a_subcommand_runs_with_its_arguments(capsys):
-    assert cli.main(["plan", "--batch-size", "2", "--height", "8", "--width", "8"]) == 0
+    assert cli.main(["plan", "--batch-size", "2", "--patch-size", "8"]) == 0
     assert "cudnnConvolutionForward" in capsys.readouterr().out
 
 
@@ -125,3 +125,12 @@ def test_every_out_option_has_the_short_form_o(command, capsys):
     out = capsys.readouterr().out
     if "--out" in out:
         assert re.search(r"^  -o \S+, --out \S+", out, re.M), out
+
+
+def test_plan_spells_each_quantity_as_train_does():
+    """plan lays out a training step: its flags are train's (--batch-size, --patch-size, --lr,
+    ...), one name per quantity; --keep-intermediates, the dump's buffers, is plan's own."""
+    from cudnn_denoise import plan, train
+
+    flags = {f for f in plan.parser()._option_string_actions if f.startswith("--")}
+    assert flags - {"--keep-intermediates"} <= set(train.parser()._option_string_actions)
