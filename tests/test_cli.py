@@ -134,3 +134,14 @@ def test_plan_spells_each_quantity_as_train_does():
 
     flags = {f for f in plan.parser()._option_string_actions if f.startswith("--")}
     assert flags - {"--keep-intermediates"} <= set(train.parser()._option_string_actions)
+
+
+def test_a_program_runs_by_its_module_name_too(capsys):
+    """`cudnn-denoise make_dataset`, as the docs' `python -m cudnn_denoise.make_dataset` spells it:
+    the same program, named in its errors as typed."""
+    for typed in ("make-dataset", "make_dataset"):
+        with pytest.raises(SystemExit) as done:
+            cli.main([typed, "--samples", "0"])
+        assert done.value.code == 2
+        assert capsys.readouterr().err.startswith(f"cudnn-denoise {typed}: error: argument --samples")
+    assert cli.main(["make dataset"]) == 2
