@@ -36,7 +36,9 @@ from cudnn_denoise.micrographs.convert import (
     convert,
     preprocessing_from,
 )
+from cudnn_denoise.micrographs.mrc_io import MrcfileMissing
 from cudnn_denoise.micrographs.sources import EXIT_BAD_INPUTS
+from cudnn_denoise.micrographs.tiff_io import TifffileMissing
 from cudnn_denoise.userio import arguments, console, signals
 from cudnn_denoise.userio.outdir import OutputLock
 from cudnn_denoise.userio.progress import Progress
@@ -44,7 +46,8 @@ from cudnn_denoise.userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    written
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments, no input found, or an output that cannot be written (one line says what)
+  2    bad arguments, no input found, mrcfile or tifffile not installed for the inputs, or an
+       output that cannot be written (one line says what)
   {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
        were written (none at all: no dataset); the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: --out holds what it held before (a dataset is replaced
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "SRC (a copy)")
                 with OutputLock(args.out, "make_dataset"):
                     return _run(args, settings)
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError, MrcfileMissing, TifffileMissing) as exc:
                 console.error(cli.prog("make_dataset"), console.describe(exc))
                 return 2
     except signals.Stopped as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -126,3 +127,19 @@ def test_flags_that_mean_nothing_are_refused_in_one_line(cli, tmp_path, flags, w
     assert result.code == 2
     assert words in result.one_line_error()  # make_dataset's line, or argparse's for a flag's rule
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("package, suffix, extra", [("mrcfile", "mrc", "mrc"),
+                                                    ("tifffile", "tif", "tiff")])
+def test_a_reader_package_not_installed_is_one_line_with_its_install(cli, tmp_path, monkeypatch,
+                                                                     package, suffix, extra):
+    """Without mrcfile or tifffile (they are extras), one line says which and how to install it,
+    exit 2, no dataset: as denoise says it."""
+    image = np.random.default_rng(0).random((40, 40), dtype=np.float32)
+    source = (write_mrc if suffix == "mrc" else write_tiff)(tmp_path / f"m.{suffix}", image)
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` raises ImportError
+    result = cli(make_dataset.main, "--out", tmp_path / "ds", "--from-mrc", source, "--size", 32)
+    assert result.code == 2
+    line = result.one_line_error()
+    assert f"need the {package} package" in line and f"pip install 'cudnn_denoise[{extra}]'" in line
+    assert not (tmp_path / "ds" / META_NAME).exists()
