@@ -58,7 +58,8 @@ class Difference:
 
     def line(self) -> str:
         nan = f"  NaN {self.nans}, first at {self.first_nan_at}" if self.nans else ""
-        return (f"{self.name:<16s} {self.count:6d} values  identical {self.identical:6d}  worst "
+        return (f"{self.name:<16s} {console.plural(self.count, 'value'):>13s}  identical "
+                f"{self.identical:6d}  worst "
                 f"{self.worst_ulp} ULP at {self.worst_ulp_at}, relative {self.worst_relative:.3g} at "
                 f"{self.worst_relative_at}{nan}")
 
@@ -208,7 +209,7 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
     if result.losses is None:
         lines.append("losses: not compared (a run has no losses.tsv)")
     else:
-        lines.append(f"losses: {steps_a} steps in A, {steps_b} in B, {both} compared")
+        lines.append(f"losses: {console.plural(steps_a, 'step')} in A, {steps_b} in B, {both} compared")
         lines.append(result.losses.line())
     lines += [d.line() for d in result.params]
     worst_ulp = max(d.worst_ulp for d in result.all())

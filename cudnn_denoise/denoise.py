@@ -124,9 +124,11 @@ def run(args) -> int:
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))
     print(f"checkpoint: {saved.path} (step {saved.step}); intensities: {_scale_note(stats, args.normalize)}")
     if earlier:
-        print(f"ignoring {earlier} input(s) in {args.out} named like outputs (*{args.suffix}.*)")
+        print(f"ignoring {console.plural(earlier, 'input')} in {args.out} named like outputs "
+              f"(*{args.suffix}.*)")
     if len(todo) < len(jobs):
-        print(f"skipping {len(jobs) - len(todo)} input(s) whose output exists in {args.out} (--overwrite redoes them)")
+        print(f"skipping {console.plural(len(jobs) - len(todo), 'input')} whose output exists in "
+              f"{args.out} (--overwrite redoes them)")
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
 
@@ -170,11 +172,13 @@ def _jobs(args) -> tuple[list, list, list[str], int]:
 
 def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:
     rate = frames / seconds if seconds > 0 else 0.0
-    print(f"done: {done} file(s), {frames} micrograph(s) in {seconds:.1f} s ({rate:.2f} micrographs/s); "
+    print(f"done: {console.plural(done, 'file')}, {console.plural(frames, 'micrograph')} in "
+          f"{seconds:.1f} s ({rate:.2f} micrographs/s); "
           f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
                                       if args.preview and frames else ""))
     if bad:
-        console.error(cli.prog("denoise"), f"{bad} of {inputs} input(s) could not be denoised (named above)")
+        console.error(cli.prog("denoise"), f"{bad} of {console.plural(inputs, 'input')} could not be "
+                      "denoised (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

@@ -130,7 +130,7 @@ def run(args) -> int:
         manifest = write_dump(args.out, record, settings)
     for entry in manifest["tensors"]:
         print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
-    print(f"wrote {len(manifest['tensors'])} tensors of step {saved.step + 1} (samples {args.index}.."
+    print(f"wrote {console.plural(len(manifest['tensors']), 'tensor')} of step {saved.step + 1} (samples {args.index}.."
           f"{args.index + batch - 1}, lr {lr}) to {args.out}", file=sys.stderr)
     return 0
 

@@ -163,8 +163,8 @@ def _make(args, make, source: str = "") -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name}"
-          f"{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
+    print(f"wrote {console.plural(dataset.count, 'pair')} of {dataset.height}x{dataset.width} "
+          f"{dataset.dtype.name}{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
           + ("; values checked" if args.check_data else ""))
     return 0
 
@@ -203,8 +203,9 @@ def _from_micrographs(args, settings) -> int:
         nonlocal done
         done += 1
         m = result.micrograph
-        both = f" -> {len(result.noisy)} pairs" if len(result.noisy) != result.patches else ""
-        patches = f"{result.patches} patch" + ("" if result.patches == 1 else "es")
+        both = (f" -> {console.plural(len(result.noisy), 'pair')}"
+                if len(result.noisy) != result.patches else "")
+        patches = console.plural(result.patches, "patch", "patches")
         bar.line(f"{m.name}: {m.height}x{m.width}, {patches}{both}; "
                  f"[{result.low:.5g}, {result.high:.5g}] -> [0, 1]")
         bar.update(done)
@@ -228,13 +229,13 @@ def _from_micrographs(args, settings) -> int:
     finally:
         bar.close()
     dataset = report.dataset
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name} from "
-          f"{report.micrographs} micrograph(s) to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) "
-          f"in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
+    print(f"wrote {console.plural(dataset.count, 'pair')} of {dataset.height}x{dataset.width} "
+          f"{dataset.dtype.name} from {console.plural(report.micrographs, 'micrograph')} to "
+          f"{args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
           + _pixel_sizes(report.pixel_sizes) + ("; values checked" if args.check_data else ""))
     if report.skipped:
-        console.error(cli.prog("make_dataset"), f"{len(report.skipped)} input(s) or micrograph(s) "
-                      "could not be used (named above)")
+        skipped = console.plural(len(report.skipped), "input or micrograph", "inputs or micrographs")
+        console.error(cli.prog("make_dataset"), f"{skipped} could not be used (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

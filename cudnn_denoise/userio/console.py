@@ -21,6 +21,12 @@ def error(prog: str, message: str) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 
+def plural(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 pair`, `2 pairs`: the count and its noun, which takes an s unless `plural` is given
+    (`patch`, `patches`): the programs' output never says `1 pairs` or `pair(s)`."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def describe(exc: BaseException) -> str:
     """An exception as the error line's text: an OSError as `FILE: what happened`."""
     if isinstance(exc, OSError) and exc.strerror:

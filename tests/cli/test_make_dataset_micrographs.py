@@ -37,7 +37,7 @@ def test_from_mrc_to_a_trained_checkpoint(cli, mics, tmp_path):
     lines = made.out.splitlines()
     assert re.fullmatch(rf"{mics / 'm0.mrc'}: 64x96, 6 patches; \[\S+, \S+\] -> \[0, 1\]", lines[0])
     assert lines[2].startswith(f"{mics / 't.tif'} frame 0: 64x64, 4 patches;")
-    assert lines[-1].startswith(f"wrote 20 pairs of 32x32 float32 from 4 micrograph(s) to {data} ")
+    assert lines[-1].startswith(f"wrote 20 pairs of 32x32 float32 from 4 micrographs to {data} ")
     pixel = "pixel size differs among the micrographs: 1.06 x 1.06 A, unknown; values checked"
     assert pixel in lines[-1]
 
@@ -62,7 +62,7 @@ def test_even_odd_sums_in_one_folder(cli, tmp_path):
     assert made.code == 0, made.err
     pair = f"{sums / 'movie0_EVN.mrc'} + {sums / 'movie0_ODD.mrc'}"
     assert f"{pair}: 48x40, 6 patches -> 12 pairs;" in made.out
-    assert "wrote 24 pairs of 16x16 float32 from 2 micrograph(s)" in made.out
+    assert "wrote 24 pairs of 16x16 float32 from 2 micrographs" in made.out
     one = cli(make_dataset.main, "--out", tmp_path / "one", "--even", sums, "--odd", sums,
               "--size", 16, "--one-way", "--quiet")
     assert one.code == 0 and "wrote 12 pairs" in one.out
@@ -90,7 +90,7 @@ def test_bad_files_are_named_the_rest_written_and_the_exit_code_is_4(cli, mics, 
     errors = made.err.strip().splitlines()
     assert errors[0].startswith("skipped: 'nothing/*.mrc': ")
     assert errors[1].startswith(f"skipped: {mics / 'broken.mrc'}: not a readable MRC file")
-    assert errors[2] == (f"{made.prog}: error: 2 input(s) or micrograph(s) could not be used "
+    assert errors[2] == (f"{made.prog}: error: 2 inputs or micrographs could not be used "
                          "(named above)")
     assert "wrote 20 pairs" in made.out
 
