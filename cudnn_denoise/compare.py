@@ -16,8 +16,8 @@ internal error, as in every program.
 
 from __future__ import annotations
 
-import sys
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -124,7 +124,7 @@ def test_every_out_option_has_the_short_form_o(command, capsys):
         cli.main([command, "--help"])
     out = capsys.readouterr().out
     if "--out" in out:
-        assert re.search(r"^  -o \S+, --out \S+", out, re.M), out
+        assert re.search(r"^  -o \S+, --out \S+", out, re.MULTILINE), out
 
 
 def test_plan_spells_each_quantity_as_train_does():

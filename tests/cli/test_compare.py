@@ -176,7 +176,7 @@ def test_different_has_an_exit_code_no_other_program_gives(capsys):
     from cudnn_denoise import denoise, dump, make_dataset, train
 
     others = {int(code) for module in (train, denoise, make_dataset, dump)
-              for code in re.findall(r"^  (\d+) ", module.EXIT_CODES, re.M)}
+              for code in re.findall(r"^  (\d+) ", module.EXIT_CODES, re.MULTILINE)}
     assert 1 in others and compare.EXIT_DIFFERENT not in others
     with pytest.raises(SystemExit):
         compare.main(["--help"])
