@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.error(cli.prog("make_dataset"), console.describe(exc))
                 return 2
     except signals.Stopped as exc:
-        print(f"make_dataset: stopped by {exc.name}; the output folder holds what it held before, "
+        print(f"stopped by {exc.name}; the output folder holds what it held before, "
               "or the new dataset whole", file=sys.stderr)
         return exc.handled()
 

@@ -464,7 +464,7 @@ def test_sigint_to_the_whole_group_during_an_overwrite_keeps_the_old_dataset(old
     code, _, err = finish(proc)
     assert code == 130
     assert err.strip().startswith(
-        "make_dataset: stopped by SIGINT; the output folder holds what it held before"
+        "stopped by SIGINT; the output folder holds what it held before"
     )
     assert digests(out) == before and partials(out) == []
 
