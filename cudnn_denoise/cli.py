@@ -1,8 +1,8 @@
 """cudnn-denoise, the installed command: `cudnn-denoise COMMAND [ARGS]` runs one of the programs.
 
 Each command is the module `python -m cudnn_denoise.<module>` runs, with the same flags, help and
-exit codes, named either way (make-dataset or make_dataset); `--version` works on the command and on each subcommand. `python -m cudnn_denoise
-COMMAND` is the same as the installed command.
+exit codes, named either way (make-dataset or make_dataset); `--version` works on the command and
+on each subcommand. `python -m cudnn_denoise COMMAND` is the same as the installed command.
 """
 
 from __future__ import annotations
