@@ -9,12 +9,14 @@ parameter are compared as float32: the distance in ULPs (how many float32 values
 for identical bits and for +0 against -0) and relative, |a - b| / max(|a|, |b|). It prints, per
 parameter tensor and for the losses, the worst of each and where; then a verdict line.
 A NaN is neither identical to anything nor within any --rtol: the verdict says where the first is.
-Exit status: 0 when identical (or, with --rtol, every relative difference within it), 1 when not
-(or a NaN), 2 when a run cannot be read (a losses.tsv that logs a step twice is broken).
+Exit status: 0 when identical (or, with --rtol, every relative difference within it), 6 when not
+(or a NaN), 2 when a run cannot be read (a losses.tsv that logs a step twice is broken); 1 is an
+internal error, as in every program.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,16 @@ from .params import NUM_PARAMS, views
 from .training import run_folder
 from .userio import arguments, console, signals
 from .userio.files import read_bytes
+
+# "different" is no failure of the program: a code of its own, which no other program uses (1 is an
+# internal error everywhere; 3, 4 and 5 have meanings in train, denoise and make_dataset)
+EXIT_DIFFERENT = 6
+EXIT_CODES = f"""exit codes:
+  0    identical (or, with --rtol, every relative difference within it)
+  1    unexpected internal error (a traceback follows: please report it)
+  2    bad arguments, or a run that cannot be read (one line says what)
+  {EXIT_DIFFERENT}    different, or a NaN in either run (the verdict line says where)
+  130  stopped by SIGINT, 143 by SIGTERM"""
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,8 @@ class Difference:
 
     def line(self) -> str:
         nan = f"  NaN {self.nans}, first at {self.first_nan_at}" if self.nans else ""
-        return (f"{self.name:<16s} {self.count:6d} values  identical {self.identical:6d}  worst "
+        return (f"{self.name:<16s} {console.plural(self.count, 'value'):>13s}  identical "
+                f"{self.identical:6d}  worst "
                 f"{self.worst_ulp} ULP at {self.worst_ulp_at}, relative {self.worst_relative:.3g} at "
                 f"{self.worst_relative_at}{nan}")
 
@@ -196,7 +209,7 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
     if result.losses is None:
         lines.append("losses: not compared (a run has no losses.tsv)")
     else:
-        lines.append(f"losses: {steps_a} steps in A, {steps_b} in B, {both} compared")
+        lines.append(f"losses: {console.plural(steps_a, 'step')} in A, {steps_b} in B, {both} compared")
         lines.append(result.losses.line())
     lines += [d.line() for d in result.params]
     worst_ulp = max(d.worst_ulp for d in result.all())
@@ -207,21 +220,20 @@ def report(a: Path, b: Path, result: Comparison, rtol: float | None) -> tuple[li
     summary = f"worst {worst_ulp} ULP, worst relative {worst:.3g}"
     if result.first_nan() is not None:
         lines.append(f"verdict: DIFFERENT: NaN at {result.first_nan()}; {summary} (of the numbers)")
-        return lines, 1
+        return lines, EXIT_DIFFERENT
     if steps_a != both or steps_b != both:
         lines.append(f"verdict: DIFFERENT: the runs logged different steps; {summary}")
-        return lines, 1
+        return lines, EXIT_DIFFERENT
     if rtol is not None and worst <= rtol:
         lines.append(f"verdict: within --rtol {rtol:g} ({summary})")
         return lines, 0
     lines.append(f"verdict: DIFFERENT ({summary})")
-    return lines, 1
+    return lines, EXIT_DIFFERENT
 
 
 def parser() -> arguments.ArgumentParser:
-    p = arguments.ArgumentParser(prog=cli.prog("compare"),
-                                description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                                epilog="Exit: 0 identical (or within --rtol), 1 different, 2 unreadable run.")
+    p = arguments.ArgumentParser(prog=cli.prog("compare"), description=cli.description(__doc__),
+                                 epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(p)
     p.add_argument("run_a", type=Path, metavar="RUN_A", help="a run folder (losses.tsv, params.bin or checkpoint/)")
     p.add_argument("run_b", type=Path, metavar="RUN_B", help="the other run folder")
@@ -238,7 +250,7 @@ def main(argv=None) -> int:
             try:
                 result = compare_runs(args.run_a, args.run_b)
             except (OSError, ValueError) as exc:
-                print(f"error: {console.describe(exc)}", file=sys.stderr)
+                console.error(cli.prog("compare"), console.describe(exc))
                 return 2
             lines, status = report(args.run_a, args.run_b, result, args.rtol)
             print("\n".join(lines))

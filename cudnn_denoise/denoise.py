@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, checkpoint, cli
 from .data.format import DataError
-from .inference import files, preview
+from .inference import files, pixel_size, preview, star_outputs
 from .inference.engine import Denoiser, OutOfGpuMemory, select_device
 from .inference.intensity import TrainingStats
 from .inference.pipeline import denoise_files
@@ -53,7 +53,7 @@ missing) are left out, and a line says how many; with none left, no STAR file is
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("denoise"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("denoise"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="micrographs: .mrc / .mrcs files (an .mrcs stack is denoised frame by "
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                     return exc.handled()
                 except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing,
                         OutOfGpuMemory, backends.NoGpuError) as exc:
-                    print(f"error: {console.describe(exc)}", file=sys.stderr)
+                    console.error(p.prog, console.describe(exc))
                     return 2
     except signals.Stopped as exc:  # before the run began
         print(f"stopped by {exc.name}: nothing was written", file=sys.stderr)
@@ -138,9 +138,11 @@ def run(args) -> int:
     print(f"backend: {backend} ({why})" + (f"; math {args.math}" if backend == "cudnn" else ""))
     print(f"checkpoint: {saved.path} (step {saved.step}); intensities: {_scale_note(stats, args.normalize)}")
     if earlier:
-        print(f"ignoring {earlier} input(s) in {args.out} named like outputs (*{args.suffix}.*)")
+        print(f"ignoring {console.plural(earlier, 'input')} in {args.out} named like outputs "
+              f"(*{args.suffix}.*)")
     if len(todo) < len(jobs):
-        print(f"skipping {len(jobs) - len(todo)} input(s) whose output exists in {args.out} (--overwrite redoes them)")
+        print(f"skipping {console.plural(len(jobs) - len(todo), 'input')} whose output exists in "
+              f"{args.out} (--overwrite redoes them)")
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
 
@@ -151,7 +153,7 @@ def run(args) -> int:
         done, failed, frames, seconds = _denoise(args, todo, denoiser, stats, text)
     finally:
         denoiser.close()
-    _write_stars(stars, jobs, failed)
+    star_outputs.write(stars, jobs, failed)
     bad = len(failed) + len(problems)
     return _summary(args, done, bad, len(todo) + len(problems), frames, seconds)
 
@@ -184,94 +186,20 @@ def _jobs(args, saved: checkpoint.Checkpoint) -> tuple[list, list, list[str], in
         require_tifffile()
     todo = jobs if args.overwrite else [job for job in jobs if not files.is_done(job)]
     trained = run_record.read(saved).data.get("pixel_size")
-    for line in _pixel_size_warnings(trained, todo, args.height, args.width):
+    for line in pixel_size.warnings(trained, todo, args.height, args.width):
         print(line, file=sys.stderr)
-    return jobs, todo, problems, earlier, _star_outputs(listings, args.out, args.suffix)
-
-
-def _star_outputs(listings: list, out_dir, suffix: str) -> list[tuple[star.MicrographStar, Path]]:
-    """Each STAR input with its output, OUT/<stem><suffix>.star; OutputError when it would replace
-    a STAR input or two would be one file."""
-    claimed: dict[Path, Path] = {}
-    inputs = {listing.path.resolve() for listing in listings}
-    plans = []
-    for listing in listings:
-        path = out_dir / f"{listing.path.stem}{suffix}{star.SUFFIX}"
-        key = path.resolve()
-        if key in inputs:
-            raise files.OutputError(f"{listing.path}: its output {path} would replace a STAR input; "
-                                    "choose another -o or --suffix")
-        if key in claimed:
-            raise files.OutputError(f"{claimed[key]} and {listing.path} would both be written to "
-                                    f"{path}; denoise them into different -o folders")
-        claimed[key] = listing.path
-        plans.append((listing, path))
-    return plans
-
-
-def _write_stars(plans: list, jobs: list, failed: list) -> None:
-    """Write each STAR input back with its micrographs' outputs (see EXIT_CODES' last paragraph)."""
-    bad = {job.source for job in failed}
-    outputs = {job.source.resolve(): job.output for job in jobs if job.source not in bad}
-    for listing, path in plans:
-        names = [outputs.get(Path(name).resolve()) for name in listing.names]
-        kept = sum(name is not None for name in names)
-        if not kept:
-            print(f"no STAR file written for {listing.path}: none of its micrographs was denoised",
-                  file=sys.stderr)
-            continue
-        listing.write(path, [None if name is None else star.relion_path(name) for name in names])
-        left = len(names) - kept
-        print(f"wrote {path}: {kept} micrograph(s)" + (
-            f"; {left} row(s) of {listing.path} left out: their micrographs were not denoised "
-            "(named above)" if left else ""))
-
-
-PIXEL_SIZE_TOLERANCE = 0.01  # relative: headers round, and 1% is far below what the model notices
-
-
-def _pixel_size_warnings(trained: list[float] | None, jobs, height, width) -> list[str]:
-    """A warning per pixel size of the inputs (MRC headers) that differs from the training data's
-    by more than PIXEL_SIZE_TOLERANCE, naming its first file: the model learned features of a size
-    in pixels. Unknown on either side (an old checkpoint, a TIFF or raw input): no warning."""
-    if trained is None:
-        return []
-    differing: dict[tuple, list] = {}  # input pixel size -> its files
-    for job in jobs:
-        size = _input_pixel_size(job.source, height, width)
-        if size is not None and any(abs(a - b) > PIXEL_SIZE_TOLERANCE * b for a, b in zip(size, trained)):
-            differing.setdefault(tuple(size), []).append(job.source)
-    return [f"warning: {paths[0]}{f' (and {len(paths) - 1} more)' if len(paths) > 1 else ''}: pixel "
-            f"size {_angstrom(size)}, the model was trained at {_angstrom(trained)}; it denoises "
-            "features at the scale in pixels it learned, so bin or rescale the micrographs to its "
-            "pixel size" for size, paths in differing.items()]
-
-
-def _input_pixel_size(path: Path, height, width) -> list[float] | None:
-    """[x, y] in angstrom from the file's MRC header; None when it has none or cannot be opened
-    (the run names that input when it comes to it)."""
-    try:
-        source = sources.open_source(path, height, width)
-    except (ValueError, OSError):
-        return None
-    try:
-        return source.header.pixel_size if source.header is not None else None
-    finally:
-        source.close()
-
-
-def _angstrom(size) -> str:
-    x, y = size
-    return f"{x:g} A/px" if x == y else f"{x:g} x {y:g} A/px"
+    return jobs, todo, problems, earlier, star_outputs.plan(listings, args.out, args.suffix)
 
 
 def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:
     rate = frames / seconds if seconds > 0 else 0.0
-    print(f"done: {done} file(s), {frames} micrograph(s) in {seconds:.1f} s ({rate:.2f} micrographs/s); "
+    print(f"done: {console.plural(done, 'file')}, {console.plural(frames, 'micrograph')} in "
+          f"{seconds:.1f} s ({rate:.2f} micrographs/s); "
           f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
                                       if args.preview and frames else ""))
     if bad:
-        print(f"error: {bad} of {inputs} input(s) could not be denoised (named above)", file=sys.stderr)
+        console.error(cli.prog("denoise"), f"{bad} of {console.plural(inputs, 'input')} could not be "
+                      "denoised (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

@@ -47,7 +47,7 @@ EXIT_CODES = """exit codes:
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("dump"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("dump"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
                    help="checkpoint folder whose parameters take the step (or train's --out "
@@ -62,7 +62,7 @@ def parser() -> arguments.ArgumentParser:
     s.add_argument("--lr", type=arguments.number(positive=True),
                    help=f"SGD learning rate (default: the checkpoint's run's, else {SEED.lr})")
     o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, type=Path, metavar="DIR",
+    o.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="folder for <name>.bin and manifest.json; must be empty or new")
     o.add_argument("--overwrite", action="store_true",
                    help="replace the dump in OUT (only a dump: any other folder is refused) once the new one "
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return exc.handled()
     except (ValueError, OSError, backends.NoGpuError) as exc:
-        print(f"error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("dump"), console.describe(exc))
         return 2
 
 
@@ -137,7 +137,7 @@ def run(args) -> int:
         manifest = write_dump(args.out, record, settings, tables)
     for entry in manifest["tensors"]:
         print(format_checksum(entry["name"], record[entry["name"]].astype(np.float32)))
-    print(f"wrote {len(manifest['tensors'])} tensors of step {saved.step + 1} (samples {args.index}.."
+    print(f"wrote {console.plural(len(manifest['tensors']), 'tensor')} of step {saved.step + 1} (samples {args.index}.."
           f"{args.index + batch - 1}, lr {lr}) to {args.out}", file=sys.stderr)
     return 0
 

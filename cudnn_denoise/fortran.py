@@ -11,7 +11,6 @@ prints the gfortran flags for the cuDNN, cuBLAS and CUDA runtime libraries that 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from cudnn_denoise.port.fortran_source import (
     doc_with_step,
     generate,
 )
+from cudnn_denoise.userio import arguments, console
 from cudnn_denoise.userio.files import read_bytes, write_atomic
 
 
@@ -49,13 +49,13 @@ def link_flags() -> list[str]:
 # ---- the CLI ----
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> arguments.ArgumentParser:
+    parser = arguments.ArgumentParser(
         prog=cli.prog("fortran"),
         description=f"Write {INTERFACES_FILE} (cuDNN/cuBLAS interfaces from cffi_build/) and "
                     f"{CHECKPOINT_FILE} (the parameter layout, params.bin I/O) into a folder.")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--out", type=Path, metavar="DIR",
+    what.add_argument("-o", "--out", type=Path, metavar="DIR",
                       help="folder to write the two .f90 files into (created if missing; "
                            "the committed copies are in fortran/)")
     what.add_argument("--doc", type=Path, metavar="FILE",
@@ -110,7 +110,7 @@ def _why(exc: BaseException, path: Path) -> str:
 
 
 def _error(line: str) -> int:
-    print(f"error: {line}", file=sys.stderr)
+    console.error(cli.prog("fortran"), line)
     return 2
 
 

@@ -47,8 +47,8 @@ from cudnn_denoise.userio.progress import Progress
 EXIT_CODES = f"""exit codes:
   0    written
   1    unexpected internal error (a traceback follows: please report it)
-  2    bad arguments or STAR input, no input found, or an output that cannot be written (one
-       line says what)
+  2    bad arguments or STAR input, no input found, mrcfile, tifffile or starfile not installed
+       for the inputs, or an output that cannot be written (one line says what)
   {EXIT_BAD_INPUTS}    some micrographs could not be used: each was named when skipped, the others
        were written (none at all: no dataset); the last line gives the count
   130  stopped by SIGINT, 143 by SIGTERM: --out holds what it held before (a dataset is replaced
@@ -62,7 +62,7 @@ def build_parser() -> arguments.ArgumentParser:
                     "from even/odd frame sums (--even, --odd), or synthetic (--samples).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(parser)
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("-o", "--out", required=True, metavar="DIR",
                         help="directory to write noisy.bin, clean.bin and dataset.json into")
     parser.add_argument("--samples", type=arguments.integer(minimum=1), metavar="N",
                         help="synthetic: number of pairs")
@@ -116,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                                      "SRC (a copy)")
                 with OutputLock(args.out, "make_dataset"):
                     return _run(args, settings)
-            except (ValueError, OSError) as exc:
-                print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+            # a reader's package missing: one line with the pip command, as denoise gives
+            except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing) as exc:
+                console.error(cli.prog("make_dataset"), console.describe(exc))
                 return 2
     except signals.Stopped as exc:
-        print(f"make_dataset: stopped by {exc.name}; the output folder holds what it held before, "
+        print(f"stopped by {exc.name}; the output folder holds what it held before, "
               "or the new dataset whole", file=sys.stderr)
         return exc.handled()
 
@@ -159,13 +160,13 @@ def _make(args, make, source: str = "") -> int:
         if args.check_data:
             check_values(dataset)
     except (ValueError, OSError) as exc:
-        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), console.describe(exc))
         return 2
     finally:
         if bar is not None:
             bar.close()
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name}"
-          f"{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
+    print(f"wrote {console.plural(dataset.count, 'pair')} of {dataset.height}x{dataset.width} "
+          f"{dataset.dtype.name}{source} to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s"
           + ("; values checked" if args.check_data else ""))
     return 0
 
@@ -204,8 +205,9 @@ def _from_micrographs(args, settings) -> int:
         nonlocal done
         done += 1
         m = result.micrograph
-        both = f" -> {len(result.noisy)} pairs" if len(result.noisy) != result.patches else ""
-        patches = f"{result.patches} patch" + ("" if result.patches == 1 else "es")
+        both = (f" -> {console.plural(len(result.noisy), 'pair')}"
+                if len(result.noisy) != result.patches else "")
+        patches = console.plural(result.patches, "patch", "patches")
         bar.line(f"{m.name}: {m.height}x{m.width}, {patches}{both}; "
                  f"[{result.low:.5g}, {result.high:.5g}] -> [0, 1]")
         bar.update(done)
@@ -221,22 +223,21 @@ def _from_micrographs(args, settings) -> int:
         if args.check_data:
             check_values(report.dataset)
     except NothingUsable as exc:
-        print(f"make_dataset: error: {exc}", file=sys.stderr)
+        console.error(cli.prog("make_dataset"), str(exc))
         return EXIT_BAD_INPUTS
-    # A reader's package missing: one line with the pip command, as denoise gives
-    except (ValueError, OSError, MrcfileMissing, TifffileMissing, StarfileMissing) as exc:
-        print(f"make_dataset: error: {console.describe(exc)}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        console.error(cli.prog("make_dataset"), console.describe(exc))
         return 2
     finally:
         bar.close()
     dataset = report.dataset
-    print(f"wrote {dataset.count} pairs of {dataset.height}x{dataset.width} {dataset.dtype.name} from "
-          f"{report.micrographs} micrograph(s) to {args.out} ({dataset.nbytes / 2**30:.3f} GiB) "
-          f"in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
+    print(f"wrote {console.plural(dataset.count, 'pair')} of {dataset.height}x{dataset.width} "
+          f"{dataset.dtype.name} from {console.plural(report.micrographs, 'micrograph')} to "
+          f"{args.out} ({dataset.nbytes / 2**30:.3f} GiB) in {seconds:.1f} s ({report.micrographs / seconds:.2f} micrographs/s); pixel size "
           + _pixel_sizes(report.pixel_sizes) + ("; values checked" if args.check_data else ""))
     if report.skipped:
-        print(f"make_dataset: error: {len(report.skipped)} input(s) or micrograph(s) could not be "
-              "used (named above)", file=sys.stderr)
+        skipped = console.plural(len(report.skipped), "input or micrograph", "inputs or micrographs")
+        console.error(cli.prog("make_dataset"), f"{skipped} could not be used (named above)")
         return EXIT_BAD_INPUTS
     return 0
 

@@ -1,6 +1,6 @@
 """CLI: print one training step's cuDNN and cuBLAS calls as trace lines (port/calls.py).
 
-    python -m cudnn_denoise.plan [--batch-size 4] [--height 1024] [--width 1024] [--fused] ...
+    python -m cudnn_denoise.plan [--batch-size 4] [--patch-size 1024] [--fused] ...
 
 docs/fortran.md lists the same step; tests/cli/test_trace.py checks that it is this output.
 """
@@ -24,10 +24,8 @@ def parser() -> arguments.ArgumentParser:
     size = arguments.integer(minimum=1, maximum=C_INT_MAX)  # cuDNN takes dimensions as C ints
     p.add_argument("--batch-size", type=size, default=SEED.batch_size,
                    help=f"samples per step (default {SEED.batch_size})")
-    p.add_argument("--height", type=size, default=DEFAULT_PATCH_SIZE,
-                   help=f"image height (default {DEFAULT_PATCH_SIZE})")
-    p.add_argument("--width", type=size, default=DEFAULT_PATCH_SIZE,
-                   help=f"image width (default {DEFAULT_PATCH_SIZE})")
+    p.add_argument("--patch-size", type=size, default=DEFAULT_PATCH_SIZE, metavar="PX",
+                   help=f"image height = width, as train's (default {DEFAULT_PATCH_SIZE})")
     p.add_argument("--lr", type=arguments.number(positive=True), default=SEED.lr,
                    help=f"SGD learning rate (default {SEED.lr})")
     p.add_argument("--fused", action="store_true", help="conv + bias + ReLU in one call, as train --fused")
@@ -45,7 +43,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         settings = Settings(fused=a.fused, graph=a.graph, keep_intermediates=a.keep_intermediates, math=a.math)
-        calls = step(settings, a.batch_size, a.height, a.width, a.lr)
+        calls = step(settings, a.batch_size, a.patch_size, a.patch_size, a.lr)
     except ValueError as exc:
         p.error(str(exc))  # exits with 2
     for call in calls:

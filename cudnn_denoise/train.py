@@ -55,7 +55,7 @@ inputs themselves (the baseline), and each one whether the model is above it"""
 
 def parser() -> arguments.ArgumentParser:
     p = arguments.ArgumentParser(
-        prog=cli.prog("train"), description=__doc__.split("\n\n")[0],
+        prog=cli.prog("train"), description=cli.description(__doc__),
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_version(p)
     add_data_arguments(p)
@@ -86,7 +86,7 @@ def parser() -> arguments.ArgumentParser:
                         f"files fit in {KEEP_SHARE:.0%}% of the memory available now "
                         "(MemAvailable), else drop; the log says which and why")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, default=Path("runs/train"),
+    o.add_argument("-o", "--out", type=Path, default=Path("runs/train"),
                    help="folder for checkpoint/, metrics.jsonl (each log line), losses.tsv (every step's loss) "
                         "and loss.png (default runs/train)")
     o.add_argument("--checkpoint-every", type=arguments.integer(minimum=0), default=1000,
@@ -152,10 +152,10 @@ def _main(args, world) -> int:
               f"{args.out / checkpoint.RUN_SUBFOLDER}", file=sys.stderr)
         return exc.handled()
     except (ValueError, OSError, backends.NoGpuError, nccl.GpuRanksError) as exc:
-        print(f"error: {console.describe(exc)}", file=sys.stderr)
+        console.error(cli.prog("train"), console.describe(exc))
         return 2
     except distributed.ParametersDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        console.error(cli.prog("train"), str(exc))
         return 4
 
 
@@ -246,7 +246,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
             except NonFiniteLoss as exc:
                 last = args.out / checkpoint.RUN_SUBFOLDER
                 kept = f"the last good checkpoint stays at {last}" if last.exists() else "no checkpoint was written"
-                print(f"error: {exc}; {kept}", file=sys.stderr)
+                console.error(cli.prog("train"), f"{exc}; {kept}")
                 return 3
         finally:
             trainer.close()

@@ -3,6 +3,8 @@ its own --help, the `python -m` forms, and the one-line errors of the dispatcher
 
 from __future__ import annotations
 
+import importlib
+import re
 import subprocess
 import sys
 import tomllib
@@ -60,10 +62,86 @@ def test_subcommand_help_names_the_installed_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["plan", "--batch-size", "x"])
     err = capsys.readouterr().err
-    assert err.startswith("error: argument --batch-size") and "(see cudnn-denoise plan --help)" in err
+    assert err.startswith("cudnn-denoise plan: error: argument --batch-size") and "(see cudnn-denoise plan --help)" in err
     assert cli.prog("train") == "python -m cudnn_denoise.train"  # outside the command, as before
 
 
 def test_a_subcommand_runs_with_its_arguments(capsys):
-    assert cli.main(["plan", "--batch-size", "2", "--height", "8", "--width", "8"]) == 0
+    assert cli.main(["plan", "--batch-size", "2", "--patch-size", "8"]) == 0
     assert "cudnnConvolutionForward" in capsys.readouterr().out
+
+
+def bad_inputs(tmp: Path) -> dict[str, list[str]]:
+    """A command line per program that names a missing file (plan, which reads none: a shape over
+    a C int)."""
+    missing = str(tmp / "missing")
+    return {"train": ["--data", missing, "--backend", "reference", "--out", str(tmp / "run")],
+            "denoise": [missing, "--checkpoint", missing, "--backend", "reference", "-o", str(tmp / "d")],
+            "make-dataset": ["--out", str(tmp / "set"), "--from-mrc", missing],
+            "dump": ["--checkpoint", missing, "--data", missing, "--index", "0", "--out", str(tmp / "u")],
+            "plan": ["--batch-size", "2147483647"],
+            "fortran": ["--doc", missing],
+            "compare": [missing, missing]}
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_error_line_begins_with_the_program_as_it_was_typed(command, tmp_path, capsys):
+    """argparse's errors and the programs' own, run as `cudnn-denoise COMMAND` and as the module:
+    one line, `PROG: error: ...`, exit 2."""
+    module = importlib.import_module(f"cudnn_denoise.{SUBCOMMANDS[command]}")
+    ways = {f"cudnn-denoise {command}": lambda args: cli.main([command, *args]),
+            f"python -m cudnn_denoise.{SUBCOMMANDS[command]}": module.main}
+    for prog, main in ways.items():
+        for args in (["--no-such-flag"], bad_inputs(tmp_path)[command]):
+            capsys.readouterr()
+            try:
+                code = main(args)
+            except SystemExit as exc:
+                code = exc.code
+            err = capsys.readouterr().err
+            assert code == 2 and "Traceback" not in err, (prog, args, err)
+            assert err.splitlines()[-1].startswith(f"{prog}: error: "), (prog, args, err)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_names_the_program_only_as_it_was_typed(command, capsys):
+    """--help under the installed command never says `python -m cudnn_denoise.<module>` (the
+    descriptions began with it), nor the module's help the installed command."""
+    module = importlib.import_module(f"cudnn_denoise.{SUBCOMMANDS[command]}")
+    for prog, main, other in ((f"cudnn-denoise {command}", lambda args: cli.main([command, *args]),
+                               "python -m cudnn_denoise"),
+                              (cli.prog(SUBCOMMANDS[command]), module.main, "cudnn-denoise")):
+        with pytest.raises(SystemExit) as done:
+            main(["--help"])
+        out = capsys.readouterr().out
+        assert done.value.code == 0 and out.startswith(f"usage: {prog} "), out
+        assert other not in out, out
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_out_option_has_the_short_form_o(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    if "--out" in out:
+        assert re.search(r"^  -o \S+, --out \S+", out, re.MULTILINE), out
+
+
+def test_plan_spells_each_quantity_as_train_does():
+    """plan lays out a training step: its flags are train's (--batch-size, --patch-size, --lr,
+    ...), one name per quantity; --keep-intermediates, the dump's buffers, is plan's own."""
+    from cudnn_denoise import plan, train
+
+    flags = {f for f in plan.parser()._option_string_actions if f.startswith("--")}
+    assert flags - {"--keep-intermediates"} <= set(train.parser()._option_string_actions)
+
+
+def test_a_program_runs_by_its_module_name_too(capsys):
+    """`cudnn-denoise make_dataset`, as the docs' `python -m cudnn_denoise.make_dataset` spells it:
+    the same program, named in its errors as typed."""
+    for typed in ("make-dataset", "make_dataset"):
+        with pytest.raises(SystemExit) as done:
+            cli.main([typed, "--samples", "0"])
+        assert done.value.code == 2
+        assert capsys.readouterr().err.startswith(f"cudnn-denoise {typed}: error: argument --samples")
+    assert cli.main(["make dataset"]) == 2

@@ -1,5 +1,6 @@
 """The README's install commands: every extra they name exists, the CPU-only one brings no GPU
-library, and a clone does not show the runs that the README's commands write as untracked."""
+library and reads MRC and TIFF; a clone does not show the runs that the README's commands write as
+untracked; no doc points a reader at the project's internal folders or issue numbers."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def test_the_readme_has_a_cpu_only_install_without_gpu_libraries():
     for group in cpu_only:
         needs = project["dependencies"] + [dep for name in group for dep in extras()[name]]
         assert not [dep for dep in needs if GPU_PACKAGES.match(dep)], group
+        assert {"mrc", "tiff"} <= set(group), f"{group}: reads no MRC or no TIFF micrographs"
 
 
 def installs_without_cuda(installs):
@@ -46,3 +48,17 @@ def installs_without_cuda(installs):
 
 def test_runs_are_ignored_by_git():
     assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# What a reader of the docs cannot follow: a path into the project's own working folders, an
+# internal issue or pull-request number, the project's internal rule names.
+UNREADABLE = re.compile(r"\.\./shared|(?<![\w&])#\d+\b|\b(?:issue|pull request|PR) #?\d+|\bPrinciple\b",
+                        re.IGNORECASE)
+
+
+def test_no_doc_points_at_internal_folders_or_issue_numbers():
+    docs = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*") if p.is_file())]
+    found = [f"{doc.relative_to(ROOT)}:{number}: {line.strip()}"
+             for doc in docs for number, line in enumerate(doc.read_text().splitlines(), 1)
+             if UNREADABLE.search(line)]
+    assert not found, "\n".join(found)

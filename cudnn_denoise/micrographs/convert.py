@@ -32,6 +32,7 @@ from ..data.micrographs import (
     to_unit,
 )
 from ..data.writer import check_target, ordered_map, write_pairs
+from ..userio.console import plural
 from . import sources
 
 
@@ -126,8 +127,8 @@ def convert(out_dir: Path, p: Preprocessing, *, inputs: tuple[str, ...] = (),
                 written += len(result.noisy)
                 on_cut(result)
         if not sources:
-            raise NothingUsable(f"no dataset written: none of the {len(micrographs)} "
-                                "micrograph(s) could be used (named above)")
+            raise NothingUsable(f"no dataset written: none of the {plural(len(micrographs), 'micrograph')} "
+                                "could be used (named above)")
 
     def meta() -> dict:
         return {"pixel_size": _common_pixel_size(sources), "sources": sources}
@@ -195,7 +196,7 @@ def _scan(groups: list[tuple[Path, ...]], p: Preprocessing, skip) -> list[Microg
             skip(str(exc) if isinstance(exc, DataError) else f"{paths[0]}: {exc}")
             continue
         if len({shape[:3] for shape in shapes}) > 1:
-            told = " and ".join(f"{path} ({f} frame(s) of {h}x{w})"
+            told = " and ".join(f"{path} ({plural(f, 'frame')} of {h}x{w})"
                                 for path, (f, h, w, _) in zip(paths, shapes))
             skip(f"{told}: the two halves differ in shape")
             continue

@@ -110,14 +110,14 @@ def check_shape(batch: int, height: int, width: int) -> None:
     """Refuse a step shape whose dims, strides or element counts overflow a C int (cuDNN and
     cuBLAS take them as int): the largest is batch x 16 channels x height x width."""
     channels = max(max(layer.in_channels, layer.out_channels) for layer in LAYERS)
-    for name, value in (("--batch-size", batch), ("--height", height), ("--width", width)):
+    for name, value in (("batch", batch), ("height", height), ("width", width)):
         if not 1 <= value <= C_INT_MAX:
             raise ValueError(f"{name} {value}: must be 1..{C_INT_MAX} (cuDNN takes dimensions as C ints)")
     elements = batch * channels * height * width
     if elements > C_INT_MAX:
         raise ValueError(
-            f"--batch-size {batch} x {channels} channels x --height {height} x --width {width} = {elements} "
-            f"elements, over a C int ({C_INT_MAX}): cuDNN's strides and element counts would overflow")
+            f"batch {batch} x {channels} channels x {height} x {width} = {elements} elements, over a "
+            f"C int ({C_INT_MAX}): cuDNN's strides and element counts would overflow")
 
 
 class _Step:

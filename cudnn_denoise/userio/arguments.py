@@ -4,8 +4,8 @@
     p.add_argument("--seed", type=arguments.integer(minimum=0), default=0)
     p.add_argument("--lr", type=arguments.number(positive=True), default=0.001)
 
-A bad argument ends the program with exit code 2 and one line, `error: argument --seed: must be an
-integer >= 0, not '-1' (see PROG --help)`, as every other bad input does.
+A bad argument ends the program with exit code 2 and one line, `PROG: error: argument --seed: must
+be an integer >= 0, not '-1' (see PROG --help)`, as every other bad input does (console.error).
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import math
 
+from . import console
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose errors are one line (no usage block) with exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        console.error(self.prog, f"{message} (see {self.prog} --help)")
+        self.exit(2)
 
 
 def integer(minimum: int | None = None, maximum: int | None = None):

@@ -1,7 +1,7 @@
-"""What the programs print: output that outlives its reader, and the text of an error line.
+"""What the programs print: output that outlives its reader, and the error line.
 
 console.survive_lost_output()    # first thing in a program's main()
-print(f"error: {console.describe(exc)}", file=sys.stderr)
+console.error(prog, console.describe(exc))    # `PROG: error: FILE: what happened` on stderr
 print(f"done: {console.plural(steps, 'step')} ({console.rate(steps, seconds, 'batches')})")
 """
 
@@ -16,9 +16,16 @@ import sys
 _LOST = (errno.EPIPE, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 step`, `2 steps`: a count and its noun, `many` (default word + "s") unless it is 1."""
-    return f"{count} {word if count == 1 else many or word + 's'}"
+def error(prog: str, message: str) -> None:
+    """Print the one error line of every program, argparse's own form: `PROG: error: MESSAGE`,
+    PROG the name the user typed (cli.prog)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def plural(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 pair`, `2 pairs`: the count and its noun, which takes an s unless `plural` is given
+    (`patch`, `patches`): the programs' output never says `1 pairs` or `pair(s)`."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def rate(count: float, seconds: float, unit: str, digits: int = 1) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cudnn_denoise import cli
+
 
 def start(
     module: str,
@@ -98,6 +100,11 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
             proc.kill()
             proc.communicate()
     return proc.returncode, out, err
+
+
+def error(module: str, message: str) -> str:
+    """The error line `python -m cudnn_denoise.<module>` prints for message."""
+    return f"{cli.prog(module)}: error: {message}"
 
 
 def no_traceback(err: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from cudnn_denoise import cli as command
 from cudnn_denoise.data.synthetic import write_dataset
 
 
@@ -17,13 +18,15 @@ class Result:
     code: int
     out: str
     err: str
+    prog: str  # the program's name, which begins its error lines
 
     def one_line_error(self) -> str:
-        """stderr's single line (checked to be one `error: ...` line without a traceback)."""
+        """stderr's single line, checked to be one `PROG: error: ...` line without a traceback;
+        returned without its `PROG: `."""
         assert "Traceback" not in self.err, self.err
         lines = self.err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), self.err
-        return lines[0]
+        assert len(lines) == 1 and lines[0].startswith(f"{self.prog}: error: "), self.err
+        return lines[0][len(f"{self.prog}: "):]
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def cli(capsys):
         except SystemExit as exc:  # argparse: a bad argument (code 2) or --help (0)
             code = exc.code
         out, err = capsys.readouterr()
-        return Result(code, out, err)
+        return Result(code, out, err, command.prog(main.__module__.rsplit(".", 1)[1]))
 
     return run
 

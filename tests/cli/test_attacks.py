@@ -19,6 +19,7 @@ import pytest
 from attack import (
     alive,
     children,
+    error,
     finish,
     no_traceback,
     partials,
@@ -84,7 +85,7 @@ def test_a_second_train_on_one_out_is_refused_at_once_and_the_first_goes_on(data
             )
             assert second.returncode == 2
             no_traceback(second.stderr)
-            assert second.stderr.startswith(f"error: --out {out}: train (pid {first.pid} on "), (
+            assert second.stderr.startswith(error("train", f"--out {out}: train (pid {first.pid} on ")), (
                 second.stderr
             )
             assert "is writing there; wait for it to end or choose another --out" in second.stderr
@@ -294,7 +295,7 @@ def test_a_fifo_as_an_input_is_refused_without_waiting(data32, tmp_path, case):
     no_traceback(done.stderr)
     assert (
         done.stderr.strip().splitlines()[-1]
-        == f"error: {fifo}: is not a regular file (a FIFO (named pipe))"
+        == error(args[0], f"{fifo}: is not a regular file (a FIFO (named pipe))")
     )
 
 
@@ -307,7 +308,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(data32, tmp_pa
     assert done.returncode == 2
     no_traceback(done.stderr)
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {out}/") and "No space left on device" in last, last
+    assert last.startswith(error("train", f"{out}/")) and "No space left on device" in last, last
     assert checkpoint.load(out / "checkpoint").step % 5 == 0
     assert partials(out) == [] and not list(out.glob("checkpoint.tmp-*"))
 
@@ -368,8 +369,8 @@ def test_denoise_on_a_full_disk_names_the_output(raw_inputs, tmp_path, small_fs)
     done = run("denoise", folder, "--checkpoint", ckpt, "--normalize", *CPU, "-o", out)
     assert done.returncode == 2, done.stderr
     no_traceback(done.stderr)
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"error: {out / 'm1.denoised.mrcs'}: cannot be written (No space left on device); "
+    assert done.stderr.strip().splitlines()[-1] == error(
+        "denoise", f"{out / 'm1.denoised.mrcs'}: cannot be written (No space left on device); "
         "the outputs finished before it stay"
     )
     assert outputs(out) == ["m0.denoised.mrcs"]
@@ -436,7 +437,8 @@ def test_a_bad_argument_with_overwrite_keeps_the_old_dataset(old_set, bad, messa
     done = run("make_dataset", "--out", out, "--samples", 8, "--size", 32, "--overwrite", *bad)
     assert done.returncode == 2
     assert (
-        done.stderr.strip() == f"error: {message} (see python -m cudnn_denoise.make_dataset --help)"
+        done.stderr.strip()
+        == error("make_dataset", f"{message} (see python -m cudnn_denoise.make_dataset --help)")
     )
     assert digests(out) == before
 
@@ -462,7 +464,7 @@ def test_sigint_to_the_whole_group_during_an_overwrite_keeps_the_old_dataset(old
     code, _, err = finish(proc)
     assert code == 130
     assert err.strip().startswith(
-        "make_dataset: stopped by SIGINT; the output folder holds what it held before"
+        "stopped by SIGINT; the output folder holds what it held before"
     )
     assert digests(out) == before and partials(out) == []
 
@@ -495,8 +497,8 @@ def test_a_full_disk_during_an_overwrite_keeps_the_old_dataset(old_set):
     done = run("make_dataset", "--out", out, "--samples", 64, "--size", 32, "--overwrite",
                limit_bytes=100_000)
     assert done.returncode == 2
-    assert done.stderr.strip() == (
-        f"make_dataset: error: {out}: cannot write the dataset (File too large); "
+    assert done.stderr.strip() == error(
+        "make_dataset", f"{out}: cannot write the dataset (File too large); "
         "the dataset there is unchanged"
     )
     assert digests(out) == before and partials(out) == []
@@ -505,10 +507,10 @@ def test_a_full_disk_during_an_overwrite_keeps_the_old_dataset(old_set):
 @pytest.mark.parametrize(
     "where, message",
     [
-        ("a file", "error: --out {out}: exists and is not a folder"),
-        ("under a file", "error: --out {out}: cannot be made (Not a directory)"),
-        ("read-only", "error: --out {out}: cannot be made (Read-only file system)"),
-        ("full", "error: {out}: the dataset needs 32.0 MiB, only "),
+        ("a file", "--out {out}: exists and is not a folder"),
+        ("under a file", "--out {out}: cannot be made (Not a directory)"),
+        ("read-only", "--out {out}: cannot be made (Read-only file system)"),
+        ("full", "{out}: the dataset needs 32.0 MiB, only "),
     ],
 )
 def test_an_unusable_out_is_one_line(tmp_path, small_fs, where, message):
@@ -522,7 +524,7 @@ def test_an_unusable_out_is_one_line(tmp_path, small_fs, where, message):
         out = small_fs(1 << 20, read_only=where == "read-only") / "set"
     done = run("make_dataset", "--out", out, "--samples", 1024, "--size", 64, "--quiet")
     assert done.returncode == 2
-    assert done.stderr.startswith("make_dataset: " + message.format(out=out)), done.stderr
+    assert done.stderr.startswith(error("make_dataset", message.format(out=out))), done.stderr
     assert done.stderr.count("\n") == 1
 
 

@@ -73,7 +73,7 @@ def test_a_difference_is_found_counted_and_placed(runs, capsys):
     later = dict(losses)
     later[2] = float(step_up(losses[2], 1))
     b = write_run(tmp_path / "b", later, changed, in_checkpoint=False)
-    assert compare.main([str(a), str(b)]) == 1
+    assert compare.main([str(a), str(b)]) == compare.EXIT_DIFFERENT
     out = capsys.readouterr().out
     assert "worst 4 ULP at conv2.weight[3,5,2,1]" in out
     assert f"worst 4 ULP at conv2.weight (flat {index})" in out
@@ -82,14 +82,14 @@ def test_a_difference_is_found_counted_and_placed(runs, capsys):
     relative = (float(changed[index]) - float(values[index])) / abs(float(changed[index]))
     assert compare.main([str(a), str(b), "--rtol", str(abs(relative) * 1.01)]) == 0
     assert "verdict: within --rtol" in capsys.readouterr().out
-    assert compare.main([str(a), str(b), "--rtol", str(abs(relative) * 0.99)]) == 1
+    assert compare.main([str(a), str(b), "--rtol", str(abs(relative) * 0.99)]) == compare.EXIT_DIFFERENT
 
 
 def test_runs_that_logged_other_steps_differ(runs, capsys):
     tmp_path, losses, values = runs
     a = write_run(tmp_path / "a", losses, values, in_checkpoint=True)
     b = write_run(tmp_path / "b", {1: losses[1], 2: losses[2]}, values, in_checkpoint=True)
-    assert compare.main([str(a), str(b), "--rtol", "1"]) == 1
+    assert compare.main([str(a), str(b), "--rtol", "1"]) == compare.EXIT_DIFFERENT
     assert "the runs logged different steps" in capsys.readouterr().out
 
 
@@ -128,7 +128,7 @@ def test_unusable_runs_and_flags_are_one_line(tmp_path, capsys, fault, message):
     except SystemExit as exc:  # argparse
         code = exc.code
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("python -m cudnn_denoise.compare: error: ") and message in err, err
 
 
 @pytest.mark.parametrize("where", ["A", "both"])
@@ -139,7 +139,7 @@ def test_a_nan_parameter_never_passes_and_is_placed(runs, capsys, where):
     a = write_run(tmp_path / "a", losses, bad, in_checkpoint=True)
     b = write_run(tmp_path / "b", losses, bad if where == "both" else values, in_checkpoint=True)
     for rtol in ([], ["--rtol", "1e-6"], ["--rtol", "1e30"]):
-        assert compare.main([str(a), str(b), *rtol]) == 1
+        assert compare.main([str(a), str(b), *rtol]) == compare.EXIT_DIFFERENT
         out = capsys.readouterr().out
         verdict = out.splitlines()[-1]
         assert verdict.startswith("verdict: DIFFERENT: NaN at conv1.weight[0,0,1,2] in "
@@ -151,7 +151,7 @@ def test_a_nan_loss_never_passes(runs, capsys):
     tmp_path, losses, values = runs
     a = write_run(tmp_path / "a", {**losses, 2: float("nan")}, values, in_checkpoint=True)
     b = write_run(tmp_path / "b", losses, values, in_checkpoint=True)
-    assert compare.main([str(a), str(b), "--rtol", "1"]) == 1
+    assert compare.main([str(a), str(b), "--rtol", "1"]) == compare.EXIT_DIFFERENT
     assert capsys.readouterr().out.splitlines()[-1].startswith(
         "verdict: DIFFERENT: NaN at step 2 in A")
 
@@ -164,5 +164,20 @@ def test_a_step_logged_twice_is_a_broken_run(runs, capsys):
         file.write("2\t0.125\n")
     assert compare.main([str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {b / 'losses.tsv'}:4: step 2 logged again (first at line 2): "
+    assert err == (f"python -m cudnn_denoise.compare: error: {b / 'losses.tsv'}:4: step 2 logged again (first at line 2): "
                    "a broken run, not one to compare\n")
+
+
+def test_different_has_an_exit_code_no_other_program_gives(capsys):
+    """1 is an internal error in every program; compare's "different" is a code of its own, in its
+    --help."""
+    import re
+
+    from cudnn_denoise import denoise, dump, make_dataset, train
+
+    others = {int(code) for module in (train, denoise, make_dataset, dump)
+              for code in re.findall(r"^  (\d+) ", module.EXIT_CODES, re.MULTILINE)}
+    assert 1 in others and compare.EXIT_DIFFERENT not in others
+    with pytest.raises(SystemExit):
+        compare.main(["--help"])
+    assert f"\n  {compare.EXIT_DIFFERENT}    different" in capsys.readouterr().out

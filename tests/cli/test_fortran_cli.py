@@ -94,5 +94,26 @@ def test_link_flags_with_a_bad_library_variable_is_one_line(tmp_path, variable, 
     done = subprocess.run([sys.executable, "-m", "cudnn_denoise.fortran", "--link-flags"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: --link-flags:") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("python -m cudnn_denoise.fortran: error: --link-flags:") and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+def test_link_flags_without_the_gpu_libraries_is_one_line_saying_which_and_how(cli, monkeypatch):
+    """A CPU-only install (`pip install -e .`: no nvidia wheels, none on the system): the library
+    search finds nothing, and the one line names the library and the pip command."""
+    from cudnn_denoise import bindings
+    from cudnn_denoise.bindings import _load
+
+    monkeypatch.setattr(_load, "candidates", lambda spec: [])
+    loaders = (bindings.load, bindings.load_cudart)  # cached: what an earlier test found is forgotten
+    try:
+        for loader in loaders:
+            loader.cache_clear()
+        result = cli(fortran.main, "--link-flags")
+    finally:
+        for loader in loaders:
+            loader.cache_clear()
+    assert result.code == 2 and result.out == ""
+    line = result.one_line_error()
+    assert line.startswith("error: --link-flags: ") and "cuBLAS could not be loaded" in line, line
+    assert "pip install 'cudnn_denoise[cuda13]'" in line, line

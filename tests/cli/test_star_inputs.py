@@ -53,7 +53,7 @@ def test_denoise_writes_the_star_file_back_pointing_at_its_outputs(cli, project,
     result = run_denoise(cli, project, given, "-o", "External/job010")
     assert result.code == 0, result.err
     written = Path("External/job010/micrographs_ctf.denoised.star")
-    assert f"wrote {written}: 2 micrograph(s)" in result.out
+    assert f"wrote {written}: 2 micrographs" in result.out
     before, after = (starfile.read(path, always_dict=True) for path in (given, written))
     names = list(after[table]["rlnMicrographName"])
     assert names == ["External/job010/a.denoised.mrc", "External/job010/b.denoised.mrc"]
@@ -86,8 +86,8 @@ def test_rows_of_micrographs_not_denoised_are_left_out_and_skipped_ones_kept(cli
     assert "Traceback" not in result.err
     assert f"skipped: {MOVIES}/gone.mrc: no such file (named in mics.star)" in result.err
     assert f"skipped: {MOVIES}/broken.mrc: not a readable MRC file" in result.err
-    assert "skipping 1 input(s) whose output exists" in result.out
-    assert ("wrote out/mics.denoised.star: 2 micrograph(s); 2 row(s) of mics.star left out: their "
+    assert "skipping 1 input whose output exists" in result.out
+    assert ("wrote out/mics.denoised.star: 2 micrographs; 2 rows of mics.star left out: their "
             "micrographs were not denoised (named above)") in result.out
     table = starfile.read("out/mics.denoised.star", always_dict=True)["micrographs"]
     assert list(table["rlnMicrographName"]) == ["out/a.denoised.mrc", "out/b.denoised.mrc"]
@@ -125,7 +125,7 @@ def test_make_dataset_from_mrc_takes_the_micrographs_a_star_file_names(cli, proj
     assert made.code == 0, made.err
     lines = made.out.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == NAMES  # c.mrc, not named, is not used
-    assert lines[-1].startswith("wrote 12 pairs of 16x16 float32 from 2 micrograph(s)")
+    assert lines[-1].startswith("wrote 12 pairs of 16x16 float32 from 2 micrographs")
 
 
 def test_make_dataset_even_odd_take_star_files(cli, project):
@@ -155,21 +155,16 @@ def _run(cli, project, program, star):
     return cli(make_dataset.main, "--out", "ds", "--from-mrc", star, "--size", 16)
 
 
-def _line(result, program) -> str:
-    """The one error line (denoise's `error: `, make_dataset's `make_dataset: error: `)."""
-    assert "Traceback" not in result.err, result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    prefix = "error: " if program == "denoise" else "make_dataset: error: "
-    assert lines[0].startswith(prefix), result.err
-    return lines[0][len(prefix):]
+def _line(result) -> str:
+    """The one `PROG: error: ` line's message."""
+    return result.one_line_error().removeprefix("error: ")
 
 
 @pytest.mark.parametrize("program", ["denoise", "make_dataset"])
 def test_a_star_file_without_the_name_column_is_one_line_and_exit_2(cli, project, program):
     result = _run(cli, project, program, _no_name_column(Path("mics.star")))
     assert result.code == 2
-    assert _line(result, program) == "mics.star: its table data_micrographs has no rlnMicrographName column"
+    assert _line(result) == "mics.star: its table data_micrographs has no rlnMicrographName column"
 
 
 @pytest.mark.parametrize("program", ["denoise", "make_dataset"])
@@ -178,6 +173,6 @@ def test_without_starfile_a_star_input_is_one_line_and_exit_2(cli, project, prog
     monkeypatch.setitem(sys.modules, "starfile", None)  # import starfile raises ImportError
     result = _run(cli, project, program, "mics.star")
     assert result.code == 2
-    line = _line(result, program)
+    line = _line(result)
     assert line.startswith("mics.star: STAR files need the starfile package")
     assert line.endswith("pip install 'cudnn_denoise[star]' (or pip install starfile)")

@@ -57,7 +57,7 @@ def test_the_documented_step_is_what_the_plan_prints(capsys):
 
 @pytest.mark.parametrize("flag, value, rule", [
     ("--batch-size", "0", "must be an integer from 1 to 2147483647, not '0'"),  # was ZeroDivisionError
-    ("--height", "99999999999", "must be an integer from 1 to 2147483647, not '99999999999'"),
+    ("--patch-size", "99999999999", "must be an integer from 1 to 2147483647, not '99999999999'"),
     ("--lr", "nan", "must be a finite number > 0, not 'nan'"),  # was printed as alpha=nan
 ])
 def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
@@ -67,19 +67,19 @@ def test_plan_refuses_bad_numbers_in_one_line(cli, flag, value, rule):
     assert result.one_line_error() == f"error: argument {flag}: {rule} {see}"
 
 
-@pytest.mark.parametrize("sizes", [
-    ("--batch-size", 2147483647, "--height", 2147483647),
-    ("--batch-size", 1, "--height", 16384, "--width", 8192),  # 16 x 2^27 = 2^31: one past a C int
+@pytest.mark.parametrize("batch, size", [
+    (2147483647, 2147483647),
+    (1, 11586),  # 16 x 11586^2 = 2147766336: past a C int
 ])
-def test_plan_refuses_shapes_whose_element_counts_overflow_a_c_int(cli, sizes):
-    result = cli(plan.main, *sizes)
+def test_plan_refuses_shapes_whose_element_counts_overflow_a_c_int(cli, batch, size):
+    result = cli(plan.main, "--batch-size", batch, "--patch-size", size)
     assert result.code == 2 and result.out == ""
     line = result.one_line_error()
-    assert "--batch-size" in line and "--height" in line and "--width" in line and "over a C int" in line
+    assert f"batch {batch} x 16 channels x {size} x {size} = " in line and "over a C int" in line
 
 
 def test_plan_accepts_the_largest_shape_that_fits_a_c_int(cli):
-    result = cli(plan.main, "--batch-size", 1, "--height", 16384, "--width", 8191)
+    result = cli(plan.main, "--batch-size", 1, "--patch-size", 11585)  # 16 x 11585^2 = 2147395600
     assert result.code == 0, result.err
 
 

@@ -389,7 +389,7 @@ def test_profile_refuses_graph_and_trace(capsys, tmp_path):
     for extra in (["--graph"], ["--trace", str(tmp_path / "t.txt")]):
         assert train.main(["--profile", "5", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: --profile times the calls one by one") and "Traceback" not in err
+        assert err.startswith("python -m cudnn_denoise.train: error: --profile times the calls one by one") and "Traceback" not in err
 
 
 def test_graph_api_refuses_fused_and_trace(capsys, tmp_path):
@@ -401,7 +401,7 @@ def test_graph_api_refuses_fused_and_trace(capsys, tmp_path):
         extra = [flag] if flag == "--fused" else [flag, str(tmp_path / "t.txt")]
         assert train.main(["--graph-api", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(message) and "Traceback" not in err, err
+        assert err.startswith(f"python -m cudnn_denoise.train: {message}") and "Traceback" not in err, err
 
 
 def test_precision_bf16_refuses_strict_fp32_fused_and_the_reference_backend(capsys, tmp_path):
@@ -414,7 +414,8 @@ def test_precision_bf16_refuses_strict_fp32_fused_and_the_reference_backend(caps
     for extra, message in cases.items():
         assert train.main(["--precision", "bf16", "--out", str(tmp_path / "run"), *extra]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(message) and "Traceback" not in err and err.count("\n") == 1, err
+        assert err.startswith(f"python -m cudnn_denoise.train: {message}") and "Traceback" not in err \
+            and err.count("\n") == 1, err
 
 
 # -- an OUT that holds a run, resume checks, arguments, help, signal handlers ----------------------

@@ -187,7 +187,7 @@ def test_values_beyond_float16_are_refused_and_the_old_copy_kept(tmp_path):
                           "--dtype", "float16", "--overwrite")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == (
-        f"make_dataset: error: {tmp_path / 'f32'}: noisy sample 17 holds 100000, beyond "
+        f"python -m cudnn_denoise.make_dataset: error: {tmp_path / 'f32'}: noisy sample 17 holds 100000, beyond "
         "float16's range "
         "(65504 at most): store it as float32 or scale the values; the dataset there is "
         "unchanged\n")

@@ -109,8 +109,9 @@ def test_cli_end_to_end(tmp_path):
 
     again = run_cli("--out", str(out), "--samples", "3", "--size", "64")
     assert again.returncode == 2
-    assert again.stderr.strip() == (f"make_dataset: error: {out / NOISY_NAME}: already exists "
-                                    "(overwrite it with --overwrite)")
+    assert again.stderr.strip() == (
+        f"python -m cudnn_denoise.make_dataset: error: {out / NOISY_NAME}: already exists "
+        "(overwrite it with --overwrite)")
 
 
 def test_cli_rejects_bad_numbers(tmp_path):

@@ -128,9 +128,10 @@ def test_ranks_given_different_data_are_refused_at_start_naming_both(data32, tmp
                     "--out", str(tmp_path / "run")]
     result = run_launch(command, tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors and errors[0] == (
-        f"error: --data: the ranks read different data: rank 0 {data32.noisy} "
+    error = "python -m cudnn_denoise.train: error: "
+    errors = [line for line in result.stderr.splitlines() if line.startswith(error)]
+    assert errors and errors[0] == error + (
+        f"--data: the ranks read different data: rank 0 {data32.noisy} "
         f"({data32.count} samples of 32x32), rank 1 {second.noisy} ({second.count} samples of "
         "32x32); give every rank the same dataset"), result.stderr
     assert "Traceback" not in result.stderr

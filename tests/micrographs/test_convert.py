@@ -157,8 +157,8 @@ def test_halves_of_different_shapes_are_named(tmp_path):
     report = convert(tmp_path / "ds", Preprocessing(mode="even-odd", size=32),
                      evens=[str(tmp_path)], odds=[str(tmp_path)], on_skip=lines.append)
     assert report.dataset.count == 2 and report.skipped == lines
-    assert lines == [(f"{tmp_path / 'm_EVN.mrc'} (1 frame(s) of 40x40) and "
-                      f"{tmp_path / 'm_ODD.mrc'} (1 frame(s) of 40x48): the two halves differ "
+    assert lines == [(f"{tmp_path / 'm_EVN.mrc'} (1 frame of 40x40) and "
+                      f"{tmp_path / 'm_ODD.mrc'} (1 frame of 40x48): the two halves differ "
                       "in shape")]
 
 
