@@ -1,8 +1,8 @@
 """Writing behind: denoised frames written, and previewed, by a few threads while the GPU goes on.
 
-open() creates an output's writer in the caller's thread; write() and finish() queue its steps,
-which run in order (tasks.after): each frame written and handed to on_output (the previews), then
-the file finished (header statistics) and renamed into place. write() waits while `depth` frames
+open(), write() and finish() queue an output's steps, which run in order (tasks.after): the
+file created, each frame written and handed to on_output (the previews), then the file finished
+(header statistics) and renamed into place. write() waits while `depth` frames
 are queued already, so host memory stays bounded. An OSError while writing is an OutputError
 naming the output: it ends the run, since every later output would fail the same way. close()
 waits for the steps under way, drops the rest and removes every output not finished, so only
@@ -29,7 +29,7 @@ class Output:
     """One output being written: its writer and its last queued step."""
 
     job: Job
-    writer: object  # MrcWriter or RawWriter
+    writer: object | None  # MrcWriter or RawWriter, once created
     started: float  # time.monotonic() when it was opened
     last: Future | None = None
     settled: bool = False  # finished (renamed into place) or aborted: nothing left to remove
@@ -46,9 +46,14 @@ class WriteBehind:
         self._outputs: list[Output] = []
 
     def open(self, job: Job, source) -> Output:
-        with _writing(job):
-            writer = self.open_writer(job, source)
-        output = Output(job, writer, time.monotonic())
+        """Queue the creation of job's output (a few ms: the file's blocks are allocated)."""
+        output = Output(job, None, time.monotonic())
+
+        def step():
+            with _writing(job), naming(job.output, "creating"):
+                output.writer = self.open_writer(job, source)
+
+        output.last = after(self._pool, None, step)
         self._outputs.append(output)
         return output
 
@@ -88,7 +93,8 @@ class WriteBehind:
                 with contextlib.suppress(Exception):
                     previous.result()
             output.settled = True
-            output.writer.abort()
+            if output.writer is not None:
+                output.writer.abort()
 
         self._pool.submit(step)
 
@@ -96,7 +102,7 @@ class WriteBehind:
         """Wait for the steps under way, drop the others, remove the outputs not finished."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         for output in self._outputs:
-            if not output.settled:
+            if not output.settled and output.writer is not None:
                 output.settled = True
                 output.writer.abort()
 
