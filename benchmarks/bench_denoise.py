@@ -116,10 +116,10 @@ def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool) -> dic
     wall = time.perf_counter() - started
     found = SUMMARY.search(proc.stdout)
     row = {"wall_s": wall, "rc": proc.returncode}
-    if proc.returncode != 0 or found is None:
+    if proc.returncode != 0 or found is None or int(found[1]) != args.count:
         row["error"] = (proc.stdout + proc.stderr)[-2000:]
     else:
-        row.update(frames=int(found[1]), reported_s=float(found[2]), reported_rate=float(found[3]))
+        row.update(reported_s=float(found[2]), reported_rate=float(found[3]))
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -129,7 +129,7 @@ def table(rows: list[dict], count: int, disk_rate: float) -> list[str]:
              "| start-up s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['name']} | failed (exit {row['rc']}) | {row['wall_s']:.2f} | | | |")
+            lines.append(f"| {row['name']} | failed (exit {row['rc']}; see the log) | {row['wall_s']:.2f} | | | |")
             continue
         rate = count / row["wall_s"]
         lines.append(f"| {row['name']} | {rate:.2f} | {row['wall_s']:.2f} | {rate / disk_rate:.3g} "
