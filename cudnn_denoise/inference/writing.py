@@ -63,9 +63,10 @@ class WriteBehind:
             self._frames.popleft().result()  # a writer's error is raised here, or by finish's future
 
         def step():
-            with _writing(output.job), naming(output.job.output, "writing"):
-                output.writer.write(index, y)
-                if self.on_output is not None:
+            with naming(output.job.output, "writing"):
+                with _writing(output.job):
+                    output.writer.write(index, y)
+                if self.on_output is not None:  # its own errors name its own files
                     self.on_output(output.job, index, frames, x, y)
 
         output.last = after(self._pool, output.last, step)
@@ -85,13 +86,11 @@ class WriteBehind:
 
     def abort(self, output: Output) -> None:
         """Queue the removal of a partial output (a stack whose input failed part way)."""
-
         previous = output.last
 
         def step():
-            if previous is not None:  # its frames first, whether or not they were written
-                with contextlib.suppress(Exception):
-                    previous.result()
+            with contextlib.suppress(Exception):  # its frames first, whether or not they were written
+                previous.result()
             output.settled = True
             if output.writer is not None:
                 output.writer.abort()
