@@ -126,14 +126,19 @@ def test_outputs_are_the_sequential_denoise_bit_for_bit(tmp_path):
 
 
 def test_results_come_in_input_order_when_later_files_finish_first(tmp_path):
-    """The first input is read slowly and its output written slowly: later ones are read first
-    and finished first."""
+    """The first input is read slowly, and its output is held until the last one is written:
+    later inputs are read first and finished first. Six inputs fit in the writers' queue (4 +
+    AHEAD frames), so m5 is queued while m0 waits."""
     inputs = Inputs(tmp_path, {f"m{i}.bin": FakeSource(frames(1, i), delay=0.3 if i == 0 else 0.0)
                                for i in range(6)})
+    last_written = threading.Event()
     finished = []
 
     def on_output(job, index, count, x, y):
-        time.sleep(0.3 if job.source.name == "m0.bin" else 0.0)
+        if job.source.name == "m0.bin":
+            assert last_written.wait(timeout=30)
+        elif job.source.name == "m5.bin":
+            last_written.set()
         finished.append(job.source.name)
 
     results = inputs.run(on_output=on_output, readers=4, writers=4)
