@@ -125,8 +125,9 @@ def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool) -> dic
 
 
 def table(rows: list[dict], count: int, disk_rate: float) -> list[str]:
-    lines = ["| run | micrographs/s (wall) | seconds (wall) | x disk rate | reported micrographs/s "
-             "| start-up s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    header = ("| run | micrographs/s (wall) | seconds (wall) | x disk rate | reported micrographs/s "
+              "| start-up s |")
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['name']} | failed (exit {row['rc']}; see the log) | {row['wall_s']:.2f} | | | |")

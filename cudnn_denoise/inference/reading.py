@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -98,8 +99,7 @@ class ReadAhead:
                 self._close(source)
             previous = None
             for index in range(source.frames):
-                read = lambda index=index, source=source, job=job: self._read(job, source, index)  # noqa: E731
-                previous = after(self._pool, previous, read)
+                previous = after(self._pool, previous, partial(self._read, job, source, index))
                 yield _Queued(job, source, index == source.frames - 1, previous)
 
     def _read(self, job: Job, source, index: int) -> Frame | Failed:
