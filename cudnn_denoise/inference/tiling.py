@@ -12,9 +12,10 @@ pads with zeros instead of seeing the pixels beyond): layer 1 in 1 pixel, layer 
 whole extended image's output inside the tile, whatever the tile size; at the extended image's own
 border the wrong pixels are the ring, which no tile keeps.
 
-Every window of one image has the same shape, min(tile, size) + 2 HALO per axis: the last windows
-are slid inward rather than cut, so the cuDNN backend builds one model per image shape. Tiles are
-evened out first (ceil(size / tile) tiles of nearly equal size). What this leaves to the caller:
+Tiles are evened out (ceil(size / tile) tiles of nearly equal size per axis), and every window of
+one image has the same shape, the evened tile + 2 HALO per axis (the whole extended axis when
+tile >= size): the last windows are slid inward rather than cut, so the cuDNN backend builds one
+model per image shape. What this leaves to the caller:
 memory and which library holds the arrays (forward and out decide that).
 """
 
