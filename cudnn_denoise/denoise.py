@@ -192,9 +192,8 @@ def _jobs(args, saved: checkpoint.Checkpoint) -> tuple[list, list, list[str], in
 
 
 def _summary(args, done: int, bad: int, inputs: int, frames: int, seconds: float) -> int:
-    rate = frames / seconds if seconds > 0 else 0.0
     print(f"done: {console.plural(done, 'file')}, {console.plural(frames, 'micrograph')} in "
-          f"{seconds:.1f} s ({rate:.2f} micrographs/s); "
+          f"{seconds:.1f} s ({console.rate(frames, seconds, 'micrographs', digits=2)}); "
           f"outputs in {args.out}" + ("; previews beside them (*.png: input left, denoised right)"
                                       if args.preview and frames else ""))
     if bad:

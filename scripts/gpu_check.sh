@@ -2,8 +2,8 @@
 # The one script for the GPU machine (the `device` tool): installs what the image lacks, prints the
 # versions, runs the GPU tests and the benchmarks, and writes every log under $OUT.
 #   bash scripts/gpu_check.sh [tests] [train] [bench] [reader] [seed] [probe] [fortran] [multi]
-#     [micrographs] [e2e]
-#     (no argument: all but multi, micrographs and e2e)
+#     [micrographs] [e2e] [denoise]
+#     (no argument: all but multi, micrographs, e2e and denoise)
 #     tests   the GPU-marked tests ($TEST_ARGS)    bench   benchmarks/bench_train.py ($BENCH_ARGS)
 #     train   the README's main command            reader  benchmarks/bench_reader.py
 #     seed    the seed's configuration (1024x1024, batch 4) on 2,000 synthetic pairs read from disk
@@ -23,6 +23,10 @@
 #     e2e     (only when named) benchmarks/bench_e2e.py: training from files, ours against
 #             PyTorch, warm, cold and cold float16, 800 pairs on the local disk (under 6.5 min;
 #             $E2E_ARGS, e.g. "--epochs 2 --budget 300")
+#     denoise (only when named) benchmarks/bench_denoise.py: python -m cudnn_denoise.denoise on 24
+#             cold and warm 4096 x 4096 MRC micrographs on the local disk, with and without
+#             --preview, beside the disk's read rate (~1 min; needs the mrcfile wheel in .whl;
+#             $DENOISE_ARGS, e.g. "--count 48")
 # The image lacks cffi: carry .whl (the cffi and pycparser wheels for
 # Python 3.12, from pip download) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
@@ -102,7 +106,11 @@ for stage in $stages; do
         eval "e2e_args=(${E2E_ARGS:-})"
         python3 benchmarks/bench_e2e.py --out "$OUT" "${e2e_args[@]}" 2>&1 \
             | tee "$OUT/bench_e2e.log" || status=1 ;;
-    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi micrographs e2e)"
+    denoise)
+        eval "denoise_args=(${DENOISE_ARGS:-})"
+        python3 benchmarks/bench_denoise.py --out "$OUT" "${denoise_args[@]}" 2>&1 \
+            | tee "$OUT/bench_denoise.log" || status=1 ;;
+    *) echo "unknown stage $stage (tests train bench reader seed probe fortran multi micrographs e2e denoise)"
        status=2 ;;
     esac
 done

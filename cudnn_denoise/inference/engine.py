@@ -24,7 +24,7 @@ from . import tiling
 # workspace limit is four 16-channel buffers (model.default_workspace_limit), and find's scratch
 # of that size exists while the algorithms are chosen.
 GPU_WINDOW_PIXEL_BYTES = 4 * (4 * 16 + 2 + 2) + 2 * (4 * 16 * 4)
-GPU_IMAGE_PIXEL_BYTES = 4 * 2  # the micrograph and its output, on the device
+GPU_IMAGE_PIXEL_BYTES = 4 * 3  # the micrograph, its extended copy (tiling.extended) and its output, on the device
 GPU_FIXED_BYTES = 256 << 20  # the workspace limit's fixed part, handles, cuDNN's own allocations
 GPU_MEMORY_FRACTION = 0.8  # of the free memory: room for the allocator's rounding
 MAX_MODELS = 2  # cuDNN models kept (window shapes): micrographs of two sizes alternate without rebuilding
