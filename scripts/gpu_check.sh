@@ -17,9 +17,9 @@
 #             read from the local disk instead of /dev/shm)
 #     multi   several GPUs: tests/distributed/test_multi_gpu.py (parity, failures; skipped on one
 #             GPU), then benchmarks/bench_ddp.py, ours against PyTorch DDP ($BENCH_DDP_ARGS)
-#     micrographs  (only when named) the README's path from micrographs: 2 generated 4096 x 4096
-#             MRC micrographs -> make-dataset (1024 x 1024 patches) -> 200 steps -> denoise
-#             --preview (~1 min, mostly making the micrographs; needs the mrcfile wheel in .whl)
+#     micrographs  (only when named) the README's micrograph commands as written
+#             (scripts/readme_micrographs.sh: 2 generated 4096 x 4096 MRC micrographs and one
+#             held out; needs the mrcfile wheel in .whl)
 #     e2e     (only when named) benchmarks/bench_e2e.py: training from files, ours against
 #             PyTorch, warm, cold and cold float16, 800 pairs on the local disk (under 6.5 min;
 #             $E2E_ARGS, e.g. "--epochs 2 --budget 300")
@@ -93,15 +93,10 @@ for stage in $stages; do
         python3 benchmarks/bench_ddp.py --out "$OUT" "${ddp_args[@]}" 2>&1 | tee "$OUT/bench_ddp.log" \
             || status=1 ;;
     micrographs)
-        rm -rf /tmp/mics /tmp/mics-data /tmp/mics-run /tmp/mics-denoised
-        python3 tests/micrograph_files.py /tmp/mics --count 2 --size 4096 > /dev/null &&
-        python3 -m cudnn_denoise make-dataset --from-mrc /tmp/mics --out /tmp/mics-data 2>&1 \
-            | tee "$OUT/micrographs.log" &&
-        python3 -m cudnn_denoise train --data /tmp/mics-data --out /tmp/mics-run --max-steps 200 \
-            --log-every 50 2>&1 | tee -a "$OUT/micrographs.log" &&
-        python3 -m cudnn_denoise denoise --checkpoint /tmp/mics-run/checkpoint \
-            -o /tmp/mics-denoised --preview /tmp/mics 2>&1 | tee -a "$OUT/micrographs.log" &&
-        cp /tmp/mics-denoised/*.png /tmp/mics-denoised/run.log "$OUT/" || status=1 ;;
+        rm -rf /tmp/readme-mics
+        bash scripts/readme_micrographs.sh /tmp/readme-mics 2>&1 | tee "$OUT/micrographs.log" &&
+        cp /tmp/readme-mics/denoised/*.png /tmp/readme-mics/denoised/run.log \
+            /tmp/readme-mics/runs/mics/loss.png "$OUT/" || status=1 ;;
     e2e)
         eval "e2e_args=(${E2E_ARGS:-})"
         python3 benchmarks/bench_e2e.py --out "$OUT" "${e2e_args[@]}" 2>&1 \
