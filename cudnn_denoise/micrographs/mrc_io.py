@@ -156,6 +156,7 @@ class MrcWriter:
             mrc.add_label(label[:LABEL_CHARS])
         mrc.add_label(self.label)
         mrc.update_header_stats()
+        _write_back(self.tmp)
         mrc.close()
         os.replace(self.tmp, self.path)
 
@@ -165,6 +166,17 @@ class MrcWriter:
             self._mrc.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _write_back(path: Path) -> None:
+    """fsync the file (the GIL released) so that close()'s msync finds nothing left to write:
+    CPython's mmap.flush holds the GIL through msync, and in a profile of denoise's pipeline on 16
+    cores that write-back of every 64 MB output was the largest cost under the GIL."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _allocate(path: Path) -> None:
