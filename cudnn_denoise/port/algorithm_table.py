@@ -59,12 +59,16 @@ def format_table(table: list[Row], batch: int, height: int, width: int, math: st
     return table_text.format_table(FORMAT_LINE, lines, batch, height, width, math, comment)
 
 
-def model_text(model, batch: int, height: int, width: int, math: str) -> str:
-    """The table of a legacy DenoiseCNN's choices as train writes it, the GPU and cuDNN named."""
+def model_comment(model) -> str:
+    """The comment train and dump put in a model's table: the GPU and the cuDNN that chose."""
     from ..bindings import cudnn
 
-    return format_table(rows(model), batch, height, width, math,
-                        comment=f"{model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}")
+    return f"{model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}"
+
+
+def model_text(model, batch: int, height: int, width: int, math: str) -> str:
+    """The table of a legacy DenoiseCNN's choices as train writes it."""
+    return format_table(rows(model), batch, height, width, math, comment=model_comment(model))
 
 
 def write(path: Path, table: list[Row], batch: int, height: int, width: int, math: str,

@@ -147,10 +147,8 @@ class Trainer:
 
     def _write_algorithm_table(self) -> None:
         """OUT/algorithms.txt: the legacy step's algorithms, for the Fortran program to use too."""
-        from ..bindings import cudnn
-
         c, d = self.config, self.dataset
-        comment = f"{self.model.ctx.gpu_name}, cuDNN {cudnn.cudnnGetVersion()}"
+        comment = algorithm_table.model_comment(self.model)
         if c.graph_api:  # OUT/engines.txt: the graph API step's engines (port/engine_table.py)
             engine_table.write(self.out_dir / engine_table.FILE_NAME, engine_table.rows(self.model),
                                c.batch_size, d.height, d.width, c.math, comment=comment)
