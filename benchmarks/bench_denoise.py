@@ -12,7 +12,7 @@ Writes --count synthetic float32 (mode 2) MRC micrographs of --size x --size int
            --preview; each into a fresh output folder. Its own reported rate (from its first
            micrograph to its last) is parsed from the summary line too: wall minus its seconds is
            the start-up (imports, cuDNN, the model).
-Dropping is fsync then posix_fadvise DONTNEED on each input, plus `echo 1 > drop_caches` when
+Dropping (bench_e2e.drop_caches) is sync, then posix_fadvise DONTNEED on each input, plus `echo 1 > drop_caches` when
 permitted (root; not on the reference backend, the smoke test, which leaves a shared machine's
 cache alone). The table (micrographs/s, seconds, ratio to the disk's rate) is printed and
 written to --out/denoise_<GPU, or cpu>.md. A CPU smoke test: --size 512 --count 4 --backend reference.
@@ -23,7 +23,6 @@ Goals (cudnn, 24 cold 4096^2 micrographs): >= 15 micrographs/s wall clock, >= 10
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -35,10 +34,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_e2e import drop_caches
 from bench_reader import filesystem, machine  # the benchmarks folder is no package
 
 from cudnn_denoise import checkpoint
-from cudnn_denoise.data.cache import drop_cached
 from cudnn_denoise.params import init_params
 
 RESULTS = HERE / "results"
@@ -70,29 +69,6 @@ def write_micrographs(folder: Path, count: int, size: int) -> list[Path]:
     for extra in set(folder.iterdir()) - set(paths):  # from a run with a larger --count
         extra.unlink()
     return paths
-
-
-def drop(paths: list[Path], system: bool) -> str:
-    """Write back and drop each file from the page cache, and (`system`) all of it where
-    permitted; how."""
-    how = "posix_fadvise DONTNEED"
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # dirty pages cannot be dropped
-            drop_cached(fd)
-        finally:
-            os.close(fd)
-    try:
-        if not system:
-            return how
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as control:
-            control.write("1\n")
-        how = "drop_caches + " + how
-    except OSError:
-        pass  # not root, or a read-only /proc/sys (a container)
-    return how
 
 
 def read_all(paths: list[Path]) -> float:
@@ -159,7 +135,7 @@ def main(argv=None) -> int:
     log(started, f"{args.count} micrographs of {args.size}^2 ({nbytes / 1e9:.2f} GB) in {folder} "
                  f"({filesystem(folder)}); checkpoint {ckpt}")
     system = args.backend == "cudnn"  # the CPU smoke test leaves a shared machine's cache alone
-    how = drop(paths, system)
+    how = drop_caches(paths, system)
     disk_s = read_all(paths)
     disk_rate = args.count / disk_s
     log(started, f"disk, cold ({how}): {disk_s:.2f} s, {disk_rate:.2f} micrographs/s, "
@@ -168,7 +144,7 @@ def main(argv=None) -> int:
     for name, preview, cold in [("cold", False, True), ("warm", False, False),
                                 ("cold, --preview", True, True), ("warm, --preview", True, False)]:
         if cold:
-            drop(paths, system)
+            drop_caches(paths, system)
         else:
             read_all(paths)
         row = {"name": name, **run_denoise(args, folder, ckpt, args.dir / "denoised", preview)}
