@@ -75,6 +75,19 @@ def check_out_dir(out_dir: Path) -> None:
         raise OutputError(f"-o {out_dir}: cannot write there ({exc.strerror or exc})") from None
 
 
+def claim(claimed: dict, inputs: set, source: Path, output: Path, kind: str = "an input") -> None:
+    """Record that source writes output (claimed: resolved output -> its source); OutputError when
+    output would replace one of `inputs` (resolved paths, `kind` in the message) or be another
+    source's output too."""
+    key = output.resolve()
+    if key in inputs:
+        raise OutputError(f"{source}: its output {output} would replace {kind}; choose another -o or --suffix")
+    if key in claimed:
+        raise OutputError(f"{claimed[key]} and {source} would both be written to {output}; "
+                          "denoise them into different -o folders")
+    claimed[key] = source
+
+
 def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str, previews: bool = False) -> list[Job]:
     """A job per file; OutputError when an output would replace an input or another job's output,
     or (previews) two jobs' previews, OUT/<output's stem>[.NNNN].png, would be one file."""
@@ -84,13 +97,7 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, fmt: str, previews:
     inputs = {file.resolve() for file in files}
     for file in files:
         output = output_path(file, out_dir, suffix, fmt)
-        key = output.resolve()
-        if key in inputs:
-            raise OutputError(f"{file}: its output {output} would replace an input; choose another -o or --suffix")
-        if key in claimed:
-            raise OutputError(f"{claimed[key]} and {file} would both be written to {output}; "
-                              "denoise them into different -o folders")
-        claimed[key] = file
+        claim(claimed, inputs, file, output)
         if previews:  # x.mrc and x.mrcs: two outputs, but one x.denoised.png
             stem = output.name[: -len(output.suffix)] if output.suffix else output.name
             preview = output.with_name(stem + ".png")

@@ -19,14 +19,7 @@ def plan(listings: list, out_dir, suffix: str) -> list[tuple[star.MicrographStar
     plans = []
     for listing in listings:
         path = out_dir / f"{listing.path.stem}{suffix}{star.SUFFIX}"
-        key = path.resolve()
-        if key in inputs:
-            raise files.OutputError(f"{listing.path}: its output {path} would replace a STAR input; "
-                                    "choose another -o or --suffix")
-        if key in claimed:
-            raise files.OutputError(f"{claimed[key]} and {listing.path} would both be written to "
-                                    f"{path}; denoise them into different -o folders")
-        claimed[key] = listing.path
+        files.claim(claimed, inputs, listing.path, path, kind="a STAR input")
         plans.append((listing, path))
     return plans
 
