@@ -82,6 +82,22 @@ def test_float16_files_train_as_their_exact_float32_copy(cli, make_data, tmp_pat
         np.testing.assert_allclose(from_half.params, from_wide.params, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("count", [3, 6], ids=["smaller-than-a-batch", "batch-and-a-part"])
+def test_validation_on_cudnn_scores_every_held_out_pair(cli, make_data, tmp_path, count):
+    """3 held-out pairs (less than the batch of 4: a model of 3 rows only) or 6 (a full batch and
+    one of 2): the cuDNN loss is the row-weighted mean over every pair, as the reference's is."""
+    data = make_data(16, size=64)
+    val = make_data(count, size=64, seed=9, name="val")
+    common = ("--no-shuffle", "--lr", 0.01, "--max-steps", 4, "--log-every", 4,
+              "--val-data", val.noisy.parent)
+    losses = {}
+    for backend in ("cudnn", "reference"):
+        out = tmp_path / backend
+        run_train(cli, data, out, *common, "--backend", backend, *(("--math", "fp32") if backend == "cudnn" else ()))
+        losses[backend] = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+    assert losses["cudnn"] == pytest.approx(losses["reference"], rel=1e-4)
+
+
 def test_cudnn_dump_matches_the_reference_dump(cli, make_data, tmp_path):
     data = make_data(12, size=64)
     ckpt = run_train(cli, data, tmp_path / "run", "--backend", "reference", "--max-steps", 2, "--lr", 0.01)
