@@ -375,9 +375,10 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
                                            const cudnnTensorDescriptor_t dyDesc, const void *dy,
                                            const void *beta, const cudnnTensorDescriptor_t dbDesc, void *db);
 
-/* ---- cudnn_graph.h: the graph (backend) API: descriptors made of attributes, fused engines ----
- * Only the enum members that cudnn_denoise uses (layers/fusion.py); the values are the header's. */
-typedef void *cudnnBackendDescriptor_t;
+/* ---- cudnn_ops.h: reductions and pooling (denoise's per-micrograph statistics and the
+ * previews' block means; cudnnReduceTensorOp_t serves the graph API's reductions too) ---- */
+typedef struct cudnnReduceTensorStruct *cudnnReduceTensorDescriptor_t;
+typedef struct cudnnPoolingStruct *cudnnPoolingDescriptor_t;
 
 typedef enum {
     CUDNN_REDUCE_TENSOR_ADD = 0,
@@ -390,6 +391,57 @@ typedef enum {
     CUDNN_REDUCE_TENSOR_NORM2 = 7,
     CUDNN_REDUCE_TENSOR_MUL_NO_ZEROS = 8
 } cudnnReduceTensorOp_t;
+
+typedef enum {
+    CUDNN_REDUCE_TENSOR_NO_INDICES = 0,
+    CUDNN_REDUCE_TENSOR_FLATTENED_INDICES = 1
+} cudnnReduceTensorIndices_t;
+
+typedef enum {
+    CUDNN_32BIT_INDICES = 0,
+    CUDNN_64BIT_INDICES = 1,
+    CUDNN_16BIT_INDICES = 2,
+    CUDNN_8BIT_INDICES = 3
+} cudnnIndicesType_t;
+
+typedef enum {
+    CUDNN_POOLING_MAX = 0,
+    CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING = 1,
+    CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING = 2,
+    CUDNN_POOLING_MAX_DETERMINISTIC = 3
+} cudnnPoolingMode_t;
+
+cudnnStatus_t cudnnCreateReduceTensorDescriptor(cudnnReduceTensorDescriptor_t *reduceTensorDesc);
+cudnnStatus_t cudnnSetReduceTensorDescriptor(cudnnReduceTensorDescriptor_t reduceTensorDesc,
+                                             cudnnReduceTensorOp_t reduceTensorOp,
+                                             cudnnDataType_t reduceTensorCompType,
+                                             cudnnNanPropagation_t reduceTensorNanOpt,
+                                             cudnnReduceTensorIndices_t reduceTensorIndices,
+                                             cudnnIndicesType_t reduceTensorIndicesType);
+cudnnStatus_t cudnnDestroyReduceTensorDescriptor(cudnnReduceTensorDescriptor_t reduceTensorDesc);
+cudnnStatus_t cudnnGetReductionWorkspaceSize(cudnnHandle_t handle,
+                                             const cudnnReduceTensorDescriptor_t reduceTensorDesc,
+                                             const cudnnTensorDescriptor_t aDesc,
+                                             const cudnnTensorDescriptor_t cDesc, size_t *sizeInBytes);
+cudnnStatus_t cudnnReduceTensor(cudnnHandle_t handle, const cudnnReduceTensorDescriptor_t reduceTensorDesc,
+                                void *indices, size_t indicesSizeInBytes, void *workspace,
+                                size_t workspaceSizeInBytes, const void *alpha,
+                                const cudnnTensorDescriptor_t aDesc, const void *A, const void *beta,
+                                const cudnnTensorDescriptor_t cDesc, void *C);
+
+cudnnStatus_t cudnnCreatePoolingDescriptor(cudnnPoolingDescriptor_t *poolingDesc);
+cudnnStatus_t cudnnSetPooling2dDescriptor(cudnnPoolingDescriptor_t poolingDesc, cudnnPoolingMode_t mode,
+                                          cudnnNanPropagation_t maxpoolingNanOpt, int windowHeight,
+                                          int windowWidth, int verticalPadding, int horizontalPadding,
+                                          int verticalStride, int horizontalStride);
+cudnnStatus_t cudnnDestroyPoolingDescriptor(cudnnPoolingDescriptor_t poolingDesc);
+cudnnStatus_t cudnnPoolingForward(cudnnHandle_t handle, const cudnnPoolingDescriptor_t poolingDesc,
+                                  const void *alpha, const cudnnTensorDescriptor_t xDesc, const void *x,
+                                  const void *beta, const cudnnTensorDescriptor_t yDesc, void *y);
+
+/* ---- cudnn_graph.h: the graph (backend) API: descriptors made of attributes, fused engines ----
+ * Only the enum members that cudnn_denoise uses (layers/fusion.py); the values are the header's. */
+typedef void *cudnnBackendDescriptor_t;
 
 typedef enum {
     CUDNN_POINTWISE_ADD = 0,

@@ -1231,6 +1231,133 @@ module cudnn_interfaces
   integer(c_int), parameter :: CUDNN_REDUCE_TENSOR_NORM2 = 7
   integer(c_int), parameter :: CUDNN_REDUCE_TENSOR_MUL_NO_ZEROS = 8
 
+  ! cudnnReduceTensorIndices_t
+  integer(c_int), parameter :: CUDNN_REDUCE_TENSOR_NO_INDICES = 0
+  integer(c_int), parameter :: CUDNN_REDUCE_TENSOR_FLATTENED_INDICES = 1
+
+  ! cudnnIndicesType_t
+  integer(c_int), parameter :: CUDNN_32BIT_INDICES = 0
+  integer(c_int), parameter :: CUDNN_64BIT_INDICES = 1
+  integer(c_int), parameter :: CUDNN_16BIT_INDICES = 2
+  integer(c_int), parameter :: CUDNN_8BIT_INDICES = 3
+
+  ! cudnnPoolingMode_t
+  integer(c_int), parameter :: CUDNN_POOLING_MAX = 0
+  integer(c_int), parameter :: CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING = 1
+  integer(c_int), parameter :: CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING = 2
+  integer(c_int), parameter :: CUDNN_POOLING_MAX_DETERMINISTIC = 3
+
+  interface
+    function cudnnCreateReduceTensorDescriptor(reduceTensorDesc) &
+        bind(C, name="cudnnCreateReduceTensorDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), intent(out) :: reduceTensorDesc         ! cudnnReduceTensorDescriptor_t *reduceTensorDesc
+      integer(c_int) :: cudnnCreateReduceTensorDescriptor  ! cudnnStatus_t
+    end function cudnnCreateReduceTensorDescriptor
+
+    function cudnnSetReduceTensorDescriptor(reduceTensorDesc, reduceTensorOp, &
+        reduceTensorCompType, reduceTensorNanOpt, reduceTensorIndices, reduceTensorIndicesType) &
+        bind(C, name="cudnnSetReduceTensorDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: reduceTensorDesc            ! cudnnReduceTensorDescriptor_t reduceTensorDesc
+      integer(c_int), value :: reduceTensorOp           ! cudnnReduceTensorOp_t reduceTensorOp
+      integer(c_int), value :: reduceTensorCompType     ! cudnnDataType_t reduceTensorCompType
+      integer(c_int), value :: reduceTensorNanOpt       ! cudnnNanPropagation_t reduceTensorNanOpt
+      integer(c_int), value :: reduceTensorIndices      ! cudnnReduceTensorIndices_t reduceTensorIndices
+      integer(c_int), value :: reduceTensorIndicesType  ! cudnnIndicesType_t reduceTensorIndicesType
+      integer(c_int) :: cudnnSetReduceTensorDescriptor  ! cudnnStatus_t
+    end function cudnnSetReduceTensorDescriptor
+
+    function cudnnDestroyReduceTensorDescriptor(reduceTensorDesc) &
+        bind(C, name="cudnnDestroyReduceTensorDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: reduceTensorDesc                ! cudnnReduceTensorDescriptor_t reduceTensorDesc
+      integer(c_int) :: cudnnDestroyReduceTensorDescriptor  ! cudnnStatus_t
+    end function cudnnDestroyReduceTensorDescriptor
+
+    function cudnnGetReductionWorkspaceSize(handle, reduceTensorDesc, aDesc, cDesc, sizeInBytes) &
+        bind(C, name="cudnnGetReductionWorkspaceSize")
+      import :: c_int, c_ptr, c_size_t
+      implicit none
+      type(c_ptr), value :: handle                      ! cudnnHandle_t handle
+      type(c_ptr), value :: reduceTensorDesc            ! const cudnnReduceTensorDescriptor_t reduceTensorDesc
+      type(c_ptr), value :: aDesc                       ! const cudnnTensorDescriptor_t aDesc
+      type(c_ptr), value :: cDesc                       ! const cudnnTensorDescriptor_t cDesc
+      integer(c_size_t), intent(out) :: sizeInBytes     ! size_t *sizeInBytes
+      integer(c_int) :: cudnnGetReductionWorkspaceSize  ! cudnnStatus_t
+    end function cudnnGetReductionWorkspaceSize
+
+    function cudnnReduceTensor(handle, reduceTensorDesc, indices, indicesSizeInBytes, workspace, &
+        workspaceSizeInBytes, alpha, aDesc, A, beta, cDesc, C) bind(C, name="cudnnReduceTensor")
+      import :: c_int, c_ptr, c_size_t
+      implicit none
+      type(c_ptr), value :: handle                      ! cudnnHandle_t handle
+      type(c_ptr), value :: reduceTensorDesc            ! const cudnnReduceTensorDescriptor_t reduceTensorDesc
+      type(c_ptr), value :: indices                     ! void *indices
+      integer(c_size_t), value :: indicesSizeInBytes    ! size_t indicesSizeInBytes
+      type(c_ptr), value :: workspace                   ! void *workspace
+      integer(c_size_t), value :: workspaceSizeInBytes  ! size_t workspaceSizeInBytes
+      type(c_ptr), value :: alpha                       ! const void *alpha
+      type(c_ptr), value :: aDesc                       ! const cudnnTensorDescriptor_t aDesc
+      type(c_ptr), value :: A                           ! const void *A
+      type(c_ptr), value :: beta                        ! const void *beta
+      type(c_ptr), value :: cDesc                       ! const cudnnTensorDescriptor_t cDesc
+      type(c_ptr), value :: C                           ! void *C
+      integer(c_int) :: cudnnReduceTensor               ! cudnnStatus_t
+    end function cudnnReduceTensor
+
+    function cudnnCreatePoolingDescriptor(poolingDesc) &
+        bind(C, name="cudnnCreatePoolingDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), intent(out) :: poolingDesc         ! cudnnPoolingDescriptor_t *poolingDesc
+      integer(c_int) :: cudnnCreatePoolingDescriptor  ! cudnnStatus_t
+    end function cudnnCreatePoolingDescriptor
+
+    function cudnnSetPooling2dDescriptor(poolingDesc, mode, maxpoolingNanOpt, windowHeight, &
+        windowWidth, verticalPadding, horizontalPadding, verticalStride, horizontalStride) &
+        bind(C, name="cudnnSetPooling2dDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: poolingDesc              ! cudnnPoolingDescriptor_t poolingDesc
+      integer(c_int), value :: mode                  ! cudnnPoolingMode_t mode
+      integer(c_int), value :: maxpoolingNanOpt      ! cudnnNanPropagation_t maxpoolingNanOpt
+      integer(c_int), value :: windowHeight          ! int windowHeight
+      integer(c_int), value :: windowWidth           ! int windowWidth
+      integer(c_int), value :: verticalPadding       ! int verticalPadding
+      integer(c_int), value :: horizontalPadding     ! int horizontalPadding
+      integer(c_int), value :: verticalStride        ! int verticalStride
+      integer(c_int), value :: horizontalStride      ! int horizontalStride
+      integer(c_int) :: cudnnSetPooling2dDescriptor  ! cudnnStatus_t
+    end function cudnnSetPooling2dDescriptor
+
+    function cudnnDestroyPoolingDescriptor(poolingDesc) &
+        bind(C, name="cudnnDestroyPoolingDescriptor")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: poolingDesc                ! cudnnPoolingDescriptor_t poolingDesc
+      integer(c_int) :: cudnnDestroyPoolingDescriptor  ! cudnnStatus_t
+    end function cudnnDestroyPoolingDescriptor
+
+    function cudnnPoolingForward(handle, poolingDesc, alpha, xDesc, x, beta, yDesc, y) &
+        bind(C, name="cudnnPoolingForward")
+      import :: c_int, c_ptr
+      implicit none
+      type(c_ptr), value :: handle           ! cudnnHandle_t handle
+      type(c_ptr), value :: poolingDesc      ! const cudnnPoolingDescriptor_t poolingDesc
+      type(c_ptr), value :: alpha            ! const void *alpha
+      type(c_ptr), value :: xDesc            ! const cudnnTensorDescriptor_t xDesc
+      type(c_ptr), value :: x                ! const void *x
+      type(c_ptr), value :: beta             ! const void *beta
+      type(c_ptr), value :: yDesc            ! const cudnnTensorDescriptor_t yDesc
+      type(c_ptr), value :: y                ! void *y
+      integer(c_int) :: cudnnPoolingForward  ! cudnnStatus_t
+    end function cudnnPoolingForward
+  end interface
+
   ! cudnnPointwiseMode_t
   integer(c_int), parameter :: CUDNN_POINTWISE_ADD = 0
   integer(c_int), parameter :: CUDNN_POINTWISE_RELU_FWD = 100

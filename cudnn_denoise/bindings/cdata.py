@@ -15,6 +15,11 @@ def host_float(value: float):
     return ffi.new("float *", value)
 
 
+def host_double(value: float):
+    """A `double *` holding value: alpha/beta of calls on DOUBLE tensors."""
+    return ffi.new("double *", value)
+
+
 ONE = host_float(1.0)   # alpha = 1, or beta = 1: accumulate into the output
 ZERO = host_float(0.0)  # beta = 0: overwrite the output
 

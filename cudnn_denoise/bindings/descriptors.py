@@ -1,4 +1,5 @@
-"""cuDNN descriptors: tensor, filter, convolution, activation and op-tensor; each re-settable.
+"""cuDNN descriptors: tensor, filter, convolution, activation, op-tensor, reduce-tensor and pooling;
+each re-settable.
 
 Each object owns one descriptor from cudnnCreate*Descriptor to cudnnDestroy*Descriptor (close(),
 `with`, or the __del__ backstop: owned.py). Setters mirror the C calls and keep the manual's argument order;
@@ -155,4 +156,31 @@ class OpTensorDescriptor(_Descriptor):
     def set(self, op: int, comp_type: int, nan_opt: int) -> "OpTensorDescriptor":
         """cudnnSetOpTensorDescriptor(opTensorOp, opTensorCompType, opTensorNanOpt)."""
         self.cudnn.cudnnSetOpTensorDescriptor(self.ptr, op, comp_type, nan_opt)
+        return self
+
+
+class ReduceTensorDescriptor(_Descriptor):
+    """cudnnReduceTensorDescriptor_t."""
+
+    _ctype = "cudnnReduceTensorDescriptor_t"
+    _kind = "ReduceTensor"
+
+    def set(self, op: int, comp_type: int, nan_opt: int, indices: int, indices_type: int) -> "ReduceTensorDescriptor":
+        """cudnnSetReduceTensorDescriptor(reduceTensorOp, reduceTensorCompType, reduceTensorNanOpt,
+        reduceTensorIndices, reduceTensorIndicesType)."""
+        self.cudnn.cudnnSetReduceTensorDescriptor(self.ptr, op, comp_type, nan_opt, indices, indices_type)
+        return self
+
+
+class PoolingDescriptor(_Descriptor):
+    """cudnnPoolingDescriptor_t."""
+
+    _ctype = "cudnnPoolingDescriptor_t"
+    _kind = "Pooling"
+
+    def set_2d(self, mode: int, nan_opt: int, window: tuple[int, int], padding: tuple[int, int],
+               stride: tuple[int, int]) -> "PoolingDescriptor":
+        """cudnnSetPooling2dDescriptor(mode, maxpoolingNanOpt, windowHeight, windowWidth,
+        verticalPadding, horizontalPadding, verticalStride, horizontalStride)."""
+        self.cudnn.cudnnSetPooling2dDescriptor(self.ptr, mode, nan_opt, *window, *padding, *stride)
         return self
