@@ -219,15 +219,14 @@ def _denoise(args, jobs, denoiser, stats, text) -> tuple[int, list, int, float]:
         counts["frames"] += 1
         draw()
 
-    def write_preview(job, index, frames, x, y):
-        image = preview.side_by_side(x, y, args.preview_size)
-        preview.write_png(preview.preview_path(job.output, index, frames), image)
+    def write_preview(job, index, frames, panels):
+        preview.write_png(preview.preview_path(job.output, index, frames), preview.side_by_side(*panels))
 
     results = denoise_files(
         jobs, denoiser, stats=stats, normalize=args.normalize, on_frame=on_frame,
         open_source=lambda path: sources.open_source(path, args.height, args.width),
         open_writer=lambda job, source: files.open_writer(job, source, args.format, text),
-        on_output=write_preview if args.preview else None)
+        on_output=write_preview, preview_size=args.preview_size if args.preview else None)
     with contextlib.closing(results):
         for result in results:
             if result.error is not None:

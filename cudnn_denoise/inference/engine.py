@@ -1,4 +1,6 @@
-"""The network on one backend, run tile by tile on whole micrographs (the model's scale in and out).
+"""The network on one backend, run tile by tile on whole micrographs, and a micrograph's whole
+way through it (run_frame: moments, the map into the model's range, the network, the map back,
+the output's moments and the preview's block means, in frame_math / device_math).
 
 cudnn: a DenoiseCNN is built for one input shape, and tiling gives every window of an image one
 shape, so one model is built per window shape and the last MAX_MODELS are kept; they share one
@@ -13,18 +15,26 @@ that host memory stays bounded whatever the micrograph's size.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..micrographs.moments import Moments
 from ..network import backends, reference
 from . import tiling
+from .frame_math import HostMath
+from .intensity import TrainingStats, check_finite, scaling_for
+from .preview import bin_factor
 
 # Device memory per window pixel: DenoiseCNN keeps its training buffers even for forward (four
 # 16-channel ones: a1 a2 dh1 dh2, and y dy), plus the window's copy and the output's copy; its
 # workspace limit is four 16-channel buffers (model.default_workspace_limit), and find's scratch
 # of that size exists while the algorithms are chosen.
 GPU_WINDOW_PIXEL_BYTES = 4 * (4 * 16 + 2 + 2) + 2 * (4 * 16 * 4)
-GPU_IMAGE_PIXEL_BYTES = 4 * 3  # the micrograph, its extended copy (tiling.extended) and its output, on the device
+# The micrograph on the device: as read, on the model's scale, its extended copy (tiling.extended),
+# the network's output and that on the input's scale (float32), and the moments' float64 copy and
+# deviations (device_math).
+GPU_IMAGE_PIXEL_BYTES = 4 * 5 + 8 * 2
 GPU_FIXED_BYTES = 256 << 20  # the workspace limit's fixed part, handles, cuDNN's own allocations
 GPU_MEMORY_FRACTION = 0.8  # of the free memory: room for the allocator's rounding
 MAX_MODELS = 2  # cuDNN models kept (window shapes): micrographs of two sizes alternate without rebuilding
@@ -60,8 +70,19 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return getattr(exc, "status_name", None) in _OOM_STATUSES
 
 
+@dataclass
+class Denoised:
+    """One frame's output as written (host float32), its moments (for the file's header) and,
+    for a preview, the block means of the model's input and of the output."""
+
+    y: np.ndarray
+    moments: Moments
+    panels: tuple[np.ndarray, np.ndarray] | None = None
+
+
 class Denoiser:
-    """denoise(x) -> the network's output of one micrograph, tiled exactly (tiling.py).
+    """denoise(x) -> the network's output of one micrograph, tiled exactly (tiling.py);
+    run_frame(frame, ...) -> a Denoised, from the frame as read.
 
     backend: "cudnn" or "reference" (already resolved); tile: force a tile size (pixels);
     report(line): where notes go (the tile halved after an out-of-memory error).
@@ -77,11 +98,49 @@ class Denoiser:
         if backend == "cudnn":
             import cupy
 
+            from .device_math import DeviceMath
+
             self.stream = cupy.cuda.Stream(non_blocking=True)
             with self.stream:
                 self.params = cupy.asarray(np.asarray(params, dtype=np.float32))  # shared by the models
+            self.frame_math = DeviceMath(self.stream)
         else:
             self.params = np.asarray(params, dtype=np.float32)  # (NUM_PARAMS,)
+            self.frame_math = HostMath()
+
+    def frame_buffer(self, shape: tuple[int, int]) -> np.ndarray:
+        """A host float32 frame to read into or download to: pinned (page-locked) memory on the
+        GPU, so that copies run at the bus's rate; CuPy's pinned pool takes it back when the
+        array is dropped."""
+        if self.backend == "reference":
+            return np.empty(shape, np.float32)
+        import cupy
+
+        count = shape[0] * shape[1]
+        return np.frombuffer(cupy.cuda.alloc_pinned_memory(count * 4), np.float32, count).reshape(shape)
+
+    def run_frame(self, frame: np.ndarray, stats: TrainingStats | None, *, normalize: bool,
+                  preview_size: int | None = None) -> Denoised:
+        """The output of one frame as read (a host float32 array, from frame_buffer): brought
+        into the model's range with its own moments (intensity.py), denoised, brought back
+        unless `normalize`. DataError when the frame holds NaN or infinity."""
+        ops = self.frame_math
+        x = ops.upload(frame)
+        moments = ops.moments(x)  # waits for the GPU: `frame` may be reused from here on
+        check_finite(moments, frame)
+        scaling = scaling_for(moments, stats)
+        x_model = ops.affine(x, scaling.to_model)
+        y = self.network(x_model)
+        if not normalize:
+            y = ops.affine(y, scaling.from_model)
+        panels = None
+        if preview_size is not None:
+            factor = bin_factor(*frame.shape, preview_size)
+            panels = tuple(ops.to_host(ops.block_means(image, factor)) for image in (x_model, y))
+        out = self.frame_buffer(frame.shape)
+        written = ops.moments(y)
+        ops.download(y, out)
+        return Denoised(out, written, panels)
 
     def tile_for(self, height: int, width: int) -> int:
         """The tile size used for micrographs of this shape."""
@@ -98,17 +157,24 @@ class Denoiser:
                 self._tiles[shape] = REFERENCE_TILE
         return self._tiles[shape]
 
-    def denoise(self, x: np.ndarray, restore=None) -> np.ndarray:
-        """The network's output of x (H, W) float32, as a host float32 array; restore(y), if
-        given, is applied to the output first (on the device for cudnn)."""
+    def denoise(self, x: np.ndarray) -> np.ndarray:
+        """The network's output of a host float32 micrograph (H, W), as a host array."""
+        if self.backend == "reference":
+            return self.network(x)
+        y = self.network(self.frame_math.upload(np.ascontiguousarray(x, np.float32)))
+        return y.get(stream=self.stream)
+
+    def network(self, x):
+        """The network's output of x (H, W): NumPy arrays on the reference backend, CuPy ones
+        on cudnn (queued on the stream)."""
         if self.backend == "reference":
             out = np.empty_like(x)
             forward = lambda w: reference.forward_fixed_order(self.params, w)  # noqa: E731
             tiling.run_tiled(x, forward, self.tile_for(*x.shape), out)
-            return restore(out) if restore is not None else out
+            return out
         while True:
             try:
-                return self._denoise_gpu(x, restore)
+                return self._network_gpu(x)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -116,21 +182,16 @@ class Denoiser:
             # Out of the except clause: the traceback, and the device arrays its frames hold, are gone.
             self._halve_tile(x.shape, failure)
 
-    def _denoise_gpu(self, x: np.ndarray, restore) -> np.ndarray:
+    def _network_gpu(self, x):
         import cupy
 
         tile = self.tile_for(*x.shape)
         model = self._model(tiling.window_shape(*x.shape, tile))
         with self.stream:
-            x_dev = cupy.asarray(x)  # (H, W)
-            out = cupy.empty_like(x_dev)  # (H, W)
+            out = cupy.empty_like(x)  # (H, W)
             forward = lambda w: model.forward(cupy.ascontiguousarray(w)[None, None])[0, 0]  # noqa: E731
-            tiling.run_tiled(x_dev, forward, tile, out)
-            if restore is not None:
-                out = restore(out)
-            host = out.get(stream=self.stream)
-        self.stream.synchronize()
-        return host
+            tiling.run_tiled(x, forward, tile, out)
+        return out
 
     def _model(self, window: tuple[int, int]):
         """The DenoiseCNN for one window shape, built on first use (the oldest dropped)."""
@@ -168,3 +229,4 @@ class Denoiser:
     def close(self) -> None:
         if self.backend == "cudnn":
             self.close_models()
+        self.frame_math.close()

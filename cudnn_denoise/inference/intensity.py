@@ -8,8 +8,10 @@ and standard deviation and given the training data's:
     y       = (y_model - mean_train) * (std_x / std_train) + mean_x     (unless --normalize)
 
 so the output is on the input's scale: same units, same offset. A constant frame (std_x = 0)
-is taken as std_x = 1. The statistics are computed in float64; the maps run in float32, on
-NumPy or CuPy arrays alike. Without data_stats the map is the identity.
+is taken as std_x = 1. The statistics (moments.py) are computed in float64; each map is an Affine,
+(x + shift) * scale + offset with float32 terms and three float32 roundings in that order, which
+NumPy (frame_math.HostMath) and cuDNN (device_math.DeviceMath) compute alike, bit for bit.
+Without data_stats the map is the identity.
 """
 
 from __future__ import annotations
@@ -21,7 +23,21 @@ import numpy as np
 
 from ..checkpoint import MANIFEST_FILE, CheckpointError
 from ..data.format import DataError
+from ..micrographs.moments import Moments
 from ..training import run_record
+
+
+@dataclass(frozen=True)
+class Affine:
+    """y = (x + shift) * scale + offset, in float32: three roundings, in this order."""
+
+    shift: np.float32
+    scale: np.float32
+    offset: np.float32
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The map of a NumPy float32 array (a new array)."""
+        return (x + self.shift) * self.scale + self.offset
 
 
 @dataclass(frozen=True)
@@ -33,15 +49,17 @@ class Scaling:
     mean_model: float = 0.0
     std_model: float = 1.0
 
-    def to_model(self, x):
-        """The model's input from a float32 frame (a new float32 array)."""
-        scale = np.float32(self.std_model / self.std_in)
-        return (x - np.float32(self.mean_in)) * scale + np.float32(self.mean_model)
+    @property
+    def to_model(self) -> Affine:
+        """The model's input from a frame (x - mean_in is x + (-mean_in), exactly)."""
+        return Affine(-np.float32(self.mean_in), np.float32(self.std_model / self.std_in),
+                      np.float32(self.mean_model))
 
-    def from_model(self, y):
-        """A model output on the input's scale (a new float32 array)."""
-        scale = np.float32(self.std_in / self.std_model)
-        return (y - np.float32(self.mean_model)) * scale + np.float32(self.mean_in)
+    @property
+    def from_model(self) -> Affine:
+        """A model output on the input's scale."""
+        return Affine(-np.float32(self.mean_model), np.float32(self.std_in / self.std_model),
+                      np.float32(self.mean_in))
 
 
 IDENTITY = Scaling()
@@ -70,22 +88,18 @@ class TrainingStats:
         return cls(stats["mean"], stats["std"])
 
 
-def scaling_for(frame: np.ndarray, stats: TrainingStats | None) -> Scaling:
-    """The map of one float32 frame into the training data's range (IDENTITY without stats).
-
-    DataError when the frame holds NaN or infinity: its statistics, and the output, would be NaN.
-    """
+def scaling_for(moments: Moments, stats: TrainingStats | None) -> Scaling:
+    """The map of a frame with these moments into the training data's range (IDENTITY without
+    stats); call check_finite first."""
     if stats is None:
-        if not np.isfinite(frame).all():
-            raise DataError(_non_finite(frame))
         return IDENTITY
-    mean = float(frame.mean(dtype=np.float64))
-    if not math.isfinite(mean):
-        raise DataError(_non_finite(frame))
-    std = float(frame.std(dtype=np.float64))
-    return Scaling(mean_in=mean, std_in=std if std > 0 else 1.0, mean_model=stats.mean, std_model=stats.std)
+    std = moments.std if moments.std > 0 else 1.0
+    return Scaling(mean_in=moments.mean, std_in=std, mean_model=stats.mean, std_model=stats.std)
 
 
-def _non_finite(frame: np.ndarray) -> str:
-    return (f"holds {int(np.isnan(frame).sum())} NaN and {int(np.isinf(frame).sum())} infinite values: "
-            "no denoised output could be trusted")
+def check_finite(moments: Moments, frame: np.ndarray) -> None:
+    """DataError when the frame (a host array, whose moments these are) holds NaN or infinity:
+    its mean is then not finite, and its statistics and output would be NaN."""
+    if not math.isfinite(moments.mean):
+        raise DataError(f"holds {int(np.isnan(frame).sum())} NaN and {int(np.isinf(frame).sum())} "
+                        "infinite values: no denoised output could be trusted")

@@ -2,7 +2,8 @@
 
 Each panel is binned by one integer factor, the smallest that brings the micrograph's longer side
 to at most `size` pixels (the mean of each factor x factor block; rows and columns left over at the
-bottom and right are dropped). Both panels get the same contrast rule, each from its own values:
+bottom and right are dropped): by binned() on the CPU, by cuDNN's average pooling on the GPU
+(inference/device_math.py), where the micrograph is. Both panels get the same contrast rule, each from its own values:
 the 1st percentile is black, the 99th white, linear between, clipped outside. So the contrast does
 not depend on an affine change of scale (the model's or the input's intensities look the same),
 and a few hot pixels or a dark ice blob do not set it. Input left, denoised right, GAP white columns
@@ -64,10 +65,9 @@ def grey(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
 
-def side_by_side(x: np.ndarray, y: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
-    """The preview image (uint8): x binned and scaled, GAP white columns, y the same way."""
-    factor = bin_factor(*x.shape, size)
-    left, right = grey(binned(x, factor)), grey(binned(y, factor))
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The preview image (uint8) of two binned panels: left scaled, GAP white columns, right."""
+    left, right = grey(left), grey(right)
     gap = np.full((left.shape[0], GAP), 255, np.uint8)
     return np.concatenate([left, gap, right], axis=1)
 

@@ -1,10 +1,11 @@
-"""Reading ahead: the inputs' frames read and scaled by a few threads, handed over in input order.
+"""Reading ahead: the inputs' frames read by a few threads, handed over in input order.
 
-Each frame is a task of a thread pool (pread and NumPy release the GIL, so the threads read and
-scale files side by side); a file's frames are read in turn (tasks.after). At most `depth` frames
+Each frame is a task of a thread pool (pread releases the GIL, so the threads read files side by
+side, straight into the buffers that buffer(shape) gives: pinned memory on the GPU); a file's
+frames are read in turn (tasks.after). At most `depth` frames
 are read ahead of the caller, so host memory stays bounded whatever the number of files. Sources
 are opened in the caller's thread as their first frame is queued (a header read) and closed once
-their last frame is handed over. A bad input (unreadable, not 2-D, NaN) becomes one Failed item,
+their last frame is handed over. A bad input (unreadable, not 2-D) becomes one Failed item,
 in its place; frames of it that were read ahead are dropped.
 """
 
@@ -20,7 +21,6 @@ import numpy as np
 
 from ..data.format import DataError
 from .files import Job
-from .intensity import Scaling, TrainingStats, scaling_for
 from .tasks import after, done, naming
 
 
@@ -29,8 +29,7 @@ class Frame:
     job: Job
     source: object  # MrcSource, TiffSource or RawSource (closed once its last frame is handed over)
     index: int
-    x: np.ndarray  # (H, W) float32 on the model's scale
-    scaling: Scaling
+    x: np.ndarray  # (H, W) float32 as read
 
 
 @dataclass
@@ -50,9 +49,8 @@ class _Queued:
 class ReadAhead:
     """Iterate for the Frame and Failed items of `jobs`, in order; close() when done (or stopped)."""
 
-    def __init__(self, jobs: list[Job], open_source: Callable, stats: TrainingStats | None, *,
-                 workers: int, depth: int):
-        self.open_source, self.stats, self.depth = open_source, stats, depth
+    def __init__(self, jobs: list[Job], open_source: Callable, buffer: Callable, *, workers: int, depth: int):
+        self.open_source, self.buffer, self.depth = open_source, buffer, depth
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="denoise-read")
         self._plan = self._queue(jobs)
         self._queued: deque[_Queued] = deque()
@@ -103,17 +101,12 @@ class ReadAhead:
                 yield _Queued(job, source, index == source.frames - 1, previous)
 
     def _read(self, job: Job, source, index: int) -> Frame | Failed:
-        where = f"{job.source}" + (f" frame {index}" if source.frames > 1 else "")
         with naming(job.source, "reading"):
             try:
-                frame = source.read(index)
-                try:
-                    scaling = scaling_for(frame, self.stats)
-                except DataError as exc:
-                    raise DataError(f"{where}: {exc}") from None
+                frame = source.read(index, self.buffer((source.height, source.width)))
             except (ValueError, OSError) as exc:
                 return Failed(job, _message(job, exc))
-            return Frame(job, source, index, scaling.to_model(frame), scaling)
+            return Frame(job, source, index, frame)
 
     def _close(self, source) -> None:
         self._open.remove(source)

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
 from .files import Job, OutputError
 from .tasks import after, naming
 
@@ -36,8 +34,8 @@ class Output:
 
 
 class WriteBehind:
-    """open_writer(job, source) makes a writer; on_output(job, index, frames, x, y), if given,
-    sees each frame's input (on the model's scale) and output (as written), in a writer thread."""
+    """open_writer(job, source) makes a writer; on_output(job, index, frames, panels), if given,
+    sees each frame's preview panels (engine.Denoised.panels), in a writer thread."""
 
     def __init__(self, open_writer: Callable, on_output: Callable | None, *, workers: int, depth: int):
         self.open_writer, self.on_output, self.depth = open_writer, on_output, depth
@@ -57,17 +55,18 @@ class WriteBehind:
         self._outputs.append(output)
         return output
 
-    def write(self, output: Output, index: int, frames: int, x: np.ndarray, y: np.ndarray) -> None:
-        """Queue frame `index` of `frames` (x the input, for on_output); wait for room first."""
+    def write(self, output: Output, index: int, frames: int, done) -> None:
+        """Queue frame `index` of `frames` (done: an engine.Denoised, whose panels go to
+        on_output); wait for room first."""
         while self._frames and (len(self._frames) >= self.depth or self._frames[0].done()):
             self._frames.popleft().result()  # a writer's error is raised here, or by finish's future
 
         def step():
             with naming(output.job.output, "writing"):
                 with _writing(output.job):
-                    output.writer.write(index, y)
-                if self.on_output is not None:  # its own errors name its own files
-                    self.on_output(output.job, index, frames, x, y)
+                    output.writer.write(index, done.y, done.moments)
+                if self.on_output is not None and done.panels is not None:  # its own errors name its own files
+                    self.on_output(output.job, index, frames, done.panels)
 
         output.last = after(self._pool, output.last, step)
         self._frames.append(output.last)

@@ -22,11 +22,18 @@ class FrameFile:
         self.frame_bytes = height * width * self.dtype.itemsize
         self._fd = open_readonly(path)
 
-    def read(self, index: int) -> np.ndarray:
-        """Frame `index` as a new native float32 array (H, W)."""
-        buffer = bytearray(self.frame_bytes)
-        read_exact(self._fd, memoryview(buffer), self.offset + index * self.frame_bytes, self.path)
-        return np.frombuffer(buffer, self.dtype).reshape(self.shape).astype(np.float32)
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame `index` as native float32 (H, W): into `out` if given (float32 files are read
+        straight into it), else a new array."""
+        if out is None:
+            out = np.empty(self.shape, np.float32)
+        if self.dtype == np.float32:  # native float32: the bytes are the values
+            read_exact(self._fd, memoryview(out).cast("B"), self.offset + index * self.frame_bytes, self.path)
+            return out
+        buffer = np.empty(self.shape, self.dtype)
+        read_exact(self._fd, memoryview(buffer).cast("B"), self.offset + index * self.frame_bytes, self.path)
+        np.copyto(out, buffer, casting="unsafe")
+        return out
 
     def close(self) -> None:
         if self._fd is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from ..data.format import DataError
 from ..userio.files import partial_name
 from .frames import FrameFile
+from .moments import Moments, combine
 
 MAX_LABELS = 10  # an MRC header holds ten labels of 80 printable ASCII characters
 LABEL_CHARS = 80
@@ -107,9 +108,9 @@ class MrcSource:
         if self.height == 0 or self.width == 0:
             raise DataError(f"{self.path}: holds no pixels (shape {data.shape})")
 
-    def read(self, index: int) -> np.ndarray:
-        """Frame `index` as a new float32 array (H, W)."""
-        return self._file.read(index)
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame `index` as float32 (H, W): into `out` if given, else a new array."""
+        return self._file.read(index, out)
 
     def close(self) -> None:
         self._file.close()
@@ -119,8 +120,10 @@ class MrcWriter:
     """A fresh float32 (mode 2) MRC file written frame by frame, then finished or aborted.
 
     Written under a hidden temporary name in the output folder and renamed into place by finish(),
-    so an output that exists is complete. finish() sets the kept header fields and our label, and
-    the header statistics (update_header_stats).
+    so an output that exists is complete. mrcfile makes the file and its header; the frames go in
+    with pwrite (the GIL released, unlike a copy into a memory map) and the header's statistics
+    (dmin, dmax, dmean, rms) come from each frame's moments as the denoiser computed them, so
+    that no frame is read back. finish() sets the kept header fields and our label.
     """
 
     def __init__(self, path: Path, frames: int, height: int, width: int, *, stack: bool,
@@ -130,19 +133,24 @@ class MrcWriter:
         self.tmp = partial_name(path)  # one per process
         shape = (frames, height, width) if stack else (height, width)
         self._mrc = mrcfile.new_mmap(self.tmp, shape=shape, mrc_mode=2, overwrite=True)
+        self._fd = None
         try:
             _allocate(self.tmp)
+            self._fd = os.open(self.tmp, os.O_WRONLY)
         except BaseException:
             self.abort()
             raise
+        self._dtype, self._offset = self._mrc.data.dtype, self._mrc.data.offset
+        self._frame_bytes = height * width * self._dtype.itemsize
+        self._moments: list[Moments] = []
         self.stack = stack
         self.header, self.label = header or MrcHeader(), label
 
-    def write(self, index: int, frame) -> None:
-        if self.stack:
-            self._mrc.data[index] = frame
-        else:
-            self._mrc.data[...] = frame
+    def write(self, index: int, frame, moments: Moments) -> None:
+        """Frame `index` (frames come in order) and its moments."""
+        data = np.ascontiguousarray(frame, dtype=self._dtype)
+        write_exact(self._fd, memoryview(data).cast("B"), self._offset + index * self._frame_bytes)
+        self._moments.append(moments)
 
     def finish(self) -> None:
         mrc = self._mrc
@@ -155,28 +163,31 @@ class MrcWriter:
         for label in self.header.labels[: MAX_LABELS - 1]:  # the last slot is ours
             mrc.add_label(label[:LABEL_CHARS])
         mrc.add_label(self.label)
-        mrc.update_header_stats()
-        _write_back(self.tmp)
+        stats = combine(self._moments)
+        mrc.header.dmin, mrc.header.dmax = np.float32(stats.minimum), np.float32(stats.maximum)
+        mrc.header.dmean, mrc.header.rms = np.float32(stats.mean), np.float32(stats.std)
+        os.fsync(self._fd)  # the GIL released: close()'s msync (mmap.flush holds the GIL) finds nothing to write
+        os.close(self._fd)
+        self._fd = None
         mrc.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self._mrc.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
 
-def _write_back(path: Path) -> None:
-    """fsync the file (the GIL released) so that close()'s msync finds nothing left to write:
-    CPython's mmap.flush holds the GIL through msync, and in a profile of denoise's pipeline on 16
-    cores that write-back of every 64 MB output was the largest cost under the GIL."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_exact(fd: int, data: memoryview, offset: int) -> None:
+    """All of `data` at `offset` of `fd` (pwrite may write less than asked)."""
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)
 
 
 def _allocate(path: Path) -> None:

@@ -62,9 +62,9 @@ class RawSource:
         self.frames = size // frame_bytes
         self._file = FrameFile(path, 0, self.dtype, self.height, self.width)
 
-    def read(self, index: int) -> np.ndarray:
-        """Frame `index` as a new native float32 array (H, W)."""
-        return self._file.read(index)
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame `index` as float32 (H, W): into `out` if given, else a new array."""
+        return self._file.read(index, out)
 
     def close(self) -> None:
         self._file.close()
@@ -79,8 +79,8 @@ class RawWriter:
         self.tmp = partial_name(path)  # one per process
         self._file = open(self.tmp, "wb")
 
-    def write(self, index: int, frame) -> None:
-        """Frame `index`; frames come in order."""
+    def write(self, index: int, frame, moments=None) -> None:
+        """Frame `index`; frames come in order (a raw file has no header for their moments)."""
         np.ascontiguousarray(frame, dtype=DTYPE).tofile(self._file)
 
     def finish(self) -> None:

@@ -105,8 +105,8 @@ class TiffSource:
             raise DataError(f"{self.path}: holds no pixels (shape {shape})")
         self.stack = self.frames > 1
 
-    def read(self, index: int) -> np.ndarray:
-        """Page `index` as a new float32 array (H, W)."""
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Page `index` as float32 (H, W): into `out` if given, else a new array."""
         with _tifffile_log() as log:
             try:
                 page = np.asarray(self._tif.pages[index].asarray(), dtype=np.float32)
@@ -115,7 +115,10 @@ class TiffSource:
                 log.errors.insert(0, _named(exc))
             if log.errors:
                 raise DataError(f"{self.path}: page {index} cannot be read ({_first(log.errors)})")
-        return page
+        if out is None:
+            return page
+        np.copyto(out, page)
+        return out
 
     def close(self) -> None:
         self._tif.close()

@@ -20,6 +20,7 @@ from cudnn_denoise.inference import pipeline
 from cudnn_denoise.inference.engine import Denoiser
 from cudnn_denoise.inference.files import Job, open_writer
 from cudnn_denoise.inference.intensity import TrainingStats, scaling_for
+from cudnn_denoise.micrographs.moments import Moments
 from cudnn_denoise.params import init_params
 from cudnn_denoise.userio import signals
 from cudnn_denoise.userio.files import PARTIAL
@@ -40,14 +41,17 @@ class FakeSource:
         self.closed = False
         self.reads = 0
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         assert not self.closed, f"{self.path} read after close"
         time.sleep(self.delay)
         self.reads += 1
         frame = self._frames[index]
         if isinstance(frame, BaseException):
             raise frame
-        return frame.copy()
+        if out is None:
+            return frame.copy()
+        np.copyto(out, frame)
+        return out
 
     def close(self) -> None:
         self.closed = True
@@ -85,7 +89,7 @@ class Inputs:
             raw = open_writer(job, source, "raw", "test")
             if slow_first_write:
                 write = raw.write
-                raw.write = lambda index, y: (time.sleep(0.2 if index == 0 else 0.0), write(index, y))
+                raw.write = lambda index, y, moments: (time.sleep(0.2 if index == 0 else 0.0), write(index, y))
             return raw
 
         results = pipeline.denoise_files(
@@ -107,8 +111,8 @@ def pipeline_threads() -> list[str]:
 
 def sequential(x: np.ndarray) -> np.ndarray:
     """One frame denoised on its own, as the pipeline must: scaled in, the network, scaled back."""
-    scaling = scaling_for(x, STATS)
-    return Denoiser("reference", init_params(4), tile=16).denoise(scaling.to_model(x), scaling.from_model)
+    scaling = scaling_for(Moments.of(x), STATS)
+    return scaling.from_model(Denoiser("reference", init_params(4), tile=16).denoise(scaling.to_model(x)))
 
 
 def test_outputs_are_the_sequential_denoise_bit_for_bit(tmp_path):
@@ -134,14 +138,14 @@ def test_results_come_in_input_order_when_later_files_finish_first(tmp_path):
     last_written = threading.Event()
     finished = []
 
-    def on_output(job, index, count, x, y):
+    def on_output(job, index, count, panels):
         if job.source.name == "m0.bin":
             assert last_written.wait(timeout=30)
         elif job.source.name == "m5.bin":
             last_written.set()
         finished.append(job.source.name)
 
-    results = inputs.run(on_output=on_output, readers=4, writers=4)
+    results = inputs.run(on_output=on_output, preview_size=16, readers=4, writers=4)
     assert [r.job for r in results] == inputs.jobs
     assert finished[-1] == "m0.bin"  # the scenario happened
     assert all(r.seconds > 0 for r in results)
@@ -211,12 +215,12 @@ def test_a_thread_s_unexpected_error_surfaces_here_naming_the_file(tmp_path, whe
     inputs = Inputs(tmp_path, {"a.bin": FakeSource(frames(1, 0)),
                                "b.bin": FakeSource([bug] if where == "reading" else frames(1, 1))})
 
-    def on_output(job, index, count, x, y):
+    def on_output(job, index, count, panels):
         if job.source.name == "b.bin":
             raise bug
 
     with pytest.raises(RuntimeError, match="a bug") as caught:
-        inputs.run(on_output=on_output)
+        inputs.run(on_output=on_output, preview_size=16)
     assert any("b.bin" in note for note in caught.value.__notes__)
     assert not any(PARTIAL in name for name in inputs.files())
     assert pipeline_threads() == []
