@@ -1,7 +1,7 @@
 """Benchmark: denoise's wall-clock rate over cold MRC micrographs, beside the disk's own read rate.
 
     python benchmarks/bench_denoise.py [--dir /tmp/cudnn_denoise_bench] [--count 24] [--size 4096]
-                                       [--backend cudnn] [--out benchmarks/results]
+                                       [--long N] [--backend cudnn] [--out benchmarks/results]
 
 Writes --count synthetic float32 (mode 2) MRC micrographs of --size x --size into DIR/micrographs
 (reused when they are there already) and a checkpoint of random parameters with data_stats, then:
@@ -14,6 +14,8 @@ Writes --count synthetic float32 (mode 2) MRC micrographs of --size x --size int
            --preview; each into a fresh output folder. Its own reported rate (from its first
            micrograph to its last) is parsed from the summary line too: wall minus its seconds is
            the start-up (imports, cuDNN, the model).
+  session  with --long N: one more cold run over N micrographs (copies of the first --count), the
+           rate a user's session of many micrographs approaches (start-up spread over more).
 Dropping (bench_e2e.drop_caches) is sync, then posix_fadvise DONTNEED on each input, plus `echo 1 > drop_caches` when
 permitted (root; not on the reference backend, the smoke test, which leaves a shared machine's
 cache alone). The table (micrographs/s, seconds, ratio to the disk's rate) is printed and
@@ -84,8 +86,9 @@ def read_all(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool) -> dict:
-    """One denoise run in a subprocess: wall seconds, and what its summary line reports."""
+def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool, count: int) -> dict:
+    """One denoise run over the `count` micrographs of `folder` in a subprocess: wall seconds, and
+    what its summary line reports."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "cudnn_denoise.denoise", str(folder), "--checkpoint", str(ckpt),
            "-o", str(out), "--backend", args.backend] + (["--preview"] if preview else [])
@@ -93,8 +96,8 @@ def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool) -> dic
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     found = SUMMARY.search(proc.stdout)
-    row = {"wall_s": wall, "rc": proc.returncode}
-    if proc.returncode != 0 or found is None or int(found[1]) != args.count:
+    row = {"wall_s": wall, "rc": proc.returncode, "count": count}
+    if proc.returncode != 0 or found is None or int(found[1]) != count:
         row["error"] = (proc.stdout + proc.stderr)[-2000:]
     else:
         row.update(reported_s=float(found[2]), reported_rate=float(found[3]))
@@ -102,7 +105,25 @@ def run_denoise(args, folder: Path, ckpt: Path, out: Path, preview: bool) -> dic
     return row
 
 
-def table(rows: list[dict], count: int, disk_rate: float) -> list[str]:
+def session_run(args, paths: list[Path], ckpt: Path, started: float) -> dict:
+    """One cold run over --long micrographs (copies of the --count ones, each its own file): the
+    rate a session of many micrographs approaches, start-up spread over more of them."""
+    folder = args.dir / "session"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    copies = [folder / f"mic{i:04d}.mrc" for i in range(args.long)]
+    for i, copy in enumerate(copies):
+        shutil.copyfile(paths[i % len(paths)], copy)
+    drop_caches(copies, args.backend == "cudnn")
+    row = {"name": f"cold, {args.long} micrographs",
+           **run_denoise(args, folder, ckpt, args.dir / "denoised", False, args.long)}
+    shutil.rmtree(folder, ignore_errors=True)
+    log(started, f"{row['name']}: " + (f"exit {row['rc']}" if "error" in row else
+                                       f"{args.long / row['wall_s']:.2f} micrographs/s wall"))
+    return row
+
+
+def table(rows: list[dict], disk_rate: float) -> list[str]:
     header = ("| run | micrographs/s (wall) | seconds (wall) | x disk rate | reported micrographs/s "
               "| start-up s |")
     lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -110,7 +131,7 @@ def table(rows: list[dict], count: int, disk_rate: float) -> list[str]:
         if "error" in row:
             lines.append(f"| {row['name']} | failed (exit {row['rc']}; see the log) | {row['wall_s']:.2f} | | | |")
             continue
-        rate = count / row["wall_s"]
+        rate = row["count"] / row["wall_s"]
         lines.append(f"| {row['name']} | {rate:.2f} | {row['wall_s']:.2f} | {rate / disk_rate:.3g} "
                      f"| {row['reported_rate']:.2f} | {row['wall_s'] - row['reported_s']:.2f} |")
     return lines
@@ -124,6 +145,9 @@ def main(argv=None) -> int:
                              "(not tmpfs); the micrographs are reused (default /tmp/cudnn_denoise_bench)")
     parser.add_argument("--count", type=int, default=24, help="micrographs (default 24)")
     parser.add_argument("--size", type=int, default=4096, help="micrograph side (default 4096)")
+    parser.add_argument("--long", type=int, default=0, metavar="N",
+                        help="one more cold run over N micrographs (copies of the first), the rate "
+                             "of a longer session (default 0: none)")
     parser.add_argument("--backend", choices=("cudnn", "reference"), default="cudnn",
                         help="denoise's --backend (default cudnn; reference: a CPU smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -142,7 +166,7 @@ def main(argv=None) -> int:
     disk_rate = args.count / disk_s
     log(started, f"disk, cold ({how}): {disk_s:.2f} s, {disk_rate:.2f} micrographs/s, "
                  f"{nbytes / disk_s / 1e6:.0f} MB/s")
-    warm_up = run_denoise(args, folder, ckpt, args.dir / "denoised", True)  # fills the algorithm cache
+    warm_up = run_denoise(args, folder, ckpt, args.dir / "denoised", True, args.count)  # fills the algorithm cache
     log(started, f"warm-up run (untimed): {warm_up['wall_s']:.2f} s, exit {warm_up['rc']}")
     rows = []
     for name, preview, cold in [("cold", False, True), ("warm", False, False),
@@ -151,11 +175,13 @@ def main(argv=None) -> int:
             drop_caches(paths, system)
         else:
             read_all(paths)
-        row = {"name": name, **run_denoise(args, folder, ckpt, args.dir / "denoised", preview)}
+        row = {"name": name, **run_denoise(args, folder, ckpt, args.dir / "denoised", preview, args.count)}
         rows.append(row)
         log(started, f"{name}: " + (f"exit {row['rc']}\n{row['error']}" if "error" in row else
-                                    f"{args.count / row['wall_s']:.2f} micrographs/s wall, "
+                                    f"{row['count'] / row['wall_s']:.2f} micrographs/s wall, "
                                     f"{row['reported_rate']:.2f} reported"))
+    if args.long:
+        rows.append(session_run(args, paths, ckpt, started))
     info = machine()
     md = [f"# denoise: {args.count} micrographs of {args.size} x {args.size}, {info.get('gpu') or 'CPU'}", "",
           (f"{time.strftime('%Y-%m-%d')}; backend {args.backend}; {info['cores']} cores, "
@@ -163,7 +189,7 @@ def main(argv=None) -> int:
           (f"Disk, cold, one thread: {disk_s:.2f} s, {disk_rate:.2f} micrographs/s "
            f"({nbytes / disk_s / 1e6:.0f} MB/s). Wall clock: the subprocess from start to exit; "
            "reported: denoise's own summary, from its first micrograph."), ""]
-    md += table(rows, args.count, disk_rate)
+    md += table(rows, disk_rate)
     if args.backend == "cudnn":
         md += ["", "Goals (micrographs/s, wall clock):"]
         for row in rows:

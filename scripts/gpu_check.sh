@@ -26,7 +26,7 @@
 #     denoise (only when named) benchmarks/bench_denoise.py: python -m cudnn_denoise.denoise on 24
 #             cold and warm 4096 x 4096 MRC micrographs on the local disk, with and without
 #             --preview, beside the disk's read rate (~1 min; needs the mrcfile wheel in .whl;
-#             $DENOISE_ARGS, e.g. "--count 48")
+#             $DENOISE_ARGS, e.g. "--long 120" for a longer cold session too)
 # The image lacks cffi: carry .whl (the cffi and pycparser wheels for
 # Python 3.12, from pip download) with the call. The
 # image lacks gfortran: the fortran stage runs .device/fortran/denoise_train, which
