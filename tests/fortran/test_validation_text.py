@@ -3,8 +3,11 @@ baseline, its noisy inputs' MSE and PSNR, and the validation lines' formats) bui
 and compared with what train prints and computes (the GPU run of the whole program against train
 is benchmarks/fortran_parity.py's)."""
 
+import importlib.util
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +85,25 @@ def test_a_value_range_of_its_own_sets_r_and_the_baseline(val_text, sets, tmp_pa
     assert f"R = {peak:g}: the data range [-0.25, 2.5e-05] (" in start
     assert start.endswith(f"baseline (noisy input) {10 * math.log10(peak * peak / float(mse)):.2f} dB")
     assert start.startswith("validation: 37 held-out pairs, ")
+
+
+def test_the_parity_benchmark_compares_the_whole_validation_lines(sets, tmp_path, capsys):
+    """benchmarks/fortran_parity.py's validation_lines on train's own output (10 held-out pairs,
+    batches of 4, 4 and 2): the start line and the final one whole, each log line from "val loss"."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fortran_parity.py"
+    spec = importlib.util.spec_from_file_location("fortran_parity", path)
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    assert parity.VAL_PAIRS % parity.BATCH != 0  # the GPU run scores a partial batch
+    held_out = write_dataset(tmp_path / "val", parity.VAL_PAIRS, 16, seed=2)
+    code = train.main(["--data", str(sets["train"].noisy.parent), "--val-data", str(held_out.noisy.parent),
+                       "--backend", "reference", "--out", str(tmp_path / "run"), "--max-steps", "8",
+                       "--log-every", "4", "--batch-size", str(parity.BATCH)])
+    assert code == 0
+    lines = parity.validation_lines(capsys.readouterr().out)
+    assert len(lines) == 4, lines
+    assert lines[0].startswith(f"validation: {parity.VAL_PAIRS} held-out pairs, ")
+    assert lines[0].endswith(" dB") and "; baseline (noisy input) " in lines[0]
+    assert all(re.fullmatch(r"val loss \d\.\d{4}  PSNR [\d.]+ dB \([+-][\d.]+ dB: (not )?above the noisy "
+                            r"input\)", line) for line in lines[1:3]), lines
+    assert lines[3].startswith("validation: loss ") and lines[3].endswith("(data range 1)")
