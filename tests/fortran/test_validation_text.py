@@ -107,3 +107,11 @@ def test_the_parity_benchmark_compares_the_whole_validation_lines(sets, tmp_path
     assert all(re.fullmatch(r"val loss \d\.\d{4}  PSNR [\d.]+ dB \([+-][\d.]+ dB: (not )?above the noisy "
                             r"input\)", line) for line in lines[1:3]), lines
     assert lines[3].startswith("validation: loss ") and lines[3].endswith("(data range 1)")
+
+
+def test_the_help_says_every_pair_is_scored_beside_the_noisy_input(build):  # noqa: F811 (a fixture)
+    result = run([build / "denoise_train", "--help"])
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--val-data: a held-out set, every pair scored at each log line (val loss; PSNR against " \
+           "the noisy input's)." in text
