@@ -16,13 +16,14 @@ the window). A last run per shape lets denoise_train choose its algorithms with 
 libraries Python loads (LD_LIBRARY_PATH at their folders; its "library:" lines say which it got).
 Then, at 1024 x 1024 in strict FP32, runs for days: each program stopped by SIGINT part way
 (exit 130, a checkpoint written) and resumed by the other and by itself (`--resume`) must end with
-exactly the parameters of the uninterrupted Python run; and --val-data must print the validation
-loss train printed. Then, at each shape in TF32, `train --graph-api` (the NHWC step of fused
-operation graphs; non-deterministic engines allowed) against `denoise_train --graph-api`, once
-with the engines Fortran chooses (heuristics; Python times them), once with the engine table
-Python wrote (`--engines`), once both with --graph (the graph-API step captured into a CUDA
-graph and replayed) and once both with --precision bf16, each on the engine table of its own
-Python run: the losses and each parameter tensor are compared in 2-norm
+exactly the parameters of the uninterrupted Python run; and --val-data, on a held-out set of 10 pairs
+(batches of 4, 4 and 2), must print train's validation lines: the start line with the noisy input's
+baseline PSNR, each log line's val loss, PSNR and gain over the baseline, and the final line.
+Then, at each shape in TF32, `train --graph-api` (the NHWC step of fused operation graphs;
+non-deterministic engines allowed) against `denoise_train --graph-api`, once with the engines
+Fortran chooses (heuristics; Python times them), once with the engine table Python wrote
+(`--engines`), once both with --graph (the graph-API step captured into a CUDA graph and replayed)
+and once both with --precision bf16, each on the engine table of its own Python run: the losses and each parameter tensor are compared in 2-norm
 (|a - b| / |a| over the vector), within GRAPH_API_TOLERANCE on Python's engines (bf16: within
 the spread of two Python runs, if larger; on others the
 rounding differs and grows with the steps: those rows give speed), and the table says which rows are
@@ -38,7 +39,6 @@ import argparse
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -256,9 +256,19 @@ def resumed(work: Path, binary: Path, env: dict, data: Path, init: Path, size: i
     return rows
 
 
-def validation(work: Path, binary: Path, env: dict, data: Path, init: Path) -> bool:
-    """--val-data: denoise_train's val loss and PSNR at every log line are train's (4 and 2 decimals)."""
-    common = ["--data", data, "--val-data", data, "--init", init, "--math", "fp32", "--deterministic",
+VAL_PAIRS = 10  # held out: batches of BATCH, BATCH and 2, so the partial batch's model is compared too
+
+
+def validation(work: Path, binary: Path, env: dict, data: Path, init: Path, size: int) -> bool:
+    """--val-data on a held-out set of VAL_PAIRS (not a multiple of BATCH): denoise_train's
+    validation lines are train's, whole: the start line with the noisy input's baseline PSNR, each
+    log line's part from "val loss" on (loss, PSNR, the gain over the baseline) and the final line."""
+    from cudnn_denoise.data.synthetic import write_dataset
+
+    held_out = work / f"val_{size}"
+    if not (held_out / "dataset.json").exists():
+        write_dataset(held_out, VAL_PAIRS, size, seed=2, workers=os.cpu_count() or 1)
+    common = ["--data", data, "--val-data", held_out, "--init", init, "--math", "fp32", "--deterministic",
               "--max-steps", 8, "--log-every", 4, "--batch-size", BATCH, "--overwrite"]
     python_out, fortran_out = work / "validation_python", work / "validation_fortran"
     lines = []
@@ -266,9 +276,20 @@ def validation(work: Path, binary: Path, env: dict, data: Path, init: Path) -> b
                                        "--no-shuffle"]),
                          (fortran_out, [binary, "--algorithms", python_out / algorithm_table.FILE_NAME])):
         printed = run([*command, "--out", out, *common], work / f"{out.name}.log", env=env).stdout
-        # the loss and PSNR; train goes on to compare the PSNR with the noisy input's
-        lines.append(re.findall(r"val loss \S+  PSNR \S+ dB", printed))
-    return bool(lines[0]) and lines[0] == lines[1]
+        lines.append(validation_lines(printed))
+    return len(lines[0]) == 4 and lines[0] == lines[1]  # the start, 2 log lines, the final one
+
+
+def validation_lines(printed: str) -> list[str]:
+    """The lines that say the validation: "validation: ..." whole (the start line and the final
+    one), and each log line from "val loss" on (its start, the rate and ETA, is each program's)."""
+    found = []
+    for line in printed.splitlines():
+        if line.startswith("validation: "):
+            found.append(line)
+        elif "  val loss " in line:
+            found.append(line[line.index("val loss "):])
+    return found
 
 
 def table(rows: list[dict], choices: dict) -> list[str]:
@@ -296,7 +317,9 @@ def resume_table(rows: list[dict], val_same: bool) -> list[str]:
              "| --- | --- | ---: | ---: | --- |"]
     lines += [f"| {r['stopped']} | {r['resumed']} | {r['stopped_at']} | {r['final_step']} | "
               f"{'identical' if r['identical'] else 'DIFFERENT'} |" for r in rows]
-    lines += ["", f"- --val-data: denoise_train's val loss and PSNR lines are train's: {'yes' if val_same else 'NO'}"]
+    lines += ["", (f"- --val-data ({VAL_PAIRS} held-out pairs, batches of {BATCH} and a partial one): "
+                   f"denoise_train's validation lines (start with the baseline, val loss and PSNR, final) "
+                   f"are train's: {'yes' if val_same else 'NO'}")]
     return lines
 
 
@@ -359,7 +382,7 @@ def main(argv=None) -> int:
                                                precision="bf16"))
         if size == 1024 and not args.graph_api_only:  # steps long enough to stop one part way
             resumes = resumed(args.work, args.bin, env, data, init, size, spec)
-            val_same = validation(args.work, args.bin, env, data, init)
+            val_same = validation(args.work, args.bin, env, data, init, size)
     from cudnn_denoise.bindings import versions
 
     lines = [f"# denoise_train (Fortran) against train (Python), {gpu}, {time.strftime('%Y-%m-%d')}", "",

@@ -15,7 +15,7 @@
 ! denoise_reader). It writes, into the --out folder, what train writes there:
 !   losses.tsv      every step's loss, "step<TAB>loss" (train's format)
 !   metrics.jsonl   one JSON object per log line (step, epoch, loss, average, batches_per_s, elapsed,
-!                   and with --val-data val_loss, val_psnr, val_data_range)
+!                   and with --val-data val_loss, val_psnr, val_data_range, val_baseline_psnr)
 !   algorithms.txt  the algorithm table it used (the format --algorithms reads)
 !   checkpoint/     params.bin and manifest.json (module denoise_checkpoint_folder), every
 !                   --checkpoint-every steps and at the end, with the run's position and settings
@@ -45,6 +45,7 @@ program denoise_train
       load_checkpoint, remove_folder
   use denoise_run_position, only: position_t, position_from, run_extra, cut_logs
   use denoise_validation, only: validation_t, validation_open, validate, validation_close
+  use denoise_val_text, only: fixed, general, versus_baseline
   use denoise_signals, only: catch_signals, signal_received
   use denoise_graph, only: graph_t, graph_open, graph_step, graph_close
   use denoise_graph_api, only: from_krsc
@@ -95,7 +96,8 @@ program denoise_train
   call model_create(m, int(batch, c_int), int(data%height, c_int), int(data%width, c_int), options, &
       stream, params, table)
   call write_table(out_dir // "/algorithms.txt", table)
-  if (len(val_dir) > 0) call validation_open(val, val_dir, batch, data%height, data%width)
+  if (len(val_dir) > 0) call validation_open(val, val_dir, batch, data%height, data%width, options, &
+      stream, params)
   if (graph) call graph_open(captured, m)
   call open_reader()
   call train()
@@ -214,7 +216,8 @@ contains
     print '(A)', "lr 0.001, 1 epoch, tf32, a log line every 100 steps, a checkpoint every 1000 (0: at"
     print '(A)', "the end only). --init: a checkpoint, a train run's folder or a params.bin. --resume"
     print '(A)', "continues the run in --out (its own or train --no-shuffle's) from its checkpoint."
-    print '(A)', "--val-data: a held-out set scored at each log line (val loss, PSNR). --algorithms"
+    print '(A)', "--val-data: a held-out set, every pair scored at each log line (val loss; PSNR against"
+    print '(A)', "the noisy input's). --algorithms"
     print '(A)', "takes the algorithm table a Python run wrote (its --out/algorithms.txt); without it"
     print '(A)', "cuDNN's heuristics choose (deterministic ones with --deterministic). --drop-last:"
     print '(A)', "skip a partial last batch (as train --drop-last); without it the count must divide"
@@ -477,8 +480,9 @@ contains
     if (len(val_dir) > 0) then
       call validate(val, m, stream, val_loss, val_psnr)
       fields = fields // ', "val_loss": ' // trim(real_text(val_loss)) // ', "val_psnr": ' // &
-          trim(real_text(val_psnr)) // ', "val_data_range": ' // trim(real_text(val%peak))
-      tail = "  val loss " // fixed(val_loss, 4) // "  PSNR " // fixed(val_psnr, 2) // " dB"
+          trim(real_text(val_psnr)) // ', "val_data_range": ' // trim(real_text(val%peak)) // &
+          ', "val_baseline_psnr": ' // trim(real_text(val%baseline))
+      tail = "  val loss " // fixed(val_loss, 4) // "  PSNR " // versus_baseline(val_psnr, val%baseline)
     end if
     write(metrics_unit, '(A)') fields // '}'
     flush(metrics_unit)
@@ -487,19 +491,6 @@ contains
         position%loss_sum / position%step, "  ", rate, " batches/s" // tail
     flush(output_unit)
   end subroutine log_line
-
-  ! value with `decimals` decimals, as Python's f"{value:.{decimals}f}" (gfortran's F0.d drops the
-  ! leading zero of 0.5)
-  function fixed(value, decimals) result(text)
-    real(c_double), intent(in) :: value
-    integer, intent(in) :: decimals
-    character(len=:), allocatable :: text
-    character(len=40) :: buffer
-    character(len=16) :: edit
-    write(edit, '("(F40.", I0, ")")') decimals
-    write(buffer, edit) value
-    text = trim(adjustl(buffer))
-  end function fixed
 
   ! A double as JSON-readable text with 17 significant digits.
   function real_text(value) result(text)
@@ -555,8 +546,8 @@ contains
     if (graph) call graph_close(captured)
     if (len(val_dir) > 0) then
       call validate(val, m, stream, val_loss, val_psnr)
-      print '(A)', "validation: loss " // fixed(val_loss, 4) // ", PSNR " // fixed(val_psnr, 2) // &
-          " dB (data range " // trim(real_text(val%peak)) // ")"
+      print '(A)', "validation: loss " // fixed(val_loss, 4) // ", PSNR " // &
+          versus_baseline(val_psnr, val%baseline) // " (data range " // general(val%peak) // ")"
       call validation_close(val)
     end if
     print '(A)', "parameters: " // out_dir // "/" // RUN_SUBFOLDER // "/params.bin"
