@@ -28,7 +28,8 @@ and once both with --precision bf16, each on the engine table of its own Python 
 the spread of two Python runs, if larger; on others the
 rounding differs and grows with the steps: those rows give speed), and the table says which rows are
 bit for bit (with the same engines they can be, unless an engine is non-deterministic).
-Writes fortran_parity_<GPU>.md and .json into --out and prints the table last; exits 1 when a
+Writes fortran_parity_<GPU>.md and .json into --out (fortran_parity_<GPU>_disk.* when --work is not
+in memory, tmpfs) and prints the table last; exits 1 when a
 comparison of the legacy step is over 1e-6 relative, a graph-API row
 over its tolerance, or a resumed run differs, else 0.
 """
@@ -48,6 +49,9 @@ from pathlib import Path
 from cudnn_denoise import checkpoint, compare, fortran, params
 from cudnn_denoise.port import algorithm_table, checksum, engine_table
 from cudnn_denoise.training import run_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reader import filesystem  # the benchmarks folder is no package
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {256: {"samples": 200, "parity": 50, "steps": 600, "log_every": 100},
@@ -385,13 +389,15 @@ def main(argv=None) -> int:
             val_same = validation(args.work, args.bin, env, data, init, size)
     from cudnn_denoise.bindings import versions
 
+    kind = filesystem(args.work)
     lines = [f"# denoise_train (Fortran) against train (Python), {gpu}, {time.strftime('%Y-%m-%d')}", "",
-             f"cuDNN {versions()['cudnn']}, cuBLAS {versions()['cublas']}; Fortran loaded: "
+             f"cuDNN {versions()['cudnn']}, cuBLAS {versions()['cublas']}; data and runs in {args.work} "
+             f"({kind}{': in memory' if kind == 'tmpfs' else ''}); Fortran loaded: "
              + ", ".join(sorted({lib for r in rows for lib in r["fortran_libraries"]})), ""]
     if not args.graph_api_only:
         lines += table(rows, choices) + resume_table(resumes, val_same)
     lines += graph_api_table(graph_api_rows)
-    stem = "fortran_parity_" + gpu.replace(" ", "_")
+    stem = "fortran_parity_" + gpu.replace(" ", "_") + ("" if kind == "tmpfs" else "_disk")  # one table each
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (args.out / f"{stem}.json").write_text(json.dumps({"gpu": gpu, "rows": rows, "choices": choices,
                                                                   "resumed": resumes, "validation_same": val_same,
