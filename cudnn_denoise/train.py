@@ -169,7 +169,8 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
     if world.distributed and args.trace is not None:
         raise ValueError("--trace writes one process's calls: run it without mpirun, not on "
                          f"{world.size} rank(s)")
-    if args.epochs is None and args.max_steps is None:  # --max-steps alone: no epoch limit
+    default_length = args.epochs is None and args.max_steps is None  # --max-steps alone: no epoch limit
+    if default_length:
         args.epochs = SEED.epochs
     if args.precision == "bf16" and not args.graph_api:
         args.graph_api, graph_api = True, "--graph-api (which --precision bf16 runs on)"
@@ -197,10 +198,12 @@ def run(args, world: distributed.World = distributed.SINGLE) -> int:
         earlier = (earlier_run.EarlierRun(args.out, run_folder.REPLACED) if args.overwrite and world.lead
                    else earlier_run.NONE)
         with earlier:
-            return _train(args, world, backend, why, on_checkpoint=earlier.discard)
+            return _train(args, world, backend, why, on_checkpoint=earlier.discard,
+                          default_length=default_length)
 
 
-def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
+def _train(args, world, backend: str, why: str, on_checkpoint, default_length: bool) -> int:
+    """The run; default_length: neither --epochs nor --max-steps was given (one epoch, so said)."""
     from .training.loop import NonFiniteLoss, Trainer
 
     print(f"backend: {backend} ({why}); math {args.math}, precision {args.precision}" if backend == "cudnn"
@@ -237,6 +240,8 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
                 print(f"--max-steps 0: initial checkpoint written to {trainer.save()}")
                 return 0
             steps, limit = trainer.limit
+            if default_length:  # no flag was typed: name none
+                limit = f"the default of {console.plural(args.epochs, 'epoch')}"
             epochs = math.ceil(steps / trainer.reader.batches_per_epoch)
             print(f"training {console.plural(steps, 'step')} ({limit}): batch "
                   f"{config.batch_size * world.size}, lr {config.lr}, {console.plural(epochs, 'epoch')} "
@@ -251,7 +256,7 @@ def _train(args, world, backend: str, why: str, on_checkpoint) -> int:
         finally:
             trainer.close()
     if world.lead:
-        _report(summary, args.out, trainer.limit[1])
+        _report(summary, args.out, limit)
     if summary.interrupted is not None:
         print(f"stopped by signal {summary.interrupted} after step {summary.position.step}; "
               f"checkpoint at {summary.checkpoint}; continue with --resume", file=sys.stderr)

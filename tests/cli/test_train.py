@@ -87,6 +87,15 @@ def test_epochs_and_max_steps_the_first_limit_reached_ends_the_run(cli, data32, 
     assert checkpoint.load(out / "checkpoint").step == ran
 
 
+def test_neither_limit_given_names_the_default_not_a_flag(cli, data32, tmp_path):
+    """No --epochs and no --max-steps: one epoch, said to be the default (no flag was typed)."""
+    result = cli(train.main, "--data", data32.noisy.parent, *CPU, "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert "training 10 steps (the default of 1 epoch): batch 4, lr 0.001, 1 epoch of 10 batches" in result.out
+    assert "done: 10 steps (stopped by the default of 1 epoch)" in result.out
+    assert "--epochs 1" not in result.out
+
+
 def test_one_step_is_singular_and_no_rate_without_time(cli, data32, tmp_path, monkeypatch):
     """A run too short for the clock: "1 step", "1 epoch of 10 batches", and no 0.0 batches/s."""
     monkeypatch.setattr(time, "monotonic", lambda: 100.0)  # no time passes
