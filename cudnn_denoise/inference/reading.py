@@ -5,8 +5,9 @@ side, straight into the buffers that buffer(shape) gives: pinned memory on the G
 frames are read in turn (tasks.after). At most `depth` frames
 are read ahead of the caller, so host memory stays bounded whatever the number of files. Sources
 are opened in the caller's thread as their first frame is queued (a header read) and closed once
-their last frame is handed over. A bad input (unreadable, not 2-D) becomes one Failed item,
-in its place; frames of it that were read ahead are dropped.
+their last frame is handed over. A bad input (unreadable, not 2-D) becomes a Failed item in
+place of the frame that failed; the caller drops the input's frames after it (pipeline.py drops a
+job's frames after any failure, a NaN frame's too).
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ class ReadAhead:
         self._open: list = []  # sources not closed yet
 
     def __iter__(self) -> Iterator[Frame | Failed]:
-        failed = None  # the job whose remaining frames are dropped
         self._fill()
         while self._queued:
             queued = self._queued.popleft()
@@ -65,10 +65,6 @@ class ReadAhead:
             if queued.last:
                 self._close(queued.source)
             self._fill()
-            if queued.job is failed:
-                continue
-            if isinstance(item, Failed):
-                failed = queued.job
             yield item
 
     def close(self) -> None:

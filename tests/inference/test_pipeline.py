@@ -158,6 +158,7 @@ def test_a_bad_input_is_named_and_the_others_go_on(tmp_path):
                                "unreadable.bin": DataError("unreadable.bin: not a readable MRC file"),
                                "nan.bin": FakeSource(nan_stack),
                                "short.bin": FakeSource([frames(1, 6)[0], OSError(5, "I/O error")]),
+                               "mid.bin": FakeSource([frames(1, 7)[0], OSError(5, "I/O error"), frames(1, 8)[0]]),
                                "d.bin": FakeSource(frames(1, 3))})
     results = inputs.run()
     assert [r.job.source.name for r in results] == [j.source.name for j in inputs.jobs]
@@ -166,8 +167,9 @@ def test_a_bad_input_is_named_and_the_others_go_on(tmp_path):
     assert "unreadable.bin" in errors["unreadable.bin"]
     assert errors["nan.bin"].startswith("nan.bin frame 1: holds 1 NaN")
     assert errors["short.bin"].startswith("short.bin: OSError")
+    assert errors["mid.bin"].startswith("mid.bin: OSError")  # the frame after it is dropped, not written
     assert inputs.files() == ["a.bin", "d.bin"]  # the stacks that failed part way left nothing
-    assert len(inputs.opened) == 4 and all(s.closed for s in inputs.opened)
+    assert len(inputs.opened) == 5 and all(s.closed for s in inputs.opened)
 
 
 def test_a_stop_leaves_only_finished_outputs_and_no_threads(tmp_path):
